@@ -1,0 +1,5 @@
+// Migrations and queries are embedded at compile time: rebuild when one is added or edited.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=queries");
+}

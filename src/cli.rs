@@ -1,0 +1,285 @@
+//! The command line: clap definitions (raw flags), their translation into checked settings, the
+//! dispatch to each subcommand, and the mapping of errors to exit codes — 0 ok, 1 runtime failure,
+//! 2 usage or config error, and for `record -- CMD` the command's own exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{
+    ConfigError, DEFAULT_CONFIG, DEFAULT_DB, FileConfig, OrOff, RecordPartial, RecordSettings,
+};
+use crate::sampler::SamplerError;
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memtrail",
+    version,
+    about = "Record process and system memory into SQLite and catch leaks early",
+    after_help = "Examples:\n  memtrail record --name postgres --interval 1s\n  memtrail record -- python app.py\n  memtrail status --db /var/lib/memtrail/memtrail.db"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). Also MEMTRAIL_LOG=debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record memory samples into the database until stopped.
+    #[command(
+        after_help = "Examples:\n  memtrail record                        # system + the 10 largest processes, every 5s\n  memtrail record --pid 4242 --interval 1s --retention 7d\n  memtrail record --name gunicorn --include-children\n  memtrail record --interval 100ms -- ./my-service --port 8080"
+    )]
+    Record(RecordArgs),
+    /// Show the latest value, last hour's min/max and sample count of every series.
+    #[command(
+        after_help = "Examples:\n  memtrail status\n  memtrail status --format json --db /var/lib/memtrail/memtrail.db"
+    )]
+    Status(StatusArgs),
+    /// Print the commented default configuration, or check a config file.
+    #[command(
+        after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
+    )]
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct DbArg {
+    /// SQLite database file [default: memtrail.db, or `db` in the config file]
+    #[arg(long, env = "MEMTRAIL_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// TOML config file (see `memtrail config --default`); flags override it.
+    #[arg(short, long, env = "MEMTRAIL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Time between samples, at least 100ms [default: 5s]
+    #[arg(short, long, value_name = "DURATION")]
+    interval: Option<HumanDuration>,
+    /// How long history is kept [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    retention: Option<HumanDuration>,
+    /// Stop after this long [default: until SIGINT/SIGTERM]
+    #[arg(long, value_name = "DURATION")]
+    duration: Option<HumanDuration>,
+    /// Watch this process (repeatable).
+    #[arg(short, long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Watch every process with this name, including ones that start later (repeatable).
+    #[arg(short, long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// Watch memtrail itself.
+    #[arg(long = "self")]
+    watch_self: bool,
+    /// With no other target: watch the N largest processes by RSS [default: 10]
+    #[arg(long, value_name = "N")]
+    top: Option<usize>,
+    /// Do not record system-wide memory.
+    #[arg(long)]
+    no_system: bool,
+    /// Also record each target's whole process tree, summed (tree_rss, tree_procs, ...).
+    #[arg(long)]
+    include_children: bool,
+    /// How often to read PSS/USS from smaps_rollup, or "off" [default: 60s]
+    #[arg(long, value_name = "DURATION|off")]
+    smaps_interval: Option<OrOff<HumanDuration>>,
+    /// Skip PSS/USS for processes above this RSS, or "unlimited" [default: 2GiB]
+    #[arg(long, value_name = "SIZE|unlimited")]
+    smaps_max_rss: Option<OrOff<ByteSize>>,
+    /// How often to look for new --name matches and re-rank --top [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    discovery_interval: Option<HumanDuration>,
+    /// How long a write waits for another connection's lock [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    busy_timeout: Option<HumanDuration>,
+    /// Launch this command, watch it and its children, stop when it exits and exit with its code.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+impl RecordArgs {
+    fn partial(&self) -> RecordPartial {
+        let some_if = |v: bool, x: bool| v.then_some(x);
+        RecordPartial {
+            interval: self.interval,
+            retention: self.retention,
+            duration: self.duration,
+            pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
+            names: (!self.names.is_empty()).then(|| self.names.clone()),
+            watch_self: some_if(self.watch_self, true),
+            top: self.top,
+            system: some_if(self.no_system, false),
+            include_children: some_if(self.include_children, true),
+            smaps_interval: self.smaps_interval,
+            smaps_max_rss: self.smaps_max_rss,
+            discovery_interval: self.discovery_interval,
+            busy_timeout: self.busy_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The window of the min/max columns.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    window: HumanDuration,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ConfigArgs {
+    /// Print the commented default configuration.
+    #[arg(long)]
+    default: bool,
+    #[command(subcommand)]
+    action: Option<ConfigAction>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a config file and print the effective recording settings.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// An error in how memtrail was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parse, run, and turn the result into an exit code. Errors are printed once, here.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memtrail: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(launch) = e.downcast_ref::<crate::recorder::LaunchError>() {
+        return launch.code;
+    }
+    let usage = e
+        .chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<SamplerError>() || c.is::<UsageError>());
+    if usage { 2 } else { 1 }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("MEMTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Record(args) => {
+            let file = match &args.config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let db = args
+                .db
+                .db
+                .clone()
+                .or(file.db.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let settings = RecordSettings::build(
+                db,
+                file.record.overlay(args.partial()),
+                args.command.clone(),
+            )?;
+            crate::recorder::record(settings)
+        }
+        Command::Status(args) => {
+            let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            crate::status::print(&db, args.format, args.window.0)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(args) => match args.action {
+            Some(ConfigAction::Check { file }) => {
+                let config = FileConfig::load(&file)?;
+                let db = config
+                    .db
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+                let settings = RecordSettings::build(db, config.record, vec![])?;
+                println!("{}: ok", file.display());
+                for (key, value) in settings.describe() {
+                    println!("  {key} = {value}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            None if args.default => {
+                print!("{DEFAULT_CONFIG}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => Err(UsageError(
+                "say what to do: `memtrail config --default` or `memtrail config check FILE`"
+                    .into(),
+            )
+            .into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_by_error_kind() {
+        let usage: anyhow::Error = ConfigError::Invalid("x".into()).into();
+        assert_eq!(exit_code(&usage), 2);
+        let usage = anyhow::Error::from(SamplerError::NoSuchPid(1)).context("starting");
+        assert_eq!(exit_code(&usage), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("disk on fire")), 1);
+    }
+}

@@ -1,0 +1,363 @@
+//! Configuration: the TOML file, the command-line overrides, and the checked settings the rest of
+//! the program uses. Both sources fill the same partial struct; flags are laid over the file, then
+//! defaults fill the gaps and every value is checked once, here. Unknown keys and wrong types are
+//! errors that name the key and the file line (the TOML parser's spans).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// The default database file, relative to the working directory.
+pub const DEFAULT_DB: &str = "memtrail.db";
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The commented default configuration printed by `memtrail config --default`. A test checks that
+/// it parses to exactly the built-in defaults, so the two cannot drift apart.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A value that may also be switched off with `"off"` (or `"unlimited"`/`"none"` for limits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrOff<T>(pub Option<T>);
+
+impl<T: FromStr> FromStr for OrOff<T> {
+    type Err = T::Err;
+    fn from_str(s: &str) -> Result<Self, T::Err> {
+        match s.trim() {
+            "off" | "none" | "unlimited" => Ok(OrOff(None)),
+            other => other.parse().map(|v| OrOff(Some(v))),
+        }
+    }
+}
+
+impl<'de, T: FromStr> Deserialize<'de> for OrOff<T>
+where
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole config file. Sections for rules, cleanup and the API join this struct as they come.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub db: Option<PathBuf>,
+    #[serde(default)]
+    pub record: RecordPartial,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+}
+
+/// Recording settings as written in the `[record]` section or given as flags; `None` = not set.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordPartial {
+    pub interval: Option<HumanDuration>,
+    pub retention: Option<HumanDuration>,
+    pub duration: Option<HumanDuration>,
+    pub pids: Option<Vec<u32>>,
+    pub names: Option<Vec<String>>,
+    #[serde(rename = "self")]
+    pub watch_self: Option<bool>,
+    pub top: Option<usize>,
+    pub system: Option<bool>,
+    pub include_children: Option<bool>,
+    pub smaps_interval: Option<OrOff<HumanDuration>>,
+    pub smaps_max_rss: Option<OrOff<ByteSize>>,
+    pub discovery_interval: Option<HumanDuration>,
+    pub busy_timeout: Option<HumanDuration>,
+}
+
+impl RecordPartial {
+    /// `over`'s values win where set.
+    pub fn overlay(self, over: RecordPartial) -> RecordPartial {
+        RecordPartial {
+            interval: over.interval.or(self.interval),
+            retention: over.retention.or(self.retention),
+            duration: over.duration.or(self.duration),
+            pids: over.pids.or(self.pids),
+            names: over.names.or(self.names),
+            watch_self: over.watch_self.or(self.watch_self),
+            top: over.top.or(self.top),
+            system: over.system.or(self.system),
+            include_children: over.include_children.or(self.include_children),
+            smaps_interval: over.smaps_interval.or(self.smaps_interval),
+            smaps_max_rss: over.smaps_max_rss.or(self.smaps_max_rss),
+            discovery_interval: over.discovery_interval.or(self.discovery_interval),
+            busy_timeout: over.busy_timeout.or(self.busy_timeout),
+        }
+    }
+}
+
+/// What to watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    pub pids: Vec<u32>,
+    pub names: Vec<String>,
+    pub watch_self: bool,
+    /// `record -- CMD ARGS...`: launch and watch this command (and its children).
+    pub command: Vec<String>,
+    /// With no explicit target, the N largest processes by RSS.
+    pub top: usize,
+}
+
+impl Targets {
+    pub fn explicit(&self) -> bool {
+        !self.pids.is_empty()
+            || !self.names.is_empty()
+            || self.watch_self
+            || !self.command.is_empty()
+    }
+}
+
+/// Checked settings for `memtrail record`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSettings {
+    pub db: PathBuf,
+    pub interval: Duration,
+    pub retention: Duration,
+    pub duration: Option<Duration>,
+    pub targets: Targets,
+    pub system: bool,
+    pub include_children: bool,
+    pub smaps_interval: Option<Duration>,
+    pub smaps_max_rss: Option<u64>,
+    pub discovery_interval: Duration,
+    pub busy_timeout: Duration,
+}
+
+fn dur(s: &str) -> Duration {
+    s.parse::<HumanDuration>().map(|h| h.0).unwrap_or_default()
+}
+
+impl RecordSettings {
+    /// Fill gaps with defaults and check every value.
+    pub fn build(
+        db: PathBuf,
+        p: RecordPartial,
+        command: Vec<String>,
+    ) -> Result<RecordSettings, ConfigError> {
+        let interval = p.interval.map_or(dur("5s"), |d| d.0);
+        let retention = p.retention.map_or(dur("24h"), |d| d.0);
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if interval < MIN_INTERVAL {
+            return invalid(format!(
+                "interval {} is below the minimum of 100ms: use --interval 100ms or more",
+                HumanDuration(interval)
+            ));
+        }
+        if retention <= interval {
+            return invalid(format!(
+                "retention {} must be longer than the interval {}: keep at least a few samples",
+                HumanDuration(retention),
+                HumanDuration(interval)
+            ));
+        }
+        if let Some(d) = p.duration
+            && d.0.is_zero()
+        {
+            return invalid(
+                "duration must be more than 0 (leave it out to record until stopped)".into(),
+            );
+        }
+        let names = p.names.unwrap_or_default();
+        if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
+            return invalid(format!(
+                "process name {bad:?} is empty: give the name as `ps -o comm` shows it"
+            ));
+        }
+        let smaps_interval = p
+            .smaps_interval
+            .map_or(Some(dur("60s")), |o| o.0.map(|d| d.0));
+        if smaps_interval.is_some_and(|d| d.is_zero()) {
+            return invalid("smaps_interval must be more than 0, or \"off\"".into());
+        }
+        Ok(RecordSettings {
+            db,
+            interval,
+            retention,
+            duration: p.duration.map(|d| d.0),
+            targets: Targets {
+                pids: p.pids.unwrap_or_default(),
+                names,
+                watch_self: p.watch_self.unwrap_or(false),
+                command,
+                top: p.top.unwrap_or(10),
+            },
+            system: p.system.unwrap_or(true),
+            include_children: p.include_children.unwrap_or(false),
+            smaps_interval,
+            smaps_max_rss: p
+                .smaps_max_rss
+                .map_or(Some(2 * 1024 * 1024 * 1024), |o| o.0.map(|b| b.0)),
+            discovery_interval: p
+                .discovery_interval
+                .map_or(dur("5s"), |d| d.0)
+                .max(interval),
+            busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
+        })
+    }
+}
+
+impl RecordSettings {
+    /// The effective settings as `key = value` pairs, for `config check` and the `runs` table.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| HumanDuration(d).to_string();
+        let list = |v: Vec<String>| format!("[{}]", v.join(", "));
+        let t = &self.targets;
+        vec![
+            ("db", self.db.display().to_string()),
+            ("interval", d(self.interval)),
+            ("retention", d(self.retention)),
+            ("duration", self.duration.map_or("until stopped".into(), d)),
+            ("pids", list(t.pids.iter().map(u32::to_string).collect())),
+            (
+                "names",
+                list(t.names.iter().map(|n| format!("{n:?}")).collect()),
+            ),
+            ("self", t.watch_self.to_string()),
+            (
+                "top",
+                if t.explicit() {
+                    format!("{} (not used: explicit targets given)", t.top)
+                } else {
+                    t.top.to_string()
+                },
+            ),
+            (
+                "command",
+                list(t.command.iter().map(|a| format!("{a:?}")).collect()),
+            ),
+            ("system", self.system.to_string()),
+            ("include_children", self.include_children.to_string()),
+            (
+                "smaps_interval",
+                self.smaps_interval.map_or("off".into(), d),
+            ),
+            (
+                "smaps_max_rss",
+                self.smaps_max_rss
+                    .map_or("unlimited".into(), |b| crate::units::format_bytes(b as f64)),
+            ),
+            ("discovery_interval", d(self.discovery_interval)),
+            ("busy_timeout", d(self.busy_timeout)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn default_config_text_matches_built_in_defaults() {
+        let file = parse(DEFAULT_CONFIG).expect("default config parses");
+        let from_text = RecordSettings::build(
+            file.db.expect("default config names the db"),
+            file.record,
+            vec![],
+        )
+        .expect("valid");
+        let built_in =
+            RecordSettings::build(PathBuf::from(DEFAULT_DB), RecordPartial::default(), vec![])
+                .expect("valid");
+        assert_eq!(from_text, built_in);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("db = \"x.db\"\n[record]\ninterval = \"5s\"\nintervall = \"1s\"\n")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("intervall"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = parse("[record]\ntop = \"ten\"\n")
+            .expect_err("wrong type")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+        let err = parse("[record]\n\ninterval = \"5 parsecs\"\n")
+            .expect_err("bad duration")
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("unknown unit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = parse("[record]\ninterval = \"10s\"\ntop = 3\n").expect("parses");
+        let flags = RecordPartial {
+            interval: Some("1s".parse().expect("dur")),
+            ..Default::default()
+        };
+        let s = RecordSettings::build("a.db".into(), file.record.overlay(flags), vec![])
+            .expect("valid");
+        assert_eq!(s.interval, Duration::from_secs(1));
+        assert_eq!(s.targets.top, 3);
+    }
+
+    #[test]
+    fn checks_ranges() {
+        let build = |text: &str| {
+            RecordSettings::build("a.db".into(), parse(text).expect("parses").record, vec![])
+        };
+        let err = build("[record]\ninterval = \"50ms\"\n")
+            .expect_err("too fast")
+            .to_string();
+        assert!(err.contains("below the minimum"), "{err}");
+        let err = build("[record]\ninterval = \"1m\"\nretention = \"30s\"\n")
+            .expect_err("retention")
+            .to_string();
+        assert!(err.contains("retention 30s must be longer"), "{err}");
+        let s = build("[record]\nsmaps_interval = \"off\"\nsmaps_max_rss = \"unlimited\"\n")
+            .expect("valid");
+        assert_eq!((s.smaps_interval, s.smaps_max_rss), (None, None));
+    }
+}

@@ -1,0 +1,12 @@
+//! memtrail: an embedded SQLite time-series recorder for memory. The sampler reads `/proc`, the
+//! recorder moves each tick into the store, and the analysis reads the store. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod model;
+pub mod procfs;
+pub mod recorder;
+pub mod sampler;
+pub mod status;
+pub mod store;
+pub mod units;

@@ -1,0 +1,109 @@
+//! The plain data that flows between modules: what the sampler reads in one tick (a `Snapshot` of
+//! targets and their metric values) and how a target is identified. No I/O here.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Process,
+    System,
+    Custom,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Process => "process",
+            Kind::System => "system",
+            Kind::Custom => "custom",
+        }
+    }
+}
+
+/// The unit a series is stored in (the schema's `series.unit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Percent,
+    Count,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Bytes => "bytes",
+            Unit::Percent => "percent",
+            Unit::Count => "count",
+        }
+    }
+}
+
+/// Who is measured. A process is its pid *and* its start time: a reused pid is another target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    pub kind: Kind,
+    pub pid: Option<u32>,
+    pub start_time_ms: Option<i64>,
+    pub name: String,
+}
+
+impl TargetKey {
+    pub fn system() -> TargetKey {
+        TargetKey {
+            kind: Kind::System,
+            pid: None,
+            start_time_ms: None,
+            name: "system".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "{} {} (pid {pid})", self.kind.as_str(), self.name),
+            None => write!(f, "{} {}", self.kind.as_str(), self.name),
+        }
+    }
+}
+
+/// One metric reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub metric: Cow<'static, str>,
+    pub unit: Unit,
+    pub value: f64,
+}
+
+impl Value {
+    pub fn new(metric: &'static str, unit: Unit, value: f64) -> Value {
+        Value {
+            metric: Cow::Borrowed(metric),
+            unit,
+            value,
+        }
+    }
+}
+
+/// Everything read from one target in one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSample {
+    pub key: TargetKey,
+    pub cmdline: String,
+    pub values: Vec<Value>,
+}
+
+/// One tick's readings, all stamped with the same time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub ts_ms: i64,
+    pub targets: Vec<TargetSample>,
+    /// Targets seen to exit since the previous tick.
+    pub gone: Vec<TargetKey>,
+}
+
+impl Snapshot {
+    pub fn value_count(&self) -> usize {
+        self.targets.iter().map(|t| t.values.len()).sum()
+    }
+}

@@ -1,0 +1,420 @@
+//! Direct readers of Linux `/proc` files: one process's memory and identity, the system's memory and
+//! pressure, and process discovery. Each reader parses one file into a plain struct and returns
+//! `None` when the file is missing or unreadable (a process that exited, another user's process),
+//! never panics. Reading `/proc/PID/stat` and `status` costs a few microseconds, so the sampler can
+//! watch one pid without touching the rest of the machine; only discovery scans `/proc`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Kernel facts needed to turn `/proc` figures into bytes and Unix times.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    pub page_size: u64,
+    pub clock_ticks: u64,
+    pub boot_time_ms: i64,
+}
+
+impl Kernel {
+    /// Read once per process: page size, clock ticks per second and boot time never change.
+    pub fn get() -> Kernel {
+        static KERNEL: OnceLock<Kernel> = OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            // SAFETY: sysconf only reads a constant; it has no memory-safety preconditions.
+            let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            // SAFETY: as above.
+            let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            let boot_time_ms = fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|s| parse_btime(&s))
+                .map(|secs| secs * 1000)
+                .unwrap_or(0);
+            Kernel {
+                page_size: if page_size > 0 {
+                    page_size as u64
+                } else {
+                    4096
+                },
+                clock_ticks: if clock_ticks > 0 {
+                    clock_ticks as u64
+                } else {
+                    100
+                },
+                boot_time_ms,
+            }
+        })
+    }
+}
+
+fn parse_btime(proc_stat: &str) -> Option<i64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The fields of `/proc/PID/stat` memtrail uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    pub ppid: u32,
+    pub threads: u64,
+    /// Start time in clock ticks since boot: with the pid, it tells a reused pid apart.
+    pub start_ticks: u64,
+    pub vsize_bytes: u64,
+    pub rss_pages: u64,
+}
+
+impl ProcStat {
+    /// Process start as Unix milliseconds (stable for the life of the process and across reads).
+    pub fn start_time_ms(&self, k: &Kernel) -> i64 {
+        k.boot_time_ms + (self.start_ticks * 1000 / k.clock_ticks) as i64
+    }
+}
+
+/// Parse the text of `/proc/PID/stat`. The command name sits in parentheses and may itself hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field N is rest[N - 3].
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat {
+        pid,
+        comm,
+        ppid: field(4)? as u32,
+        threads: field(20)?,
+        start_ticks: field(22)?,
+        vsize_bytes: field(23)?,
+        rss_pages: field(24)?,
+    })
+}
+
+fn proc_dir(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}"))
+}
+
+pub fn read_stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&fs::read_to_string(proc_dir(pid).join("stat")).ok()?)
+}
+
+/// Values (in kB, as the kernel prints them) of the named `Key:  N kB` lines of a status-like file.
+fn kb_fields<const N: usize>(text: &str, keys: [&str; N]) -> [Option<u64>; N] {
+    let mut out = [None; N];
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            out[i] = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        }
+    }
+    out
+}
+
+/// Swap used by the process (`VmSwap` in `/proc/PID/status`), in bytes; `None` for kernel threads.
+pub fn parse_status_swap(text: &str) -> Option<u64> {
+    let [swap] = kb_fields(text, ["VmSwap"]);
+    swap.map(|kb| kb * 1024)
+}
+
+pub fn read_swap(pid: u32) -> Option<u64> {
+    parse_status_swap(&fs::read_to_string(proc_dir(pid).join("status")).ok()?)
+}
+
+/// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
+pub fn count_fds(pid: u32) -> Option<u64> {
+    Some(fs::read_dir(proc_dir(pid).join("fd")).ok()?.count() as u64)
+}
+
+/// The command line, arguments joined by spaces; empty for kernel threads.
+pub fn read_cmdline(pid: u32) -> String {
+    let raw = fs::read(proc_dir(pid).join("cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Proportional and unique set sizes from `/proc/PID/smaps_rollup`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rollup {
+    pub pss: u64,
+    pub uss: u64,
+}
+
+pub fn parse_smaps_rollup(text: &str) -> Option<Rollup> {
+    let [pss, clean, dirty, huge] = kb_fields(
+        text,
+        ["Pss", "Private_Clean", "Private_Dirty", "Private_Hugetlb"],
+    );
+    Some(Rollup {
+        pss: pss? * 1024,
+        uss: (clean? + dirty? + huge.unwrap_or(0)) * 1024,
+    })
+}
+
+/// Costly for a large process: the kernel walks its page tables (about 100 ms per 4 GB mapped).
+pub fn read_smaps_rollup(pid: u32) -> Option<Rollup> {
+    parse_smaps_rollup(&fs::read_to_string(proc_dir(pid).join("smaps_rollup")).ok()?)
+}
+
+/// The pids of a process's direct children, from `/proc/PID/task/TID/children`.
+/// `Err` when the kernel lacks that file (then callers fall back to a full scan).
+pub fn children_of(pid: u32) -> io::Result<Vec<u32>> {
+    let mut kids = Vec::new();
+    for task in fs::read_dir(proc_dir(pid).join("task"))? {
+        let path = task?.path().join("children");
+        match fs::read_to_string(&path) {
+            Ok(text) => kids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            ),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && !path.parent().is_some_and(Path::exists) =>
+            {
+                // The thread exited between listing and reading.
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(kids)
+}
+
+/// All pids currently in `/proc`.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Every descendant of `root` (children, their children, ...), not including `root`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    let mut fallback: Option<Vec<(u32, u32)>> = None;
+    while let Some(pid) = frontier.pop() {
+        let kids = match (&fallback, children_of(pid)) {
+            (None, Ok(kids)) => kids,
+            (None, Err(_)) if !proc_dir(pid).exists() => Vec::new(),
+            (cached, _) => {
+                // No children files: one scan of every process's parent, reused for the whole walk.
+                let table = match cached {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t: Vec<(u32, u32)> = all_pids()
+                            .into_iter()
+                            .filter_map(|p| read_stat(p).map(|s| (s.pid, s.ppid)))
+                            .collect();
+                        fallback = Some(t.clone());
+                        t
+                    }
+                };
+                table
+                    .iter()
+                    .filter(|(_, pp)| *pp == pid)
+                    .map(|(p, _)| *p)
+                    .collect()
+            }
+        };
+        for kid in kids {
+            if kid != root && !out.contains(&kid) {
+                out.push(kid);
+                frontier.push(kid);
+            }
+        }
+    }
+    out
+}
+
+/// System memory from `/proc/meminfo`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemInfo {
+    pub total: u64,
+    pub available: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+impl MemInfo {
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(self.available)
+    }
+    pub fn used_percent(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.used() as f64 * 100.0 / self.total as f64
+        }
+    }
+    pub fn swap_used(&self) -> u64 {
+        self.swap_total.saturating_sub(self.swap_free)
+    }
+}
+
+pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
+    let [total, available, swap_total, swap_free] =
+        kb_fields(text, ["MemTotal", "MemAvailable", "SwapTotal", "SwapFree"]);
+    Some(MemInfo {
+        total: total? * 1024,
+        available: available? * 1024,
+        swap_total: swap_total.unwrap_or(0) * 1024,
+        swap_free: swap_free.unwrap_or(0) * 1024,
+    })
+}
+
+pub fn read_meminfo() -> Option<MemInfo> {
+    parse_meminfo(&fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// Memory pressure stall percentages (`avg10`) from a PSI file such as `/proc/pressure/memory`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pressure {
+    pub some_avg10: f64,
+    pub full_avg10: Option<f64>,
+}
+
+pub fn parse_pressure(text: &str) -> Option<Pressure> {
+    let avg10 = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))?
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("avg10="))?
+            .parse::<f64>()
+            .ok()
+    };
+    Some(Pressure {
+        some_avg10: avg10("some ")?,
+        full_avg10: avg10("full "),
+    })
+}
+
+pub fn read_pressure() -> Option<Pressure> {
+    parse_pressure(&fs::read_to_string("/proc/pressure/memory").ok()?)
+}
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_comm() {
+        let text = "1234 (my (odd) app) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 7 0 \
+                    4242 123456789 2500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(text).expect("parses");
+        assert_eq!(s.pid, 1234);
+        assert_eq!(s.comm, "my (odd) app");
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.threads, 7);
+        assert_eq!(s.start_ticks, 4242);
+        assert_eq!(s.vsize_bytes, 123456789);
+        assert_eq!(s.rss_pages, 2500);
+        let k = Kernel {
+            page_size: 4096,
+            clock_ticks: 100,
+            boot_time_ms: 1_000_000,
+        };
+        assert_eq!(s.start_time_ms(&k), 1_000_000 + 42_420);
+    }
+
+    #[test]
+    fn truncated_stat_is_none() {
+        assert_eq!(parse_stat("12 (x) S 1 2"), None);
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let me = read_stat(std::process::id()).expect("own stat");
+        assert!(me.rss_pages > 0 && me.threads >= 1);
+        assert!(count_fds(std::process::id()).expect("own fds") >= 3);
+        let k = Kernel::get();
+        let start = me.start_time_ms(&k);
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(
+            start <= now && start > now - 24 * 3600 * 1000,
+            "start {start} now {now}"
+        );
+    }
+
+    #[test]
+    fn status_swap_and_meminfo() {
+        assert_eq!(
+            parse_status_swap("Name:\tx\nVmSwap:\t     12 kB\n"),
+            Some(12 * 1024)
+        );
+        assert_eq!(parse_status_swap("Name:\tkthreadd\n"), None);
+        let m = parse_meminfo(
+            "MemTotal:       1000 kB\nMemFree: 10 kB\nMemAvailable:    250 kB\nSwapTotal: 100 kB\nSwapFree: 40 kB\n",
+        )
+        .expect("meminfo");
+        assert_eq!(m.used(), 750 * 1024);
+        assert!((m.used_percent() - 75.0).abs() < 1e-9);
+        assert_eq!(m.swap_used(), 60 * 1024);
+    }
+
+    #[test]
+    fn smaps_rollup_pss_and_uss() {
+        let text = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss: 900 kB\nPss: 500 kB\n\
+                    Shared_Clean: 300 kB\nPrivate_Clean: 100 kB\nPrivate_Dirty: 250 kB\nSwap: 0 kB\n";
+        assert_eq!(
+            parse_smaps_rollup(text),
+            Some(Rollup {
+                pss: 500 * 1024,
+                uss: 350 * 1024
+            })
+        );
+    }
+
+    #[test]
+    fn pressure_lines() {
+        let p = parse_pressure(
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=12\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=3\n",
+        )
+        .expect("psi");
+        assert_eq!(
+            p,
+            Pressure {
+                some_avg10: 1.5,
+                full_avg10: Some(0.25)
+            }
+        );
+        assert_eq!(parse_pressure("garbage"), None);
+    }
+
+    #[test]
+    fn descendants_of_a_shell_include_grandchildren() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = descendants(pid);
+            if found.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.len() >= 2, "descendants {found:?}");
+    }
+}

@@ -1,0 +1,414 @@
+//! The recording loop: ticks on a fixed cadence of the monotonic clock, asks the sampler for a
+//! snapshot, hands it to the store in one transaction, and prunes history past the retention
+//! window in small batches. It runs on its own thread and owns the only writing connection; it
+//! stops on a control message (a signal, the launched command's exit), after `--duration`, or when
+//! nothing is left to watch. A failed write is logged and recording goes on.
+
+use std::process::{ExitCode, ExitStatus};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::RecordSettings;
+use crate::procfs;
+use crate::sampler::Sampler;
+use crate::store::{RecorderLock, RunInfo, Store};
+use crate::units::HumanDuration;
+
+/// At most this many samples are deleted per prune pass, so a prune never stalls a tick.
+pub const PRUNE_BATCH: usize = 5_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+const VACUUM_EVERY: Duration = Duration::from_secs(600);
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Messages from the main thread.
+#[derive(Debug)]
+pub enum Control {
+    /// SIGINT or SIGTERM arrived (the signal number).
+    Signal(i32),
+    /// The launched command exited.
+    CommandExited(ExitStatus),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    Duration,
+    CommandExited,
+    TargetsGone,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Signal => "signal",
+            StopReason::Duration => "duration",
+            StopReason::CommandExited => "command exited",
+            StopReason::TargetsGone => "targets gone",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub reason: StopReason,
+    pub command_status: Option<ExitStatus>,
+    pub ticks: u64,
+    pub samples: u64,
+    pub failed_ticks: u64,
+}
+
+/// Wall-clock now, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The next tick on the fixed grid `start + k * interval` that is still ahead of `now`: work time
+/// never shifts the cadence, and ticks missed while busy are skipped, not caught up.
+pub fn next_tick(start: Instant, interval: Duration, now: Instant) -> Instant {
+    let elapsed = now.saturating_duration_since(start).as_nanos();
+    let step = interval.as_nanos().max(1);
+    let k = elapsed / step + 1;
+    start + Duration::from_nanos((k * step) as u64)
+}
+
+pub struct Recorder {
+    pub settings: RecordSettings,
+    pub store: Store,
+    pub sampler: Sampler,
+    pub run_id: i64,
+    /// The launched command's pid, to forward termination to.
+    pub command_pid: Option<u32>,
+}
+
+impl Recorder {
+    pub fn run(mut self, control: Receiver<Control>) -> (Store, Outcome) {
+        let start = Instant::now();
+        let end = self.settings.duration.map(|d| start + d);
+        let mut outcome = Outcome {
+            reason: StopReason::Signal,
+            command_status: None,
+            ticks: 0,
+            samples: 0,
+            failed_ticks: 0,
+        };
+        let mut next = start;
+        let mut next_prune = start;
+        let mut next_vacuum = start + VACUUM_EVERY;
+        let mut last_error_log: Option<Instant> = None;
+        let mut signals = 0;
+        let mut pending_stop: Option<StopReason> = None;
+        'run: loop {
+            // Wait for the next tick (or the end), handling control messages as they come.
+            loop {
+                let now = Instant::now();
+                let wake = end.map_or(next, |e| e.min(next));
+                if now >= wake {
+                    break;
+                }
+                match control.recv_timeout(wake - now) {
+                    Ok(Control::CommandExited(status)) => {
+                        outcome.command_status = Some(status);
+                        pending_stop = Some(StopReason::CommandExited);
+                    }
+                    Ok(Control::Signal(sig)) => {
+                        signals += 1;
+                        match self.command_pid {
+                            // With a launched command, the recording ends when it does: pass
+                            // SIGTERM on (SIGINT from a terminal reached it already); a second
+                            // signal kills it.
+                            Some(pid) if outcome.command_status.is_none() => {
+                                let forward = if signals > 1 {
+                                    libc::SIGKILL
+                                } else if sig == libc::SIGTERM {
+                                    libc::SIGTERM
+                                } else {
+                                    0
+                                };
+                                if forward != 0 {
+                                    tracing::info!(
+                                        pid,
+                                        signal = forward,
+                                        "passing the signal on to the command"
+                                    );
+                                    // SAFETY: kill(2) with a pid we launched; no memory is involved.
+                                    unsafe { libc::kill(pid as libc::pid_t, forward) };
+                                }
+                            }
+                            _ => pending_stop = Some(StopReason::Signal),
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => pending_stop = Some(StopReason::Signal),
+                }
+                if let Some(reason) = pending_stop {
+                    outcome.reason = reason;
+                    break 'run;
+                }
+            }
+            if end.is_some_and(|e| Instant::now() >= e) {
+                outcome.reason = StopReason::Duration;
+                break;
+            }
+
+            let tick_at = Instant::now();
+            let ts = now_ms();
+            let (snap, changes) = self.sampler.sample(tick_at, ts);
+            for key in &changes.added {
+                tracing::info!(subject = %key, "watching");
+            }
+            for key in &changes.gone {
+                tracing::info!(subject = %key, "process exited; recorded as gone");
+            }
+            for name in &changes.newly_waiting {
+                tracing::warn!(
+                    name,
+                    every = %crate::units::HumanDuration(self.settings.discovery_interval),
+                    "no process with this name yet; still looking"
+                );
+            }
+            match self.store.write_tick(self.run_id, &snap) {
+                Ok(n) => {
+                    outcome.samples += n as u64;
+                }
+                Err(e) => {
+                    outcome.failed_ticks += 1;
+                    if last_error_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY) {
+                        last_error_log = Some(tick_at);
+                        tracing::error!(
+                            failed_ticks = outcome.failed_ticks,
+                            "could not write this tick: {e}; still recording"
+                        );
+                    }
+                }
+            }
+            outcome.ticks += 1;
+
+            if tick_at >= next_prune {
+                next_prune = tick_at + PRUNE_EVERY;
+                let cutoff = ts - self.settings.retention.as_millis() as i64;
+                match self.store.prune(cutoff, PRUNE_BATCH) {
+                    Ok(p) if p.samples > 0 || p.targets > 0 => {
+                        tracing::debug!(samples = p.samples, targets = p.targets, "pruned")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning old samples failed: {e}; will retry"),
+                }
+            }
+            if tick_at >= next_vacuum {
+                next_vacuum = tick_at + VACUUM_EVERY;
+                if let Err(e) = self.store.maybe_vacuum() {
+                    tracing::warn!("incremental vacuum failed: {e}");
+                }
+            }
+            if !self.sampler.has_work() {
+                tracing::info!(
+                    "every watched process has exited and nothing else is recorded; stopping"
+                );
+                outcome.reason = StopReason::TargetsGone;
+                break;
+            }
+            next = next_tick(start, self.settings.interval, Instant::now());
+        }
+        // A launched command that outlives the recording (--duration) is asked to stop, then waited for.
+        if let Some(pid) = self.command_pid
+            && outcome.command_status.is_none()
+        {
+            // SAFETY: kill(2) with a pid we launched.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            if let Ok(Control::CommandExited(status)) = wait_exit(&control, Duration::from_secs(10))
+            {
+                outcome.command_status = Some(status);
+            } else {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                if let Ok(Control::CommandExited(status)) =
+                    wait_exit(&control, Duration::from_secs(5))
+                {
+                    outcome.command_status = Some(status);
+                }
+            }
+        }
+        (self.store, outcome)
+    }
+}
+
+fn wait_exit(control: &Receiver<Control>, limit: Duration) -> Result<Control, RecvTimeoutError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match control.recv_timeout(left)? {
+            c @ Control::CommandExited(_) => return Ok(c),
+            Control::Signal(_) => continue,
+        }
+    }
+}
+
+/// The launched command could not be started (exit code 127 when not found, 126 otherwise, as a shell).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {program:?}: {source}")]
+pub struct LaunchError {
+    pub program: String,
+    pub code: u8,
+    source: std::io::Error,
+}
+
+fn launch(command: &[String]) -> Result<std::process::Child, LaunchError> {
+    let program = command.first().cloned().unwrap_or_default();
+    std::process::Command::new(&program)
+        .args(command.iter().skip(1))
+        .spawn()
+        .map_err(|source| LaunchError {
+            code: if source.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+            program,
+            source,
+        })
+}
+
+/// The exit code a shell would report for this status (128 + signal number when killed).
+pub fn shell_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        _ => 1,
+    }
+}
+
+/// `memtrail record`: check the targets, take the database, launch the command if any, then
+/// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
+pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let mut sampler = Sampler::new(&settings, Instant::now())?;
+    let lock = RecorderLock::acquire(&settings.db)?;
+    let mut store = Store::open(&settings.db, settings.busy_timeout)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal handler runtime")?;
+    let _guard = rt.enter();
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let (control_tx, control_rx) = mpsc::channel();
+    let mut command_pid = None;
+    if !settings.targets.command.is_empty() {
+        let mut child = launch(&settings.targets.command)?;
+        let pid = child.id();
+        // Not yet reaped, so /proc/PID exists even if the command already exited.
+        sampler.add_command(pid, Instant::now())?;
+        command_pid = Some(pid);
+        let tx = control_tx.clone();
+        std::thread::Builder::new()
+            .name("command-wait".into())
+            .spawn(move || {
+                if let Ok(status) = child.wait() {
+                    let _ = tx.send(Control::CommandExited(status));
+                }
+            })
+            .context("starting the thread that waits for the command")?;
+    }
+
+    let settings_json = serde_json::to_string(
+        &settings
+            .describe()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .context("describing the settings")?;
+    let run_id = store.begin_run(&RunInfo {
+        started_ms: now_ms(),
+        interval_ms: settings.interval.as_millis() as i64,
+        retention_ms: settings.retention.as_millis() as i64,
+        host: procfs::hostname(),
+        settings_json,
+    })?;
+    let watched: Vec<String> = sampler.watched().map(|(k, _)| k.to_string()).collect();
+    tracing::info!(
+        db = %settings.db.display(),
+        interval = %HumanDuration(settings.interval),
+        retention = %HumanDuration(settings.retention),
+        run = run_id,
+        "recording {}{}",
+        if settings.system { "system memory" } else { "" },
+        match (watched.is_empty(), settings.targets.explicit()) {
+            (false, _) => format!(" and {}", watched.join(", ")),
+            (true, false) => format!(" and the {} largest processes", settings.targets.top),
+            (true, true) => " and processes named ".to_string() + &settings.targets.names.join(", "),
+        }
+    );
+
+    let recorder = Recorder {
+        settings: settings.clone(),
+        store,
+        sampler,
+        run_id,
+        command_pid,
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || {
+            let result = recorder.run(control_rx);
+            let _ = done_tx.send(());
+            result
+        })
+        .context("starting the recorder thread")?;
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { let _ = control_tx.send(Control::Signal(libc::SIGTERM)); }
+                _ = sigint.recv() => { let _ = control_tx.send(Control::Signal(libc::SIGINT)); }
+                _ = &mut done_rx => break,
+            }
+        }
+    });
+    let (mut store, outcome) = handle.join().map_err(|_| {
+        anyhow::anyhow!(
+            "the recorder thread panicked; the run is left open and will be closed as crashed"
+        )
+    })?;
+    store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
+    drop(lock);
+    tracing::info!(
+        reason = outcome.reason.as_str(),
+        ticks = outcome.ticks,
+        samples = outcome.samples,
+        failed_ticks = outcome.failed_ticks,
+        "stopped"
+    );
+    Ok(match (outcome.reason, outcome.command_status) {
+        (
+            StopReason::CommandExited | StopReason::Signal | StopReason::TargetsGone,
+            Some(status),
+        ) => ExitCode::from(shell_code(status)),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_stay_on_the_grid_and_skip_missed_ones() {
+        let start = Instant::now();
+        let i = Duration::from_millis(100);
+        assert_eq!(next_tick(start, i, start), start + i);
+        assert_eq!(
+            next_tick(start, i, start + Duration::from_millis(130)),
+            start + 2 * i
+        );
+        // A tick that overran by 2.5 intervals resumes on the grid, skipping the missed ticks.
+        assert_eq!(
+            next_tick(start, i, start + Duration::from_millis(350)),
+            start + 4 * i
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! The sampler: decides which processes are watched and reads their memory each tick. It owns the
+//! data source (`/proc`), tracks targets by pid *and* start time (a reused pid is a new target),
+//! and returns a plain `Snapshot`; it never touches the database. Only the watched pids are read
+//! on a tick; the whole of `/proc` is scanned only on the (slower) discovery cadence, and only when
+//! a `--name` or the top-N default needs it. PSS/USS come from `smaps_rollup` on their own cadence.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::config::RecordSettings;
+use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
+use crate::procfs::{self, Kernel, ProcStat};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    #[error("no process with pid {0}: check it is running (`ps -p {0}`) and that /proc is mounted")]
+    NoSuchPid(u32),
+}
+
+/// Why a process is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Pid,
+    Name,
+    SelfProcess,
+    Command,
+    Top,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    key: TargetKey,
+    pid: u32,
+    start_ticks: u64,
+    cmdline: String,
+    origin: Origin,
+    tree: bool,
+    next_smaps: Instant,
+    smaps_skip_logged: bool,
+}
+
+/// What changed in the set of watched processes during one tick, for the recorder to log.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub added: Vec<TargetKey>,
+    pub gone: Vec<TargetKey>,
+    /// Names given with `--name` that match no process right now (reported when that changes).
+    pub newly_waiting: Vec<String>,
+}
+
+pub struct Sampler {
+    kernel: Kernel,
+    names: Vec<String>,
+    top: usize,
+    system: bool,
+    include_children: bool,
+    smaps_interval: Option<Duration>,
+    smaps_max_rss: Option<u64>,
+    discovery_interval: Duration,
+    next_discovery: Instant,
+    tracked: Vec<Tracked>,
+    waiting: HashSet<String>,
+}
+
+/// Sums over a process tree.
+#[derive(Default)]
+struct Totals {
+    rss: u64,
+    vms: u64,
+    swap: u64,
+    threads: u64,
+    fds: u64,
+    procs: u64,
+}
+
+impl Totals {
+    fn add(&mut self, pid: u32, stat: &ProcStat, k: &Kernel) {
+        self.rss += stat.rss_pages * k.page_size;
+        self.vms += stat.vsize_bytes;
+        self.threads += stat.threads;
+        self.swap += procfs::read_swap(pid).unwrap_or(0);
+        self.fds += procfs::count_fds(pid).unwrap_or(0);
+        self.procs += 1;
+    }
+}
+
+impl Sampler {
+    /// Checks that every `--pid` exists now. A launched command joins later with `add_command`.
+    pub fn new(s: &RecordSettings, now: Instant) -> Result<Sampler, SamplerError> {
+        let mut sampler = Sampler {
+            kernel: Kernel::get(),
+            names: s.targets.names.clone(),
+            top: if s.targets.explicit() {
+                0
+            } else {
+                s.targets.top
+            },
+            system: s.system,
+            include_children: s.include_children,
+            smaps_interval: s.smaps_interval,
+            smaps_max_rss: s.smaps_max_rss,
+            discovery_interval: s.discovery_interval,
+            next_discovery: now,
+            tracked: Vec::new(),
+            waiting: HashSet::new(),
+        };
+        for &pid in &s.targets.pids {
+            sampler
+                .track(pid, Origin::Pid, now)
+                .ok_or(SamplerError::NoSuchPid(pid))?;
+        }
+        if s.targets.watch_self {
+            let me = std::process::id();
+            sampler
+                .track(me, Origin::SelfProcess, now)
+                .ok_or(SamplerError::NoSuchPid(me))?;
+        }
+        Ok(sampler)
+    }
+
+    /// Watch a command memtrail launched, always with its children summed.
+    pub fn add_command(&mut self, pid: u32, now: Instant) -> Result<(), SamplerError> {
+        self.track(pid, Origin::Command, now)
+            .map(|_| ())
+            .ok_or(SamplerError::NoSuchPid(pid))
+    }
+
+    fn track(&mut self, pid: u32, origin: Origin, now: Instant) -> Option<TargetKey> {
+        if let Some(t) = self.tracked.iter().find(|t| t.pid == pid) {
+            return Some(t.key.clone());
+        }
+        let stat = procfs::read_stat(pid)?;
+        let key = TargetKey {
+            kind: Kind::Process,
+            pid: Some(pid),
+            start_time_ms: Some(stat.start_time_ms(&self.kernel)),
+            name: stat.comm.clone(),
+        };
+        self.tracked.push(Tracked {
+            key: key.clone(),
+            pid,
+            start_ticks: stat.start_ticks,
+            cmdline: procfs::read_cmdline(pid),
+            origin,
+            tree: self.include_children || origin == Origin::Command,
+            next_smaps: now,
+            smaps_skip_logged: false,
+        });
+        Some(key)
+    }
+
+    /// The processes watched now.
+    pub fn watched(&self) -> impl Iterator<Item = (&TargetKey, Origin)> {
+        self.tracked.iter().map(|t| (&t.key, t.origin))
+    }
+
+    /// False once nothing is left that could ever be sampled again (only `--pid` targets were
+    /// given, they have all exited, and system memory is not recorded).
+    pub fn has_work(&self) -> bool {
+        self.system || self.top > 0 || !self.names.is_empty() || !self.tracked.is_empty()
+    }
+
+    /// Read one tick. `now` drives the discovery and smaps cadences; `ts_ms` stamps the readings.
+    pub fn sample(&mut self, now: Instant, ts_ms: i64) -> (Snapshot, Changes) {
+        let mut changes = Changes::default();
+        if now >= self.next_discovery && (self.top > 0 || !self.names.is_empty()) {
+            self.discover(now, &mut changes);
+            self.next_discovery = now + self.discovery_interval;
+        }
+        let mut snap = Snapshot {
+            ts_ms,
+            ..Default::default()
+        };
+        let k = self.kernel;
+        let (smaps_interval, smaps_max) = (self.smaps_interval, self.smaps_max_rss);
+        self.tracked.retain_mut(|t| {
+            let stat = match procfs::read_stat(t.pid) {
+                Some(s) if s.start_ticks == t.start_ticks => s,
+                _ => {
+                    // Exited (or the pid now belongs to a newer process).
+                    changes.gone.push(t.key.clone());
+                    return false;
+                }
+            };
+            let rss = stat.rss_pages * k.page_size;
+            let mut values = vec![
+                Value::new("rss", Unit::Bytes, rss as f64),
+                Value::new("vms", Unit::Bytes, stat.vsize_bytes as f64),
+                Value::new("threads", Unit::Count, stat.threads as f64),
+            ];
+            if let Some(swap) = procfs::read_swap(t.pid) {
+                values.push(Value::new("swap", Unit::Bytes, swap as f64));
+            }
+            if let Some(fds) = procfs::count_fds(t.pid) {
+                values.push(Value::new("fds", Unit::Count, fds as f64));
+            }
+            if let Some(every) = smaps_interval
+                && now >= t.next_smaps
+            {
+                t.next_smaps = now + every;
+                if smaps_max.is_none_or(|max| rss <= max) {
+                    if let Some(r) = procfs::read_smaps_rollup(t.pid) {
+                        values.push(Value::new("pss", Unit::Bytes, r.pss as f64));
+                        values.push(Value::new("uss", Unit::Bytes, r.uss as f64));
+                    }
+                } else if !t.smaps_skip_logged {
+                    t.smaps_skip_logged = true;
+                    tracing::info!(
+                        subject = %t.key,
+                        "RSS is above smaps_max_rss: PSS/USS not read (reading them stalls a large process); set smaps_max_rss = \"unlimited\" to read them anyway"
+                    );
+                }
+            }
+            if t.tree {
+                let mut totals = Totals::default();
+                totals.add(t.pid, &stat, &k);
+                for kid in procfs::descendants(t.pid) {
+                    if let Some(ks) = procfs::read_stat(kid) {
+                        totals.add(kid, &ks, &k);
+                    }
+                }
+                values.extend([
+                    Value::new("tree_rss", Unit::Bytes, totals.rss as f64),
+                    Value::new("tree_vms", Unit::Bytes, totals.vms as f64),
+                    Value::new("tree_swap", Unit::Bytes, totals.swap as f64),
+                    Value::new("tree_threads", Unit::Count, totals.threads as f64),
+                    Value::new("tree_fds", Unit::Count, totals.fds as f64),
+                    Value::new("tree_procs", Unit::Count, totals.procs as f64),
+                ]);
+            }
+            snap.targets.push(TargetSample {
+                key: t.key.clone(),
+                cmdline: t.cmdline.clone(),
+                values,
+            });
+            true
+        });
+        snap.gone = changes.gone.clone();
+        if self.system {
+            snap.targets.push(system_sample());
+        }
+        (snap, changes)
+    }
+
+    fn discover(&mut self, now: Instant, changes: &mut Changes) {
+        let me = std::process::id();
+        let mut top: Vec<(u64, u32)> = Vec::new();
+        let mut matched: HashSet<String> = HashSet::new();
+        for pid in procfs::all_pids() {
+            let Some(stat) = procfs::read_stat(pid) else {
+                continue;
+            };
+            if self.top > 0 {
+                top.push((stat.rss_pages, pid));
+            }
+            if self.names.is_empty() {
+                continue;
+            }
+            let program = if self.names.contains(&stat.comm) {
+                None
+            } else {
+                procfs::read_cmdline(pid)
+                    .split(' ')
+                    .next()
+                    .and_then(|argv0| argv0.rsplit('/').next())
+                    .map(str::to_string)
+            };
+            let name = self
+                .names
+                .iter()
+                .find(|n| **n == stat.comm || program.as_deref() == Some(n.as_str()));
+            if let Some(name) = name {
+                matched.insert(name.clone());
+                if pid != me
+                    && !self.tracked.iter().any(|t| t.pid == pid)
+                    && let Some(key) = self.track(pid, Origin::Name, now)
+                {
+                    changes.added.push(key);
+                }
+            }
+        }
+        // Names with a tracked process count as matched even if it was found earlier.
+        for t in self.tracked.iter().filter(|t| t.origin == Origin::Name) {
+            if let Some(n) = self.names.iter().find(|n| **n == t.key.name) {
+                matched.insert(n.clone());
+            }
+        }
+        for name in &self.names {
+            if matched.contains(name) {
+                self.waiting.remove(name);
+            } else if self.waiting.insert(name.clone()) {
+                changes.newly_waiting.push(name.clone());
+            }
+        }
+        if self.top > 0 {
+            top.sort_unstable_by(|a, b| b.cmp(a));
+            let chosen: Vec<u32> = top.iter().take(self.top).map(|(_, p)| *p).collect();
+            self.tracked
+                .retain(|t| t.origin != Origin::Top || chosen.contains(&t.pid));
+            for pid in chosen {
+                if !self.tracked.iter().any(|t| t.pid == pid)
+                    && let Some(key) = self.track(pid, Origin::Top, now)
+                {
+                    changes.added.push(key);
+                }
+            }
+        }
+    }
+}
+
+/// System-wide memory: total, available, used, used %, swap, and PSI pressure when present.
+pub fn system_sample() -> TargetSample {
+    let mut values = Vec::new();
+    if let Some(m) = procfs::read_meminfo() {
+        values.extend([
+            Value::new("mem_total", Unit::Bytes, m.total as f64),
+            Value::new("mem_available", Unit::Bytes, m.available as f64),
+            Value::new("mem_used", Unit::Bytes, m.used() as f64),
+            Value::new("mem_used_percent", Unit::Percent, m.used_percent()),
+            Value::new("swap_total", Unit::Bytes, m.swap_total as f64),
+            Value::new("swap_used", Unit::Bytes, m.swap_used() as f64),
+        ]);
+    }
+    if let Some(p) = procfs::read_pressure() {
+        values.push(Value::new(
+            "pressure_some_avg10",
+            Unit::Percent,
+            p.some_avg10,
+        ));
+        if let Some(full) = p.full_avg10 {
+            values.push(Value::new("pressure_full_avg10", Unit::Percent, full));
+        }
+    }
+    TargetSample {
+        key: TargetKey::system(),
+        cmdline: String::new(),
+        values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RecordPartial, RecordSettings};
+
+    fn settings(p: RecordPartial) -> RecordSettings {
+        RecordSettings::build("unused.db".into(), p, vec![]).expect("valid settings")
+    }
+
+    fn metric(s: &TargetSample, name: &str) -> Option<f64> {
+        s.values.iter().find(|v| v.metric == name).map(|v| v.value)
+    }
+
+    #[test]
+    fn watches_only_the_given_pid_and_the_system() {
+        let me = std::process::id();
+        let s = settings(RecordPartial {
+            pids: Some(vec![me]),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let mut sampler = Sampler::new(&s, now).expect("own pid exists");
+        let (snap, changes) = sampler.sample(now, 1);
+        assert!(changes.gone.is_empty());
+        assert_eq!(snap.targets.len(), 2);
+        let proc_ = &snap.targets[0];
+        assert_eq!(proc_.key.pid, Some(me));
+        assert!(metric(proc_, "rss").expect("rss") > 0.0);
+        assert!(metric(proc_, "fds").expect("fds") >= 3.0);
+        assert!(metric(proc_, "pss").is_some(), "first tick reads smaps");
+        let sys = &snap.targets[1];
+        assert_eq!(sys.key.kind, Kind::System);
+        let used = metric(sys, "mem_used_percent").expect("used %");
+        assert!((0.0..=100.0).contains(&used));
+        // smaps has its own, slower cadence.
+        let (snap2, _) = sampler.sample(now + Duration::from_secs(1), 2);
+        assert!(metric(&snap2.targets[0], "pss").is_none());
+        assert!(metric(&snap2.targets[0], "rss").is_some());
+    }
+
+    #[test]
+    fn missing_pid_is_an_error_naming_it() {
+        let s = settings(RecordPartial {
+            pids: Some(vec![u32::MAX - 1]),
+            ..Default::default()
+        });
+        let err = Sampler::new(&s, Instant::now())
+            .err()
+            .expect("no such pid")
+            .to_string();
+        assert!(err.contains(&format!("{}", u32::MAX - 1)), "{err}");
+    }
+
+    #[test]
+    fn exited_process_is_reported_gone_once() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        let s = settings(RecordPartial {
+            pids: Some(vec![pid]),
+            system: Some(false),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let mut sampler = Sampler::new(&s, now).expect("child exists");
+        assert_eq!(sampler.sample(now, 1).0.targets.len(), 1);
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        let (snap, changes) = sampler.sample(now, 2);
+        assert!(snap.targets.is_empty());
+        assert_eq!(changes.gone.len(), 1);
+        assert_eq!(snap.gone, changes.gone);
+        assert!(!sampler.has_work(), "only a vanished --pid was watched");
+        assert!(sampler.sample(now, 3).1.gone.is_empty());
+    }
+
+    #[test]
+    fn top_default_picks_largest_by_rss() {
+        let s = settings(RecordPartial {
+            top: Some(3),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let mut sampler = Sampler::new(&s, now).expect("sampler");
+        let (snap, changes) = sampler.sample(now, 1);
+        let procs: Vec<_> = snap
+            .targets
+            .iter()
+            .filter(|t| t.key.kind == Kind::Process)
+            .collect();
+        assert_eq!(procs.len(), changes.added.len());
+        assert!(
+            procs.len() <= 3 && !procs.is_empty(),
+            "{} watched",
+            procs.len()
+        );
+        let rss: Vec<f64> = procs
+            .iter()
+            .map(|t| metric(t, "rss").unwrap_or(0.0))
+            .collect();
+        let smallest_watched = rss.iter().cloned().fold(f64::INFINITY, f64::min);
+        // No unwatched process is larger than the smallest watched one (allowing for movement).
+        let k = Kernel::get();
+        let watched: Vec<u32> = procs.iter().filter_map(|t| t.key.pid).collect();
+        let larger = procfs::all_pids()
+            .into_iter()
+            .filter(|p| !watched.contains(p))
+            .filter_map(procfs::read_stat)
+            .filter(|s| (s.rss_pages * k.page_size) as f64 > smallest_watched * 1.5 + 1e6)
+            .count();
+        assert_eq!(larger, 0);
+    }
+}

@@ -1,0 +1,159 @@
+//! `memtrail status`: reads the database on a read-only connection (safe while a recorder writes
+//! to it, thanks to WAL) and shows, per series, the latest value, the min/max over the last hour and
+//! the sample count, plus whether a recorder is running — as a table for people or JSON for scripts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::Format;
+use crate::recorder::now_ms;
+use crate::store::{self, RunStatus, SeriesStatus, StoreError};
+use crate::units::{HumanDuration, format_bytes};
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub database: String,
+    pub generated_ms: i64,
+    pub window_ms: i64,
+    pub recorder: Option<RecorderState>,
+    pub series: Vec<SeriesStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecorderState {
+    /// The newest run is open and its process is alive.
+    pub running: bool,
+    #[serde(flatten)]
+    pub run: RunStatus,
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> {
+    let conn = store::open_reader(db, Duration::from_secs(5))?;
+    let now = now_ms();
+    let window_ms = window.as_millis() as i64;
+    let series = store::series_status(&conn, now, window_ms)?;
+    let recorder = store::last_run(&conn)?.map(|run| RecorderState {
+        running: run.stopped_ms.is_none() && pid_alive(run.pid),
+        run,
+    });
+    Ok(StatusReport {
+        database: db.display().to_string(),
+        generated_ms: now,
+        window_ms,
+        recorder,
+        series,
+    })
+}
+
+pub fn print(db: &Path, format: Format, window: Duration) -> anyhow::Result<()> {
+    let report = collect(db, window)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render_table(&report)),
+    }
+    Ok(())
+}
+
+pub fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+pub fn format_value(unit: &str, v: f64) -> String {
+    match unit {
+        "bytes" => format_bytes(v),
+        "percent" => format!("{v:.2} %"),
+        _ if v.fract() == 0.0 => format!("{v:.0}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+pub fn render_table(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "database: {}", r.database);
+    match &r.recorder {
+        None => {
+            let _ = writeln!(out, "recorder: no run recorded yet");
+        }
+        Some(state) => {
+            let run = &state.run;
+            let last = run.last_tick_ms.map_or("none".to_string(), format_time);
+            let every = HumanDuration(Duration::from_millis(run.interval_ms.max(0) as u64));
+            let _ = match (state.running, run.stopped_ms) {
+                (true, _) => writeln!(
+                    out,
+                    "recorder: running (pid {}, run {}, every {every}) since {}; last tick {last}",
+                    run.pid,
+                    run.id,
+                    format_time(run.started_ms)
+                ),
+                (false, Some(stopped)) => writeln!(
+                    out,
+                    "recorder: stopped {} ({}); run {} started {}",
+                    format_time(stopped),
+                    run.stop_reason.as_deref().unwrap_or("unknown"),
+                    run.id,
+                    format_time(run.started_ms)
+                ),
+                (false, None) => writeln!(
+                    out,
+                    "recorder: not running (pid {} is gone without closing run {}); last tick {last}",
+                    run.pid, run.id
+                ),
+            };
+        }
+    }
+    if r.series.is_empty() {
+        let _ = writeln!(out, "\nno samples yet");
+        return out;
+    }
+    let window = HumanDuration(Duration::from_millis(r.window_ms.max(0) as u64));
+    let mut current: Option<(String, String, Option<u32>)> = None;
+    for s in &r.series {
+        let who = (s.kind.clone(), s.target.clone(), s.pid);
+        if current.as_ref() != Some(&who) {
+            let _ = if s.kind == s.target {
+                write!(out, "\n{}", s.kind)
+            } else {
+                write!(out, "\n{} {}", s.kind, s.target)
+            };
+            if let Some(pid) = s.pid {
+                let _ = write!(out, " (pid {pid})");
+            }
+            if let Some(gone) = s.gone_ms {
+                let _ = write!(out, " - exited {}", format_time(gone));
+            }
+            let _ = writeln!(
+                out,
+                "\n  {:<22} {:>12} {:>12} {:>12} {:>9}",
+                "metric",
+                "latest",
+                format!("min {window}"),
+                format!("max {window}"),
+                "samples"
+            );
+            current = Some(who);
+        }
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format_value(&s.unit, v));
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>12} {:>12} {:>12} {:>9}",
+            s.metric,
+            format_value(&s.unit, s.latest),
+            opt(s.window_min),
+            opt(s.window_max),
+            s.samples
+        );
+    }
+    out
+}

@@ -1,0 +1,897 @@
+//! The SQLite store: the only module that touches rusqlite. It opens the database (WAL,
+//! `synchronous=NORMAL`, busy timeout, incremental auto-vacuum), applies the embedded refinery
+//! migrations, guards against a second recorder, writes each tick in one transaction, prunes
+//! history past the retention window in bounded batches, and runs the read queries of `queries/`
+//! on read-only connections.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::model::{Snapshot, TargetKey, Unit};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The named read queries, kept in `queries/*.sql`. One test prepares each against a freshly
+/// migrated database, so a query that no longer matches the schema fails `cargo test`.
+pub const QUERIES: &[(&str, &str)] = &[("status", include_str!("../queries/status.sql"))];
+
+pub fn query_sql(name: &str) -> Option<&'static str> {
+    QUERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sql)| *sql)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "another memtrail recorder{} is already recording to {path}: stop it first, or give this one its own --db",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { path: PathBuf, pid: Option<u32> },
+    #[error(
+        "{path} is not a SQLite database: point --db at a memtrail database or a new file name"
+    )]
+    NotDatabase { path: PathBuf },
+    #[error(
+        "{path} is a SQLite database but not a memtrail one (no memtrail schema): use another --db"
+    )]
+    NotMemtrail { path: PathBuf },
+    #[error("no database at {path}: start a recorder with `memtrail record --db {path}` first")]
+    Missing { path: PathBuf },
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("database migration failed on {path}: {source}")]
+    Migrate {
+        path: PathBuf,
+        source: refinery::Error,
+    },
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn ctx(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { context, source }
+}
+
+/// Turn an open/probe failure into an error that says what is wrong with the path.
+fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotDatabase {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::PermissionDenied) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let reason = if !dir.is_dir() {
+                format!("directory {} does not exist", dir.display())
+            } else if path.is_dir() {
+                "it is a directory".to_string()
+            } else {
+                format!(
+                    "{e} (check that {} and its directory are writable by this user)",
+                    path.display()
+                )
+            };
+            StoreError::Open {
+                path: path.to_path_buf(),
+                reason,
+            }
+        }
+        _ => StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Holds an exclusive lock on `<db>.lock` for as long as a recorder writes to `<db>`.
+#[derive(Debug)]
+pub struct RecorderLock {
+    _file: File,
+}
+
+impl RecorderLock {
+    pub fn lock_path(db: &Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    pub fn acquire(db: &Path) -> Result<RecorderLock> {
+        let path = Self::lock_path(db);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                classify_open(
+                    db,
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some(format!("cannot create lock file {}: {e}", path.display())),
+                    ),
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(StoreError::Locked {
+                    path: db.to_path_buf(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::Open {
+                    path: db.to_path_buf(),
+                    reason: format!("cannot lock {}: {e}", path.display()),
+                });
+            }
+        }
+        // Best effort: the pid only improves the message a second recorder prints.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        let _ = file.flush();
+        Ok(RecorderLock { _file: file })
+    }
+}
+
+/// Facts about a recorder run, written to `runs` when it starts.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub started_ms: i64,
+    pub interval_ms: i64,
+    pub retention_ms: i64,
+    pub host: String,
+    pub settings_json: String,
+}
+
+/// What one prune pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Pruned {
+    pub samples: usize,
+    pub targets: usize,
+}
+
+/// Series ids by target id, then metric: looked up by `&str` without allocating.
+type SeriesCache = HashMap<i64, HashMap<String, i64>>;
+
+/// The writer: one connection, owned by the recorder thread.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    targets: HashMap<TargetKey, i64>,
+    series: SeriesCache,
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    // Fails with NotADatabase on a file that is not SQLite.
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if tables == 0 {
+        // Must be set before the first table exists: freed pages can then be handed back.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) the database for writing and bring its schema up to date.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Store> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify_open(path, e))?;
+        configure(&conn, busy_timeout).map_err(|e| classify_open(path, e))?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            targets: HashMap::new(),
+            series: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Close runs a crashed recorder left open (we hold the lock, so none is live), then start ours.
+    pub fn begin_run(&mut self, info: &RunInfo) -> Result<i64> {
+        self.conn
+            .execute(
+                "UPDATE runs SET stopped_ms = coalesce(last_tick_ms, started_ms), stop_reason = 'crashed'
+                 WHERE stopped_ms IS NULL",
+                [],
+            )
+            .map_err(ctx("closing runs left open by a crashed recorder"))?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_ms, version, interval_ms, retention_ms, host, pid, settings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    info.started_ms,
+                    env!("CARGO_PKG_VERSION"),
+                    info.interval_ms,
+                    info.retention_ms,
+                    info.host,
+                    std::process::id(),
+                    info.settings_json
+                ],
+            )
+            .map_err(ctx("recording the start of this run"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn end_run(&mut self, run_id: i64, stopped_ms: i64, reason: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET stopped_ms = ?2, stop_reason = ?3 WHERE id = ?1",
+                params![run_id, stopped_ms, reason],
+            )
+            .map_err(ctx("recording the end of this run"))?;
+        Ok(())
+    }
+
+    /// Write one tick in one transaction. Returns the number of samples written.
+    pub fn write_tick(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
+        let result = self.write_tick_inner(run_id, snap);
+        if result.is_err() {
+            // The transaction rolled back: ids cached during it may not exist.
+            self.targets.clear();
+            self.series.clear();
+        }
+        result
+    }
+
+    fn write_tick_inner(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(ctx("starting the tick's transaction"))?;
+        let mut written = 0;
+        for t in &snap.targets {
+            let target_id = target_id(&tx, &mut self.targets, &t.key, &t.cmdline, snap.ts_ms)?;
+            tx.prepare_cached("UPDATE targets SET last_seen_ms = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![target_id, snap.ts_ms]))
+                .map_err(ctx("updating a target"))?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(ctx("preparing the sample insert"))?;
+            for v in &t.values {
+                if !v.value.is_finite() {
+                    continue;
+                }
+                let sid = series_id(&tx, &mut self.series, target_id, &v.metric, v.unit)?;
+                insert
+                    .execute(params![sid, snap.ts_ms, v.value])
+                    .map_err(ctx("inserting a sample"))?;
+                written += 1;
+            }
+        }
+        for key in &snap.gone {
+            if let Some(id) = lookup_target(&tx, &mut self.targets, key)? {
+                tx.execute(
+                    "UPDATE targets SET gone_ms = ?2 WHERE id = ?1 AND gone_ms IS NULL",
+                    params![id, snap.ts_ms],
+                )
+                .map_err(ctx("marking a target gone"))?;
+            }
+        }
+        tx.prepare_cached("UPDATE runs SET last_tick_ms = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run_id, snap.ts_ms]))
+            .map_err(ctx("updating the run"))?;
+        tx.commit().map_err(ctx("committing the tick"))?;
+        Ok(written)
+    }
+
+    /// Delete at most `budget` samples older than `cutoff_ms`, oldest first, series by series, so
+    /// a prune never holds the write lock for long; then drop targets with nothing left.
+    pub fn prune(&mut self, cutoff_ms: i64, budget: usize) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        let tx = self.conn.transaction().map_err(ctx("starting a prune"))?;
+        let stale: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT s.id FROM series s
+                 WHERE (SELECT ts_ms FROM samples WHERE series_id = s.id ORDER BY ts_ms LIMIT 1) < ?1",
+            )
+            .and_then(|mut s| s.query_map([cutoff_ms], |r| r.get(0))?.collect())
+            .map_err(ctx("finding series to prune"))?;
+        for sid in stale {
+            let left = budget.saturating_sub(pruned.samples);
+            if left == 0 {
+                break;
+            }
+            pruned.samples += tx
+                .prepare_cached(
+                    "DELETE FROM samples WHERE series_id = ?1 AND ts_ms < ?2 AND ts_ms <= coalesce(
+                       (SELECT ts_ms FROM samples WHERE series_id = ?1 AND ts_ms < ?2
+                        ORDER BY ts_ms LIMIT 1 OFFSET ?3), ?2)",
+                )
+                .and_then(|mut s| s.execute(params![sid, cutoff_ms, left as i64 - 1]))
+                .map_err(ctx("pruning samples"))?;
+        }
+        // Targets not seen since the cutoff whose samples are all gone.
+        tx.execute(
+            "DELETE FROM series WHERE target_id IN (SELECT id FROM targets WHERE last_seen_ms < ?1)
+               AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id)",
+            [cutoff_ms],
+        )
+        .map_err(ctx("pruning series"))?;
+        pruned.targets = tx
+            .execute(
+                "DELETE FROM targets WHERE last_seen_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM series WHERE target_id = targets.id)",
+                [cutoff_ms],
+            )
+            .map_err(ctx("pruning targets"))?;
+        tx.commit().map_err(ctx("committing a prune"))?;
+        if pruned.targets > 0 {
+            self.targets.clear();
+            self.series.clear();
+        }
+        Ok(pruned)
+    }
+
+    /// Hand free pages back to the file system when more than a quarter of the file is free
+    /// (after a retention change or many short-lived targets). In steady state freed pages are
+    /// simply reused by new samples, which is what keeps the file from growing.
+    pub fn maybe_vacuum(&mut self) -> Result<u64> {
+        let pragma = |name: &str| -> Result<i64> {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get(0))
+                .map_err(ctx("reading page counts"))
+        };
+        let (free, total) = (pragma("freelist_count")?, pragma("page_count")?);
+        if free > 256 && free * 4 > total {
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum(1024)")
+                .map_err(ctx("incremental vacuum"))?;
+            return Ok(free.min(1024) as u64);
+        }
+        Ok(0)
+    }
+
+    pub fn page_stats(&self) -> Result<(i64, i64)> {
+        let q = |name: &str| -> Result<i64> {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get(0))
+                .map_err(ctx("reading page counts"))
+        };
+        Ok((q("page_count")?, q("freelist_count")?))
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn lookup_target(
+    tx: &Transaction,
+    cache: &mut HashMap<TargetKey, i64>,
+    key: &TargetKey,
+) -> Result<Option<i64>> {
+    if let Some(id) = cache.get(key) {
+        return Ok(Some(*id));
+    }
+    let id: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM targets WHERE kind = ?1 AND name = ?2 AND pid IS ?3 AND start_time_ms IS ?4",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![key.kind.as_str(), key.name, key.pid, key.start_time_ms],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(ctx("looking up a target"))?;
+    if let Some(id) = id {
+        cache.insert(key.clone(), id);
+    }
+    Ok(id)
+}
+
+fn target_id(
+    tx: &Transaction,
+    cache: &mut HashMap<TargetKey, i64>,
+    key: &TargetKey,
+    cmdline: &str,
+    ts_ms: i64,
+) -> Result<i64> {
+    if let Some(id) = lookup_target(tx, cache, key)? {
+        return Ok(id);
+    }
+    tx.execute(
+        "INSERT INTO targets (kind, pid, start_time_ms, name, cmdline, first_seen_ms, last_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            key.kind.as_str(),
+            key.pid,
+            key.start_time_ms,
+            key.name,
+            cmdline,
+            ts_ms
+        ],
+    )
+    .map_err(ctx("adding a target"))?;
+    let id = tx.last_insert_rowid();
+    cache.insert(key.clone(), id);
+    Ok(id)
+}
+
+fn series_id(
+    tx: &Transaction,
+    cache: &mut SeriesCache,
+    target_id: i64,
+    metric: &str,
+    unit: Unit,
+) -> Result<i64> {
+    if let Some(id) = cache.get(&target_id).and_then(|m| m.get(metric)) {
+        return Ok(*id);
+    }
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM series WHERE target_id = ?1 AND metric = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![target_id, metric], |r| r.get(0))
+                .optional()
+        })
+        .map_err(ctx("looking up a series"))?;
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            tx.execute(
+                "INSERT INTO series (target_id, metric, unit) VALUES (?1, ?2, ?3)",
+                params![target_id, metric, unit.as_str()],
+            )
+            .map_err(ctx("adding a series"))?;
+            tx.last_insert_rowid()
+        }
+    };
+    cache
+        .entry(target_id)
+        .or_default()
+        .insert(metric.to_string(), id);
+    Ok(id)
+}
+
+/// Open an existing memtrail database read-only (ad-hoc and status queries). Never creates the
+/// file, never writes, and does not block the recorder (WAL readers do not take the write lock).
+pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify_open(path, e))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| classify_open(path, e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| classify_open(path, e))?;
+    let has_schema: bool = conn
+        .query_row(
+            "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('samples', 'series', 'targets')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| classify_open(path, e))?;
+    if !has_schema {
+        return Err(StoreError::NotMemtrail {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(conn)
+}
+
+/// One row of the `status` query.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SeriesStatus {
+    pub series_id: i64,
+    pub kind: String,
+    pub target: String,
+    pub pid: Option<u32>,
+    pub gone_ms: Option<i64>,
+    pub metric: String,
+    pub unit: String,
+    pub latest_ts_ms: i64,
+    pub latest: f64,
+    pub window_min: Option<f64>,
+    pub window_max: Option<f64>,
+    pub samples: i64,
+}
+
+pub fn series_status(conn: &Connection, now_ms: i64, window_ms: i64) -> Result<Vec<SeriesStatus>> {
+    let mut stmt = conn
+        .prepare(QUERIES[0].1)
+        .map_err(ctx("preparing the status query"))?;
+    let rows = stmt
+        .query_map(
+            rusqlite::named_params! {":now_ms": now_ms, ":window_ms": window_ms},
+            |r| {
+                Ok(SeriesStatus {
+                    series_id: r.get("series_id")?,
+                    kind: r.get("kind")?,
+                    target: r.get("target")?,
+                    pid: r.get("pid")?,
+                    gone_ms: r.get("gone_ms")?,
+                    metric: r.get("metric")?,
+                    unit: r.get("unit")?,
+                    latest_ts_ms: r.get("latest_ts_ms")?,
+                    latest: r.get("latest")?,
+                    window_min: r.get("window_min")?,
+                    window_max: r.get("window_max")?,
+                    samples: r.get("samples")?,
+                })
+            },
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(ctx("running the status query"))?;
+    Ok(rows)
+}
+
+/// The newest recorder run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunStatus {
+    pub id: i64,
+    pub started_ms: i64,
+    pub stopped_ms: Option<i64>,
+    pub last_tick_ms: Option<i64>,
+    pub stop_reason: Option<String>,
+    pub pid: u32,
+    pub interval_ms: i64,
+    pub host: String,
+    pub version: String,
+}
+
+pub fn last_run(conn: &Connection) -> Result<Option<RunStatus>> {
+    conn.query_row(
+        "SELECT id, started_ms, stopped_ms, last_tick_ms, stop_reason, pid, interval_ms, host, version
+         FROM runs ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(RunStatus {
+                id: r.get(0)?,
+                started_ms: r.get(1)?,
+                stopped_ms: r.get(2)?,
+                last_tick_ms: r.get(3)?,
+                stop_reason: r.get(4)?,
+                pid: r.get(5)?,
+                interval_ms: r.get(6)?,
+                host: r.get(7)?,
+                version: r.get(8)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(ctx("reading the last run"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, TargetSample, Value};
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("m.db"), Duration::from_secs(1)).expect("open")
+    }
+
+    fn proc_key(pid: u32) -> TargetKey {
+        TargetKey {
+            kind: Kind::Process,
+            pid: Some(pid),
+            start_time_ms: Some(1000 + pid as i64),
+            name: format!("p{pid}"),
+        }
+    }
+
+    fn snapshot(ts_ms: i64, targets: &[TargetKey], metrics: usize) -> Snapshot {
+        const NAMES: [&str; 4] = ["rss", "vms", "swap", "threads"];
+        Snapshot {
+            ts_ms,
+            targets: targets
+                .iter()
+                .map(|k| TargetSample {
+                    key: k.clone(),
+                    cmdline: "x --y".into(),
+                    values: NAMES[..metrics]
+                        .iter()
+                        .map(|m| Value::new(m, Unit::Bytes, ts_ms as f64))
+                        .collect(),
+                })
+                .collect(),
+            gone: vec![],
+        }
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    #[test]
+    fn every_named_query_prepares_on_a_fresh_schema() {
+        let dir = tmp();
+        let store = open(&dir);
+        for (name, sql) in QUERIES {
+            store
+                .connection()
+                .prepare(sql)
+                .unwrap_or_else(|e| panic!("query {name} does not prepare: {e}"));
+        }
+    }
+
+    #[test]
+    fn pragmas_are_set() {
+        let dir = tmp();
+        let store = open(&dir);
+        let c = store.connection();
+        let mode: String = c
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let sync: i64 = c
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .expect("sync");
+        assert_eq!(sync, 1, "NORMAL");
+        let av: i64 = c
+            .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+            .expect("av");
+        assert_eq!(av, 2, "INCREMENTAL");
+    }
+
+    #[test]
+    fn reopening_applies_no_migration_twice_and_keeps_history() {
+        let dir = tmp();
+        {
+            let mut s = open(&dir);
+            s.write_tick(0, &snapshot(1, &[proc_key(1)], 2))
+                .expect("tick");
+        }
+        let s = open(&dir);
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM refinery_schema_history"), 1);
+        assert_eq!(count(c, "SELECT count(*) FROM samples"), 2);
+    }
+
+    #[test]
+    fn tick_rows_and_identity() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        let sys = TargetKey::system();
+        let n = s
+            .write_tick(0, &snapshot(10, &[proc_key(7), sys.clone()], 3))
+            .expect("tick");
+        assert_eq!(n, 6);
+        // Same pid, different start time: a new target, not a continuation.
+        let mut reused = proc_key(7);
+        reused.start_time_ms = Some(99_999);
+        s.write_tick(0, &snapshot(20, &[proc_key(7), reused, sys], 3))
+            .expect("tick");
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM targets"), 3);
+        assert_eq!(
+            count(c, "SELECT count(*) FROM targets WHERE kind = 'system'"),
+            1
+        );
+        assert_eq!(count(c, "SELECT count(*) FROM series"), 9);
+        assert_eq!(count(c, "SELECT count(*) FROM samples"), 15);
+    }
+
+    #[test]
+    fn non_finite_values_are_not_stored() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        let mut snap = snapshot(1, &[proc_key(1)], 1);
+        snap.targets[0].values[0].value = f64::NAN;
+        assert_eq!(s.write_tick(0, &snap).expect("tick"), 0);
+    }
+
+    #[test]
+    fn gone_targets_are_marked_once() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        s.write_tick(0, &snapshot(1, &[proc_key(3)], 1))
+            .expect("tick");
+        let mut snap = snapshot(2, &[], 1);
+        snap.gone = vec![proc_key(3)];
+        s.write_tick(0, &snap).expect("tick");
+        snap.ts_ms = 3;
+        s.write_tick(0, &snap).expect("tick");
+        assert_eq!(count(s.connection(), "SELECT gone_ms FROM targets"), 2);
+    }
+
+    #[test]
+    fn prune_is_bounded_and_removes_only_old_rows() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        let keys = [proc_key(1), proc_key(2)];
+        for ts in 0..100 {
+            s.write_tick(0, &snapshot(ts, &keys, 2)).expect("tick");
+        }
+        // 4 series x 60 rows are older than 60; a budget of 100 removes exactly 100.
+        assert_eq!(s.prune(60, 100).expect("prune").samples, 100);
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM samples"), 400 - 100);
+        // Oldest first within a series.
+        assert_eq!(
+            count(c, "SELECT count(*) FROM samples WHERE ts_ms >= 60"),
+            4 * 40,
+            "nothing inside the window is touched"
+        );
+        while s.prune(60, 100).expect("prune").samples > 0 {}
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM samples"), 4 * 40);
+        assert_eq!(count(c, "SELECT min(ts_ms) FROM samples"), 60);
+        // Targets stay while they were seen after the cutoff.
+        assert_eq!(count(c, "SELECT count(*) FROM targets"), 2);
+    }
+
+    #[test]
+    fn targets_with_no_samples_left_are_dropped() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        s.write_tick(0, &snapshot(1, &[proc_key(1)], 2))
+            .expect("tick");
+        s.write_tick(0, &snapshot(500, &[proc_key(2)], 2))
+            .expect("tick");
+        let p = s.prune(100, 1000).expect("prune");
+        assert_eq!((p.samples, p.targets), (2, 1));
+        // Writing again for a dropped target recreates it (caches were cleared).
+        s.write_tick(0, &snapshot(600, &[proc_key(1)], 2))
+            .expect("tick");
+        assert_eq!(count(s.connection(), "SELECT count(*) FROM targets"), 2);
+    }
+
+    #[test]
+    fn file_stops_growing_under_retention() {
+        // A week of 10 series at a 1-minute tick with a 24 h retention: the page count levels
+        // off once the window is full, because pruned pages are reused.
+        let dir = tmp();
+        let mut s = open(&dir);
+        let keys: Vec<_> = (0..5).map(proc_key).collect();
+        let minute = 60_000;
+        let day = 1440;
+        let mut pages_after_two_days = 0;
+        for tick in 0..(7 * day) {
+            let ts = tick * minute;
+            s.write_tick(0, &snapshot(ts, &keys, 2)).expect("tick");
+            s.prune(ts - day * minute, crate::recorder::PRUNE_BATCH)
+                .expect("prune");
+            if tick == 2 * day {
+                pages_after_two_days = s.page_stats().expect("pages").0;
+            }
+        }
+        let (pages, _) = s.page_stats().expect("pages");
+        assert!(
+            pages as f64 <= pages_after_two_days as f64 * 1.1,
+            "grew from {pages_after_two_days} to {pages} pages"
+        );
+        assert_eq!(
+            count(s.connection(), "SELECT count(*) FROM samples"),
+            10 * (day + 1)
+        );
+    }
+
+    #[test]
+    fn crashed_run_is_closed_at_its_last_tick() {
+        let dir = tmp();
+        let info = RunInfo {
+            started_ms: 100,
+            interval_ms: 1000,
+            retention_ms: 10_000,
+            host: "h".into(),
+            settings_json: "{}".into(),
+        };
+        {
+            let mut s = open(&dir);
+            let run = s.begin_run(&info).expect("run");
+            s.write_tick(run, &snapshot(150, &[proc_key(1)], 1))
+                .expect("tick");
+            // No end_run: the recorder "crashed".
+        }
+        let mut s = open(&dir);
+        let second = s.begin_run(&info).expect("run");
+        let c = s.connection();
+        let (stopped, reason): (i64, String) = c
+            .query_row(
+                "SELECT stopped_ms, stop_reason FROM runs WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("first run");
+        assert_eq!((stopped, reason.as_str()), (150, "crashed"));
+        assert_eq!(second, 2);
+    }
+
+    #[test]
+    fn second_writer_is_refused_with_the_holder_pid() {
+        let dir = tmp();
+        let db = dir.path().join("m.db");
+        let _first = RecorderLock::acquire(&db).expect("first lock");
+        let err = RecorderLock::acquire(&db)
+            .expect_err("second lock")
+            .to_string();
+        assert!(err.contains("already recording"), "{err}");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_named() {
+        let dir = tmp();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "this is not a database, just some text that is long enough ".repeat(20),
+        )
+        .expect("write");
+        let err = Store::open(&path, Duration::from_secs(1))
+            .err()
+            .expect("not sqlite");
+        assert!(matches!(err, StoreError::NotDatabase { .. }), "{err}");
+        let err = open_reader(&path, Duration::from_secs(1)).expect_err("not sqlite");
+        assert!(matches!(err, StoreError::NotDatabase { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let dir = tmp();
+        let path = dir.path().join("no/such/dir/m.db");
+        let err = Store::open(&path, Duration::from_secs(1))
+            .err()
+            .expect("no dir")
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn reader_cannot_write() {
+        let dir = tmp();
+        let path = dir.path().join("m.db");
+        drop(Store::open(&path, Duration::from_secs(1)).expect("create"));
+        let r = open_reader(&path, Duration::from_secs(1)).expect("reader");
+        let err = r.execute("DELETE FROM samples", []).expect_err("read-only");
+        assert_eq!(err.sqlite_error_code(), Some(ErrorCode::ReadOnly), "{err}");
+    }
+}

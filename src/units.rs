@@ -1,0 +1,218 @@
+//! Human-written quantities: durations (`100ms`, `5s`, `1h30m`, `7d`) and sizes (`512MiB`, `2GB`,
+//! `1048576`). Used by the command line and the config file alike, so both reject the same
+//! malformed input with the same message.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// A duration written by a person: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`, `d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = ParseError;
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        let bad = |why: &str| {
+            ParseError(format!(
+                "invalid duration '{text}': {why} (write e.g. 500ms, 5s, 10m, 1h30m, 7d)"
+            ))
+        };
+        let s = text.trim();
+        if s.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        let mut total_ms: u128 = 0;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(bad("expected a number"));
+            }
+            let number: f64 = rest[..digits].parse().map_err(|_| bad("bad number"))?;
+            rest = rest[digits..].trim_start();
+            let unit_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            let unit_ms: f64 = match &rest[..unit_len] {
+                "ms" => 1.0,
+                "s" => 1_000.0,
+                "m" | "min" => 60_000.0,
+                "h" => 3_600_000.0,
+                "d" => 86_400_000.0,
+                "" => return Err(bad("missing unit")),
+                other => return Err(bad(&format!("unknown unit '{other}'"))),
+            };
+            rest = rest[unit_len..].trim_start();
+            total_ms += (number * unit_ms).round() as u128;
+        }
+        let ms = u64::try_from(total_ms).map_err(|_| bad("too large"))?;
+        Ok(HumanDuration(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
+            if ms >= size && ms.is_multiple_of(size) {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes: a plain number of bytes or with a unit (`KiB`, `MiB`, `GiB`, `TiB`, or the
+/// decimal `KB`, `MB`, `GB`, `TB`; `K`/`M`/`G` mean the binary ones, as in `ps` and `free`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = ParseError;
+    fn from_str(text: &str) -> Result<Self, ParseError> {
+        let bad = |why: &str| {
+            ParseError(format!(
+                "invalid size '{text}': {why} (write e.g. 512MiB, 2GiB, 1500000000)"
+            ))
+        };
+        let s = text.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        if split == 0 {
+            return Err(bad("expected a number"));
+        }
+        let number: f64 = s[..split].parse().map_err(|_| bad("bad number"))?;
+        let mult: f64 = match s[split..].trim() {
+            "" | "B" => 1.0,
+            "K" | "KiB" => 1024.0,
+            "M" | "MiB" => 1024.0 * 1024.0,
+            "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+            "T" | "TiB" => 1024.0f64.powi(4),
+            "KB" | "kB" => 1e3,
+            "MB" => 1e6,
+            "GB" => 1e9,
+            "TB" => 1e12,
+            other => return Err(bad(&format!("unknown unit '{other}'"))),
+        };
+        let bytes = number * mult;
+        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+            return Err(bad("too large"));
+        }
+        Ok(ByteSize(bytes.round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Bytes for people: `1.5 GiB`, `312.0 MiB`, `812 B`.
+pub fn format_bytes(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Result<u128, ParseError> {
+        s.parse::<HumanDuration>().map(|h| h.0.as_millis())
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(d("100ms"), Ok(100));
+        assert_eq!(d("5s"), Ok(5_000));
+        assert_eq!(d("1.5s"), Ok(1_500));
+        assert_eq!(d("10m"), Ok(600_000));
+        assert_eq!(d("1h30m"), Ok(5_400_000));
+        assert_eq!(d("7d"), Ok(604_800_000));
+        assert_eq!(d(" 24h "), Ok(86_400_000));
+        assert_eq!(d("1h 30m"), Ok(5_400_000));
+        assert_eq!(d("2 s"), Ok(2_000));
+    }
+
+    #[test]
+    fn bad_durations_say_why() {
+        for (input, why) in [
+            ("", "empty"),
+            ("5", "missing unit"),
+            ("5x", "unknown unit 'x'"),
+            ("s", "expected a number"),
+            ("-5s", "expected a number"),
+            ("1..2s", "bad number"),
+        ] {
+            let err = d(input).expect_err(input).to_string();
+            assert!(err.contains(why), "{input}: {err}");
+            assert!(err.contains("e.g."), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn duration_display_round_trips() {
+        for s in ["100ms", "5s", "10m", "24h", "7d", "1500ms", "1h30m", "90s"] {
+            let d = s.parse::<HumanDuration>().expect(s);
+            assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d), "{s}");
+        }
+        let shown = |s: &str| s.parse::<HumanDuration>().expect(s).to_string();
+        assert_eq!(shown("1500ms"), "1500ms");
+        assert_eq!(shown("90s"), "90s");
+        assert_eq!(shown("24h"), "1d");
+        assert_eq!(shown("120m"), "2h");
+    }
+
+    #[test]
+    fn sizes() {
+        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(b("1048576"), Ok(1_048_576));
+        assert_eq!(b("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(b("512M"), Ok(512 * 1024 * 1024));
+        assert_eq!(b("1.5KiB"), Ok(1536));
+        assert_eq!(b("2GB"), Ok(2_000_000_000));
+        assert!(b("12 parsecs").is_err());
+        assert!(b("GiB").is_err());
+    }
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(format_bytes(812.0), "812 B");
+        assert_eq!(format_bytes(1536.0), "1.5 KiB");
+        assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+}
