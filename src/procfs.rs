@@ -60,6 +60,8 @@ fn parse_btime(proc_stat: &str) -> Option<i64> {
 pub struct ProcStat {
     pub pid: u32,
     pub comm: String,
+    /// R, S, D, Z (zombie), X (dead), ...
+    pub state: char,
     pub ppid: u32,
     pub threads: u64,
     /// Start time in clock ticks since boot: with the pid, it tells a reused pid apart.
@@ -69,6 +71,11 @@ pub struct ProcStat {
 }
 
 impl ProcStat {
+    /// A zombie or dead process has exited: it holds no memory, only a pid not yet reaped.
+    pub fn exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
     /// Process start as Unix milliseconds (stable for the life of the process and across reads).
     pub fn start_time_ms(&self, k: &Kernel) -> i64 {
         k.boot_time_ms + (self.start_ticks * 1000 / k.clock_ticks) as i64
@@ -88,6 +95,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     Some(ProcStat {
         pid,
         comm,
+        state: rest.first()?.chars().next()?,
         ppid: field(4)? as u32,
         threads: field(20)?,
         start_ticks: field(22)?,
@@ -321,6 +329,8 @@ mod tests {
         assert_eq!(s.pid, 1234);
         assert_eq!(s.comm, "my (odd) app");
         assert_eq!(s.ppid, 1);
+        assert_eq!(s.state, 'S');
+        assert!(!s.exited());
         assert_eq!(s.threads, 7);
         assert_eq!(s.start_ticks, 4242);
         assert_eq!(s.vsize_bytes, 123456789);
@@ -331,6 +341,12 @@ mod tests {
             boot_time_ms: 1_000_000,
         };
         assert_eq!(s.start_time_ms(&k), 1_000_000 + 42_420);
+    }
+
+    #[test]
+    fn zombie_counts_as_exited() {
+        let text = "77 (sleep) Z 1 77 77 0 -1 4194308 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0 18446744073709551615";
+        assert!(parse_stat(text).expect("parses").exited());
     }
 
     #[test]

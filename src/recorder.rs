@@ -329,19 +329,27 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         host: procfs::hostname(),
         settings_json,
     })?;
-    let watched: Vec<String> = sampler.watched().map(|(k, _)| k.to_string()).collect();
+    let mut what: Vec<String> = sampler.watched().map(|(k, _)| k.to_string()).collect();
+    what.extend(
+        settings
+            .targets
+            .names
+            .iter()
+            .map(|n| format!("processes named {n:?}")),
+    );
+    if !settings.targets.explicit() && settings.targets.top > 0 {
+        what.push(format!("the {} largest processes", settings.targets.top));
+    }
+    if settings.system {
+        what.insert(0, "system memory".to_string());
+    }
     tracing::info!(
         db = %settings.db.display(),
         interval = %HumanDuration(settings.interval),
         retention = %HumanDuration(settings.retention),
         run = run_id,
-        "recording {}{}",
-        if settings.system { "system memory" } else { "" },
-        match (watched.is_empty(), settings.targets.explicit()) {
-            (false, _) => format!(" and {}", watched.join(", ")),
-            (true, false) => format!(" and the {} largest processes", settings.targets.top),
-            (true, true) => " and processes named ".to_string() + &settings.targets.names.join(", "),
-        }
+        "recording {}",
+        what.join(", ")
     );
 
     let recorder = Recorder {

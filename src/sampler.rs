@@ -129,7 +129,8 @@ impl Sampler {
         if let Some(t) = self.tracked.iter().find(|t| t.pid == pid) {
             return Some(t.key.clone());
         }
-        let stat = procfs::read_stat(pid)?;
+        // A launched command is tracked even if it already exited (its gone row then says so).
+        let stat = procfs::read_stat(pid).filter(|s| origin == Origin::Command || !s.exited())?;
         let key = TargetKey {
             kind: Kind::Process,
             pid: Some(pid),
@@ -175,7 +176,7 @@ impl Sampler {
         let (smaps_interval, smaps_max) = (self.smaps_interval, self.smaps_max_rss);
         self.tracked.retain_mut(|t| {
             let stat = match procfs::read_stat(t.pid) {
-                Some(s) if s.start_ticks == t.start_ticks => s,
+                Some(s) if s.start_ticks == t.start_ticks && !s.exited() => s,
                 _ => {
                     // Exited (or the pid now belongs to a newer process).
                     changes.gone.push(t.key.clone());
@@ -215,7 +216,7 @@ impl Sampler {
                 let mut totals = Totals::default();
                 totals.add(t.pid, &stat, &k);
                 for kid in procfs::descendants(t.pid) {
-                    if let Some(ks) = procfs::read_stat(kid) {
+                    if let Some(ks) = procfs::read_stat(kid).filter(|s| !s.exited()) {
                         totals.add(kid, &ks, &k);
                     }
                 }
@@ -247,7 +248,7 @@ impl Sampler {
         let mut top: Vec<(u64, u32)> = Vec::new();
         let mut matched: HashSet<String> = HashSet::new();
         for pid in procfs::all_pids() {
-            let Some(stat) = procfs::read_stat(pid) else {
+            let Some(stat) = procfs::read_stat(pid).filter(|s| !s.exited()) else {
                 continue;
             };
             if self.top > 0 {

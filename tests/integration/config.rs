@@ -1,0 +1,124 @@
+//! The TOML config file: the default prints and loads, flags override it, and a bad file is an
+//! error naming the key and line (exit code 2).
+
+use std::time::Duration;
+
+use crate::util::*;
+
+#[test]
+fn default_config_prints_and_checks() {
+    let s = Scratch::new();
+    let out = run(
+        memtrail().args(["config", "--default"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        text.contains("interval = \"5s\"") && text.contains("retention = \"24h\""),
+        "{text}"
+    );
+    let file = s.path("memtrail.toml");
+    std::fs::write(&file, &text).expect("write");
+    let out = run(
+        memtrail().args(["config", "check"]).arg(&file),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        shown.contains("interval = 5s") && shown.contains("retention = 1d"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let s = Scratch::new();
+    let file = s.path("bad.toml");
+    std::fs::write(&file, "[record]\ninterval = \"1s\"\nretension = \"2h\"\n").expect("write");
+    let out = run(
+        memtrail()
+            .args(["record", "--config"])
+            .arg(&file)
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("retension") && err.contains("line 3"), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(!s.db().exists());
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let s = Scratch::new();
+    let file = s.path("bad.toml");
+    std::fs::write(&file, "[record]\npids = \"1234\"\n").expect("write");
+    let out = run(
+        memtrail().args(["config", "check"]).arg(&file),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2") && err.contains("invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flags_override_the_file() {
+    let s = Scratch::new();
+    let file = s.path("memtrail.toml");
+    let db_in_file = s.path("from-file.db");
+    std::fs::write(
+        &file,
+        format!(
+            "db = {:?}\n[record]\ninterval = \"1h\"\nself = true\nsystem = false\n",
+            db_in_file
+        ),
+    )
+    .expect("write");
+    let out = run(
+        memtrail().args(["record", "--config"]).arg(&file).args([
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = open(&db_in_file);
+    let ticks = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples");
+    assert!(
+        ticks >= 5,
+        "interval from the flag (100ms), not the file (1h): {ticks} ticks"
+    );
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM targets WHERE kind = 'system'"),
+        0
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let s = Scratch::new();
+    let out = run(
+        memtrail()
+            .args(["record", "--config"])
+            .arg(s.path("nope.toml"))
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read config file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,141 @@
+//! Shared helpers for the integration tests: paths to the real binaries, a scratch directory per
+//! test, running memtrail with a time limit, and reading what it recorded from the real database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+pub const MEMTRAIL: &str = env!("CARGO_BIN_EXE_memtrail");
+pub const MEMHOG: &str = env!("CARGO_BIN_EXE_memhog");
+
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn db(&self) -> PathBuf {
+        self.path("memtrail.db")
+    }
+}
+
+pub fn memtrail() -> Command {
+    let mut c = Command::new(MEMTRAIL);
+    c.env_remove("MEMTRAIL_DB")
+        .env_remove("MEMTRAIL_CONFIG")
+        .env_remove("MEMTRAIL_LOG");
+    c
+}
+
+/// Run to completion, killing it if it outlives `limit` (then the test fails).
+pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn memtrail");
+    wait_output(child, limit)
+}
+
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "timed out after {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn open(db: &Path) -> Connection {
+    Connection::open(db).expect("open db")
+}
+
+/// Poll until `f` returns Some, or fail after `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Samples of one metric of the process targets called `name`: (ts_ms, value) in time order.
+pub fn series(conn: &Connection, name: &str, metric: &str) -> Vec<(i64, f64)> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT ts_ms, value FROM samples
+             JOIN series s ON s.id = samples.series_id JOIN targets t ON t.id = s.target_id
+             WHERE t.name = ?1 AND s.metric = ?2 ORDER BY ts_ms",
+        )
+        .expect("prepare");
+    stmt.query_map([name, metric], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+/// Send a signal to a child process.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a pid this test spawned.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// Start a recorder in the background with the given extra arguments.
+pub fn spawn_recorder(db: &Path, args: &[&str]) -> Child {
+    memtrail()
+        .arg("record")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder")
+}
+
+/// Wait until the recorder has written at least `n` ticks (its current run's last_tick_ms is set).
+pub fn wait_for_samples(db: &Path, n: i64) {
+    eventually(Duration::from_secs(20), "samples", || {
+        if !db.exists() {
+            return None;
+        }
+        let conn = Connection::open(db).ok()?;
+        let got: i64 = conn
+            .query_row("SELECT count(DISTINCT ts_ms) FROM samples", [], |r| {
+                r.get(0)
+            })
+            .ok()?;
+        (got >= n).then_some(())
+    })
+}
