@@ -27,7 +27,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
+    #[error("config file {}, {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
@@ -77,9 +77,17 @@ impl FileConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+        toml::from_str(text).map_err(|e| {
+            let place = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{place}{}", e.message().trim_end().replace('\n', " ")),
+            }
         })
     }
 }
@@ -312,6 +320,11 @@ mod tests {
         assert!(err.contains("intervall"), "{err}");
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("test.toml"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("line 4, column 1: unknown field `intervall`"),
+            "{err}"
+        );
     }
 
     #[test]

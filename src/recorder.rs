@@ -142,9 +142,14 @@ impl Recorder {
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => pending_stop = Some(StopReason::Signal),
                 }
-                if let Some(reason) = pending_stop {
-                    outcome.reason = reason;
-                    break 'run;
+                match pending_stop {
+                    // One last tick records the command as gone (and the system after it).
+                    Some(StopReason::CommandExited) => break,
+                    Some(reason) => {
+                        outcome.reason = reason;
+                        break 'run;
+                    }
+                    None => {}
                 }
             }
             if end.is_some_and(|e| Instant::now() >= e) {
@@ -201,6 +206,10 @@ impl Recorder {
                 if let Err(e) = self.store.maybe_vacuum() {
                     tracing::warn!("incremental vacuum failed: {e}");
                 }
+            }
+            if pending_stop == Some(StopReason::CommandExited) {
+                outcome.reason = StopReason::CommandExited;
+                break;
             }
             if !self.sampler.has_work() {
                 tracing::info!(

@@ -56,6 +56,15 @@ fn recorded_rss_rises_by_what_the_child_allocated() {
         .query_row("SELECT stop_reason FROM runs", [], |r| r.get(0))
         .expect("run");
     assert_eq!(reason, "command exited");
+    // The last tick, after the command exited, records it as gone.
+    let gone: Option<i64> = conn
+        .query_row(
+            "SELECT gone_ms FROM targets WHERE name = 'memhog'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("target");
+    assert!(gone.expect("marked gone") >= rss.last().expect("rss").0);
 }
 
 #[test]
