@@ -107,3 +107,57 @@ impl Snapshot {
         self.targets.iter().map(|t| t.values.len()).sum()
     }
 }
+
+/// One value of a query result (or a query parameter).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Cell {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Cell::Int(v) => Some(*v as f64),
+            Cell::Real(v) => Some(*v),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Cell::Int(v) => Some(*v),
+            Cell::Real(v) => Some(*v as i64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Cell::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A query result: column names and rows of cells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// The cell of `row` in column `name` (Null when there is no such column or row).
+    pub fn get(&self, row: usize, name: &str) -> &Cell {
+        static NULL: Cell = Cell::Null;
+        self.column(name)
+            .and_then(|c| self.rows.get(row)?.get(c))
+            .unwrap_or(&NULL)
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
-use crate::model::{Snapshot, TargetKey, Unit};
+use crate::model::{Cell, Snapshot, Table, TargetKey, Unit};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -21,13 +21,89 @@ mod embedded {
 
 /// The named read queries, kept in `queries/*.sql`. One test prepares each against a freshly
 /// migrated database, so a query that no longer matches the schema fails `cargo test`.
-pub const QUERIES: &[(&str, &str)] = &[("status", include_str!("../queries/status.sql"))];
+pub const QUERIES: &[(&str, &str)] = &[
+    ("latest", include_str!("../queries/latest.sql")),
+    ("threshold", include_str!("../queries/threshold.sql")),
+    (
+        "percent_change",
+        include_str!("../queries/percent_change.sql"),
+    ),
+    ("trend", include_str!("../queries/trend.sql")),
+    (
+        "time_to_limit",
+        include_str!("../queries/time_to_limit.sql"),
+    ),
+    ("downsample", include_str!("../queries/downsample.sql")),
+    ("alerts_due", include_str!("../queries/alerts_due.sql")),
+    ("status", include_str!("../queries/status.sql")),
+];
+
+/// How many migrations the binary carries (each applied once per database).
+pub fn migration_count() -> usize {
+    embedded::migrations::runner().get_migrations().len()
+}
 
 pub fn query_sql(name: &str) -> Option<&'static str> {
     QUERIES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, sql)| *sql)
+}
+
+/// Run SQL with named parameters (`:name`) and return every row as plain cells. Parameters the
+/// statement does not use are ignored; ones it uses but are not given stay NULL.
+pub fn query_table(conn: &Connection, sql: &str, params: &[(String, Cell)]) -> Result<Table> {
+    let mut stmt = conn.prepare(sql).map_err(ctx("preparing the query"))?;
+    for (name, value) in params {
+        let key = format!(":{name}");
+        if let Some(index) = stmt
+            .parameter_index(&key)
+            .map_err(ctx("binding a parameter"))?
+        {
+            stmt.raw_bind_parameter(index, value)
+                .map_err(ctx("binding a parameter"))?;
+        }
+    }
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut raw = stmt.raw_query();
+    while let Some(row) = raw.next().map_err(ctx("running the query"))? {
+        let mut cells = Vec::with_capacity(width);
+        for i in 0..width {
+            use rusqlite::types::ValueRef;
+            cells.push(match row.get_ref(i).map_err(ctx("reading a row"))? {
+                ValueRef::Null => Cell::Null,
+                ValueRef::Integer(v) => Cell::Int(v),
+                ValueRef::Real(v) => Cell::Real(v),
+                ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Cell::Text(format!("<{} bytes>", b.len())),
+            });
+        }
+        rows.push(cells);
+    }
+    Ok(Table { columns, rows })
+}
+
+/// The parameter names (without the colon) a statement uses.
+pub fn statement_parameters(conn: &Connection, sql: &str) -> Result<Vec<String>> {
+    let stmt = conn.prepare(sql).map_err(ctx("preparing the query"))?;
+    Ok((1..=stmt.parameter_count())
+        .filter_map(|i| stmt.parameter_name(i))
+        .map(|n| n.trim_start_matches([':', '@', '$']).to_string())
+        .collect())
+}
+
+impl rusqlite::ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Cell::Null => ValueRef::Null,
+            Cell::Int(v) => ValueRef::Integer(*v),
+            Cell::Real(v) => ValueRef::Real(*v),
+            Cell::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -541,7 +617,7 @@ pub struct SeriesStatus {
 
 pub fn series_status(conn: &Connection, now_ms: i64, window_ms: i64) -> Result<Vec<SeriesStatus>> {
     let mut stmt = conn
-        .prepare(QUERIES[0].1)
+        .prepare(include_str!("../queries/status.sql"))
         .map_err(ctx("preparing the status query"))?;
     let rows = stmt
         .query_map(
@@ -691,7 +767,11 @@ mod tests {
         }
         let s = open(&dir);
         let c = s.connection();
-        assert_eq!(count(c, "SELECT count(*) FROM refinery_schema_history"), 1);
+        assert!(migration_count() >= 2);
+        assert_eq!(
+            count(c, "SELECT count(*) FROM refinery_schema_history") as usize,
+            migration_count()
+        );
         assert_eq!(count(c, "SELECT count(*) FROM samples"), 2);
     }
 

@@ -1,0 +1,36 @@
+-- alerts_due: what each rule must do now, from its state (alert_conditions), the rules' `for`,
+-- cooldown and repeat settings, and the alerts audit table.
+--   firing      the condition has held for the rule's `for` and no firing of this rule on this
+--               series lies inside the cooldown
+--   suppressed  the same, but inside the cooldown (reported once per episode, so it is counted)
+--   repeat      still firing, and `repeat` has passed since the last notification
+--   resolved    firing, and the value crossed back by the hysteresis margin (or is gone)
+--
+-- Parameters (name = default):
+--   :now_ms = now          the evaluation time (Unix ms)
+-- Result columns:
+--   rule, series_id, event, observed, threshold, comparison, severity, actions,
+--   pending_since_ms, firing_since_ms
+SELECT c.rule, c.series_id, e.event, c.observed, c.threshold, c.comparison, c.severity, c.actions,
+       c.pending_since_ms, c.firing_since_ms
+FROM alert_conditions AS c
+JOIN (
+    SELECT rule, series_id,
+           CASE
+             WHEN firing_since_ms IS NOT NULL AND clears THEN 'resolved'
+             WHEN firing_since_ms IS NOT NULL AND holds AND repeat_ms IS NOT NULL
+                  AND last_notified_ms <= :now_ms - repeat_ms THEN 'repeat'
+             WHEN firing_since_ms IS NULL AND holds AND pending_since_ms <= :now_ms - for_ms THEN
+               CASE WHEN EXISTS (SELECT 1 FROM alerts AS a
+                                  WHERE a.rule = alert_conditions.rule
+                                    AND a.series_id = alert_conditions.series_id
+                                    AND a.event = 'firing'
+                                    AND a.ts_ms > :now_ms - cooldown_ms AND a.ts_ms <= :now_ms)
+                    THEN CASE WHEN suppressed_since_ms IS NULL THEN 'suppressed' END
+                    ELSE 'firing'
+               END
+           END AS event
+    FROM alert_conditions
+) AS e ON e.rule = c.rule AND e.series_id = c.series_id
+WHERE e.event IS NOT NULL
+ORDER BY c.rule, c.series_id;

@@ -1,0 +1,68 @@
+-- time_to_limit: when each series will reach a limit if it keeps its trend, like Prometheus
+-- predict_linear: a least-squares line over the window (the same fit as `trend`), extended to the
+-- limit. NULL when the fitted line is not rising (or already past the limit: 0).
+--
+-- Parameters (name = default):
+--   :now_ms = now           as of this time (Unix ms)
+--   :window_ms = 3600000    the window the line is fitted over (1 h)
+--   :limit = NULL           the limit in the series' unit; NULL = the system's total memory for
+--                           bytes series, 100 for percent series
+--   :min_samples = 10       fewer samples in the window: no prediction
+--   :series_id = NULL       only this series
+--   :metric = NULL          only this metric
+--   :kind = NULL            only targets of this kind
+--   :target = NULL          only targets with this name
+--   :pid = NULL             only this pid
+-- Result columns:
+--   series_id, kind, target, pid, metric, unit, samples, last_ts_ms, fitted_now, slope_per_hour,
+--   limit_value, seconds_to_limit, limit_at_ms
+WITH sel AS (
+    SELECT * FROM series_info
+    WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
+      AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
+      AND (:pid IS NULL OR pid = :pid)
+),
+pts AS (
+    SELECT x.series_id, x.ts_ms, x.value,
+           (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
+           x.value - first_value(x.value) OVER (PARTITION BY x.series_id ORDER BY x.ts_ms) AS y
+    FROM sel JOIN samples AS x ON x.series_id = sel.series_id
+    WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
+),
+sums AS (
+    SELECT series_id, count(*) AS n, max(ts_ms) AS last_ts_ms, sum(x) AS sx, sum(y) AS sy,
+           sum(x * x) AS sxx, sum(x * y) AS sxy, max(value - y) AS y0
+    FROM pts GROUP BY series_id
+),
+fit AS (
+    SELECT series_id, n, last_ts_ms,
+           (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) AS slope_s,
+           y0 + (sy - (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) * sx) / n
+             + (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0)
+               * (last_ts_ms - (:now_ms - :window_ms)) / 1000.0 AS fitted_now
+    FROM sums
+),
+system_total AS (
+    SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total
+    FROM series_info AS si WHERE si.kind = 'system' AND si.metric = 'mem_total'
+    LIMIT 1
+),
+limited AS (
+    SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
+           fit.n AS samples, fit.last_ts_ms, fit.fitted_now, fit.slope_s * 3600 AS slope_per_hour,
+           coalesce(:limit, CASE sel.unit WHEN 'percent' THEN 100.0
+                                          WHEN 'bytes' THEN (SELECT total FROM system_total) END)
+             AS limit_value,
+           fit.slope_s
+    FROM fit JOIN sel ON sel.series_id = fit.series_id
+    WHERE fit.n >= :min_samples
+)
+SELECT series_id, kind, target, pid, metric, unit, samples, last_ts_ms, fitted_now, slope_per_hour,
+       limit_value,
+       CASE WHEN slope_s > 0 AND limit_value IS NOT NULL
+            THEN max(0.0, (limit_value - fitted_now) / slope_s) END AS seconds_to_limit,
+       CASE WHEN slope_s > 0 AND limit_value IS NOT NULL
+            THEN last_ts_ms + CAST(max(0.0, (limit_value - fitted_now) / slope_s) * 1000 AS INTEGER)
+       END AS limit_at_ms
+FROM limited
+ORDER BY seconds_to_limit IS NULL, seconds_to_limit;

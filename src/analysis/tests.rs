@@ -1,0 +1,514 @@
+//! The analysis queries on synthetic histories whose answers are known exactly.
+
+use std::time::Duration;
+
+use super::*;
+use crate::store::Store;
+
+/// Far from zero on purpose: squared Unix milliseconds would lose precision if a query used them.
+const T0: i64 = 1_790_000_000_000;
+const MB: f64 = 1024.0 * 1024.0;
+
+pub struct History {
+    _dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+impl History {
+    pub fn new() -> History {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("h.db"), Duration::from_secs(1)).expect("open");
+        History { _dir: dir, store }
+    }
+
+    pub fn conn(&self) -> &Connection {
+        self.store.connection()
+    }
+
+    /// Add a target (if new) and one series with the given points; returns the series id.
+    pub fn series(
+        &self,
+        kind: &str,
+        name: &str,
+        metric: &str,
+        unit: &str,
+        points: &[(i64, f64)],
+    ) -> i64 {
+        let c = self.conn();
+        let tx = c.unchecked_transaction().expect("tx");
+        let first = points.first().map_or(T0, |p| p.0);
+        let last = points.last().map_or(T0, |p| p.0);
+        let target: i64 = match tx.query_row(
+            "SELECT id FROM targets WHERE kind = ?1 AND name = ?2",
+            (kind, name),
+            |r| r.get(0),
+        ) {
+            Ok(id) => id,
+            Err(_) => {
+                tx.execute(
+                    "INSERT INTO targets (kind, pid, start_time_ms, name, first_seen_ms, last_seen_ms)
+                     VALUES (?1, CASE WHEN ?1 = 'process' THEN 4242 END, ?3, ?2, ?3, ?4)",
+                    (kind, name, first, last),
+                )
+                .expect("target");
+                tx.last_insert_rowid()
+            }
+        };
+        tx.execute(
+            "INSERT INTO series (target_id, metric, unit) VALUES (?1, ?2, ?3)",
+            (target, metric, unit),
+        )
+        .expect("series");
+        let sid = tx.last_insert_rowid();
+        {
+            let mut ins = tx
+                .prepare("INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)")
+                .expect("prepare");
+            for (ts, v) in points {
+                ins.execute((sid, ts, v)).expect("sample");
+            }
+        }
+        tx.commit().expect("commit");
+        sid
+    }
+}
+
+fn one(table: &Table, series_id: i64) -> usize {
+    (0..table.rows.len())
+        .find(|&r| table.get(r, "series_id").as_i64() == Some(series_id))
+        .unwrap_or_else(|| panic!("series {series_id} not in result: {:?}", table.rows))
+}
+
+fn f(table: &Table, row: usize, col: &str) -> f64 {
+    table
+        .get(row, col)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{col} is {:?}", table.get(row, col)))
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1e-12)
+}
+
+#[test]
+fn headers_declare_every_parameter_each_query_uses() {
+    let h = History::new();
+    for q in catalog() {
+        assert!(!q.summary.is_empty(), "{} has no summary line", q.name);
+        let used = store::statement_parameters(h.conn(), q.sql).expect("prepare");
+        for name in &used {
+            assert!(
+                q.params.iter().any(|p| &p.name == name),
+                "{} uses :{name} but its header does not declare it",
+                q.name
+            );
+        }
+        for p in &q.params {
+            assert!(
+                used.contains(&p.name),
+                "{} declares :{} but never uses it",
+                q.name,
+                p.name
+            );
+        }
+    }
+}
+
+#[test]
+fn parameter_text_is_read_by_kind() {
+    let now = T0;
+    assert_eq!(parse_value("window_ms", "10m", now), Cell::Int(600_000));
+    assert_eq!(parse_value("window_ms", "600000", now), Cell::Int(600_000));
+    assert_eq!(parse_value("now_ms", "-1h", now), Cell::Int(T0 - 3_600_000));
+    assert_eq!(
+        parse_value("from_ms", "2026-01-01T00:00:00Z", now),
+        Cell::Int(1_767_225_600_000)
+    );
+    assert_eq!(parse_value("threshold", "1GiB", now), Cell::Int(1 << 30));
+    assert_eq!(parse_value("threshold", "85.5", now), Cell::Real(85.5));
+    assert_eq!(parse_value("metric", "rss", now), Cell::Text("rss".into()));
+    assert_eq!(parse_value("pid", "NULL", now), Cell::Null);
+}
+
+#[test]
+fn unknown_and_missing_parameters_are_named() {
+    let q = find("threshold").expect("exists");
+    let err = q
+        .bind(&[("treshold".into(), Cell::Int(1))], T0)
+        .expect_err("unknown")
+        .to_string();
+    assert!(
+        err.contains("\"treshold\"") && err.contains("threshold, comparison"),
+        "{err}"
+    );
+    let err = q.bind(&[], T0).expect_err("missing").to_string();
+    assert!(err.contains("needs --param threshold=VALUE"), "{err}");
+    let err = find("trends").expect_err("no such query").to_string();
+    assert!(err.contains("trend,") || err.contains("trend"), "{err}");
+}
+
+#[test]
+fn latest_is_the_newest_value_at_or_before_now() {
+    let h = History::new();
+    let s = h.series(
+        "process",
+        "app",
+        "rss",
+        "bytes",
+        &[(T0, 1.0), (T0 + 1000, 2.0), (T0 + 2000, 3.0)],
+    );
+    let t = run(h.conn(), "latest", &[], T0 + 1500).expect("run");
+    let r = one(&t, s);
+    assert_eq!(t.get(r, "ts_ms"), &Cell::Int(T0 + 1000));
+    assert_eq!(f(&t, r, "value"), 2.0);
+    let t = run(
+        h.conn(),
+        "latest",
+        &[("max_age_ms", Cell::Int(100))],
+        T0 + 5000,
+    )
+    .expect("run");
+    assert!(
+        t.rows.is_empty(),
+        "stale series are left out with max_age_ms"
+    );
+}
+
+#[test]
+fn percent_change_against_the_earliest_value_in_the_window() {
+    let h = History::new();
+    // 100 -> 200 over exactly 10 minutes, a sample every 10 s.
+    let pts: Vec<_> = (0..=60)
+        .map(|i| (T0 + i * 10_000, 100.0 + i as f64 * 100.0 / 60.0))
+        .collect();
+    let grow = h.series("process", "a", "rss", "bytes", &pts);
+    // Only the last 5 minutes recorded: under 90 % coverage, not reported.
+    let late: Vec<_> = pts
+        .iter()
+        .filter(|p| p.0 >= T0 + 300_000)
+        .cloned()
+        .collect();
+    let young = h.series("process", "b", "rss", "bytes", &late);
+    // Starts at zero: no percentage.
+    let zero: Vec<_> = pts.iter().map(|&(t, v)| (t, v - 100.0)).collect();
+    let from_zero = h.series("process", "c", "rss", "bytes", &zero);
+
+    let now = T0 + 600_000;
+    let t = run(h.conn(), "percent_change", &[], now).expect("run");
+    let r = one(&t, grow);
+    assert!(
+        close(f(&t, r, "percent_change"), 100.0, 1e-12),
+        "{:?}",
+        t.rows[r]
+    );
+    assert_eq!(f(&t, r, "first_value"), 100.0);
+    assert_eq!(f(&t, r, "coverage"), 1.0);
+    assert!(
+        t.rows.iter().all(|row| row[0] != Cell::Int(young)),
+        "young series reported"
+    );
+    assert_eq!(t.get(one(&t, from_zero), "percent_change"), &Cell::Null);
+
+    // Half way: the window reaches back before the first sample, so coverage is 0.5: not reported.
+    let t = run(h.conn(), "percent_change", &[], T0 + 300_000).expect("run");
+    assert!(t.rows.is_empty(), "{:?}", t.rows);
+    // A 5-minute window at the end: 150 -> 200 = +33.3 %.
+    let t = run(
+        h.conn(),
+        "percent_change",
+        &[("window_ms", Cell::Int(300_000))],
+        now,
+    )
+    .expect("run");
+    let r = one(&t, grow);
+    assert!(close(
+        f(&t, r, "percent_change"),
+        (200.0 - 150.0) / 150.0 * 100.0,
+        1e-12
+    ));
+}
+
+#[test]
+fn trend_fit_matches_hand_computed_values() {
+    let h = History::new();
+    // (x, y) = (0,1), (1,3), (2,2), (3,5) seconds from the window start:
+    // slope 1.1/s, intercept 1.1, R² = 5.5² / (5 * 8.75) = 0.691428...
+    let pts = [
+        (T0, 1.0),
+        (T0 + 1000, 3.0),
+        (T0 + 2000, 2.0),
+        (T0 + 3000, 5.0),
+    ];
+    let s = h.series("process", "app", "rss", "bytes", &pts);
+    let params = [
+        ("window_ms", Cell::Int(3000)),
+        ("min_samples", Cell::Int(3)),
+    ];
+    let t = run(h.conn(), "trend", &params, T0 + 3000).expect("run");
+    let r = one(&t, s);
+    assert!(
+        close(f(&t, r, "slope_per_hour"), 1.1 * 3600.0, 1e-12),
+        "{:?}",
+        t.rows[r]
+    );
+    assert!(close(f(&t, r, "intercept"), 1.1, 1e-12));
+    assert!(close(f(&t, r, "fitted_now"), 1.1 + 3.3, 1e-12));
+    assert!(close(f(&t, r, "r2"), 30.25 / 43.75, 1e-12));
+    assert_eq!(f(&t, r, "mean"), 2.75);
+    assert_eq!(t.get(r, "samples"), &Cell::Int(4));
+    assert!(close(
+        f(&t, r, "pct_per_hour"),
+        1.1 * 3600.0 / 2.75 * 100.0,
+        1e-12
+    ));
+    assert_eq!(f(&t, r, "coverage"), 1.0);
+}
+
+#[test]
+fn trend_of_an_exact_line_at_unix_scale() {
+    let h = History::new();
+    // 1 GB + 2 bytes per second, a sample every 10 s for an hour.
+    let pts: Vec<_> = (0..=360)
+        .map(|i| (T0 + i * 10_000, 1e9 + 2.0 * (i * 10) as f64))
+        .collect();
+    let s = h.series("process", "app", "rss", "bytes", &pts);
+    let t = run(h.conn(), "trend", &[], T0 + 3_600_000).expect("run");
+    let r = one(&t, s);
+    assert!(
+        close(f(&t, r, "slope_per_hour"), 7200.0, 1e-9),
+        "{:?}",
+        t.rows[r]
+    );
+    assert!(close(f(&t, r, "r2"), 1.0, 1e-9));
+    assert!(close(f(&t, r, "intercept"), 1e9, 1e-12));
+}
+
+#[test]
+fn time_to_limit_extends_the_fitted_line() {
+    let h = History::new();
+    // 1000 + 10/s for 10 minutes: at the last sample the line is at 7000.
+    let pts: Vec<_> = (0..=60)
+        .map(|i| (T0 + i * 10_000, 1000.0 + 10.0 * (i * 10) as f64))
+        .collect();
+    let rising = h.series("process", "leaky", "rss", "bytes", &pts);
+    let flat: Vec<_> = pts.iter().map(|&(t, _)| (t, 5000.0)).collect();
+    let steady = h.series("process", "steady", "rss", "bytes", &flat);
+    let total: Vec<_> = pts.iter().map(|&(t, _)| (t, 13_000.0)).collect();
+    h.series("system", "system", "mem_total", "bytes", &total);
+    let now = T0 + 600_000;
+    let params = [("window_ms", Cell::Int(600_000))];
+    let t = run(h.conn(), "time_to_limit", &params, now).expect("run");
+    let r = one(&t, rising);
+    // Limit defaults to the system total: (13000 - 7000) / 10 per second = 600 s.
+    assert_eq!(f(&t, r, "limit_value"), 13_000.0);
+    assert!(
+        close(f(&t, r, "seconds_to_limit"), 600.0, 1e-9),
+        "{:?}",
+        t.rows[r]
+    );
+    assert_eq!(t.get(r, "limit_at_ms"), &Cell::Int(now + 600_000));
+    assert_eq!(t.get(one(&t, steady), "seconds_to_limit"), &Cell::Null);
+    let t = run(
+        h.conn(),
+        "time_to_limit",
+        &[
+            ("window_ms", Cell::Int(600_000)),
+            ("limit", Cell::Real(8000.0)),
+        ],
+        now,
+    )
+    .expect("run");
+    assert!(close(
+        f(&t, one(&t, rising), "seconds_to_limit"),
+        100.0,
+        1e-9
+    ));
+}
+
+#[test]
+fn threshold_compares_the_newest_value() {
+    let h = History::new();
+    let big = h.series("process", "big", "rss", "bytes", &[(T0, 2e9)]);
+    let small = h.series("process", "small", "rss", "bytes", &[(T0, 1e8)]);
+    let p = |cmp: &str| {
+        vec![
+            ("threshold", Cell::Int(1 << 30)),
+            ("comparison", Cell::Text(cmp.into())),
+        ]
+    };
+    let t = run(h.conn(), "threshold", &p("greater_than"), T0 + 1000).expect("run");
+    assert_eq!(t.get(one(&t, big), "holds"), &Cell::Int(1));
+    assert_eq!(t.get(one(&t, small), "holds"), &Cell::Int(0));
+    let t = run(h.conn(), "threshold", &p("less_than"), T0 + 1000).expect("run");
+    assert_eq!(t.get(one(&t, small), "holds"), &Cell::Int(1));
+    let t = run(h.conn(), "threshold", &p("greater_than"), T0 + 600_000).expect("run");
+    assert!(
+        t.rows.is_empty(),
+        "samples older than max_age_ms are not judged"
+    );
+}
+
+#[test]
+fn downsampling_keeps_true_extremes_per_bucket() {
+    let h = History::new();
+    // 1 Hz for 10 minutes with one spike and one dip.
+    let mut pts: Vec<_> = (0..600)
+        .map(|i| (T0 + i * 1000, 100.0 + (i % 7) as f64))
+        .collect();
+    pts[125].1 = 9_999.0;
+    pts[430].1 = -5.0;
+    let s = h.series("process", "app", "rss", "bytes", &pts);
+    let params = [
+        ("from_ms", Cell::Int(T0)),
+        ("to_ms", Cell::Int(T0 + 600_000)),
+        ("bucket_ms", Cell::Int(60_000)),
+    ];
+    let t = run(h.conn(), "downsample", &params, T0 + 600_000).expect("run");
+    assert_eq!(t.rows.len(), 10);
+    for r in 0..10 {
+        assert_eq!(t.get(r, "series_id"), &Cell::Int(s));
+        let start = T0 + r as i64 * 60_000;
+        assert_eq!(t.get(r, "bucket_ms"), &Cell::Int(start));
+        let inside: Vec<f64> = pts
+            .iter()
+            .filter(|p| p.0 >= start && p.0 < start + 60_000)
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(
+            f(&t, r, "min"),
+            inside.iter().cloned().fold(f64::MAX, f64::min)
+        );
+        assert_eq!(
+            f(&t, r, "max"),
+            inside.iter().cloned().fold(f64::MIN, f64::max)
+        );
+        assert_eq!(t.get(r, "samples"), &Cell::Int(60));
+    }
+    assert_eq!(f(&t, 2, "max"), 9_999.0);
+    assert_eq!(f(&t, 7, "min"), -5.0);
+}
+
+/// A repeatable noise source in [-1, 1].
+pub struct Noise(u64);
+impl Noise {
+    pub fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+/// A history sampled every 5 s for `minutes`, value = f(seconds since start) * (1 + noise).
+pub fn shape(minutes: i64, noise: f64, f: impl Fn(f64) -> f64) -> Vec<(i64, f64)> {
+    let mut n = Noise(7);
+    (0..=minutes * 12)
+        .map(|i| {
+            let t = i as f64 * 5.0;
+            (T0 + i * 5000, f(t) * (1.0 + noise * n.next()))
+        })
+        .collect()
+}
+
+pub fn classify(points: &[(i64, f64)], at_minute: i64) -> (String, Table) {
+    let h = History::new();
+    let s = h.series("process", "app", "rss", "bytes", points);
+    let t = run(h.conn(), "trend", &[], T0 + at_minute * 60_000).expect("run");
+    let r = one(&t, s);
+    if std::env::var_os("MEMTRAIL_SHOW_FITS").is_some() {
+        let cols = [
+            "pct_per_hour",
+            "r2",
+            "growth_pct",
+            "floor_pct_per_hour",
+            "floor_r2",
+            "classification",
+        ];
+        let shown: Vec<String> = cols
+            .iter()
+            .map(|c| format!("{c}={:?}", t.get(r, c)))
+            .collect();
+        eprintln!("{}", shown.join(" "));
+    }
+    (
+        t.get(r, "classification")
+            .as_str()
+            .unwrap_or("?")
+            .to_string(),
+        t,
+    )
+}
+
+const BASE: f64 = 500.0 * MB;
+
+#[test]
+fn steady_leak_with_noise_is_increasing_within_an_hour() {
+    // Flat for 30 min, then +5 %/h of the base, with ±1 % noise.
+    let leak = |t: f64| BASE * (1.0 + 0.05 * ((t - 1800.0).max(0.0) / 3600.0));
+    let pts = shape(150, 0.01, leak);
+    let (c, t) = classify(&pts, 30 + 60);
+    assert_eq!(c, "increasing", "{:?}", t.rows);
+    let (c, _) = classify(&pts, 150);
+    assert_eq!(c, "increasing");
+}
+
+#[test]
+fn flat_and_noisy_flat_are_stable() {
+    for noise in [0.0, 0.01, 0.03] {
+        let (c, t) = classify(&shape(90, noise, |_| BASE), 90);
+        assert_eq!(c, "stable", "noise {noise}: {:?}", t.rows);
+    }
+}
+
+#[test]
+fn warm_up_then_flat_is_stable_once_the_warm_up_left_the_window() {
+    // Rises from 100 MB towards 500 MB with a 4-minute time constant, then stays.
+    let warm = |t: f64| 100.0 * MB + 400.0 * MB * (1.0 - (-t / 240.0).exp());
+    let pts = shape(120, 0.005, warm);
+    let (c, t) = classify(&pts, 20 + 61);
+    assert_eq!(c, "stable", "{:?}", t.rows);
+}
+
+#[test]
+fn saw_tooth_on_a_flat_floor_is_stable() {
+    for period in [180.0, 300.0, 420.0] {
+        let gc = move |t: f64| BASE * (1.0 + 0.2 * ((t % period) / period));
+        let (c, t) = classify(&shape(90, 0.005, gc), 90);
+        assert_eq!(c, "stable", "period {period}: {:?}", t.rows);
+    }
+}
+
+#[test]
+fn saw_tooth_on_a_rising_floor_is_increasing() {
+    for period in [180.0, 300.0] {
+        let leaky_gc =
+            move |t: f64| BASE * (1.0 + 0.05 * t / 3600.0) * (1.0 + 0.2 * ((t % period) / period));
+        let (c, t) = classify(&shape(90, 0.005, leaky_gc), 90);
+        assert_eq!(c, "increasing", "period {period}: {:?}", t.rows);
+    }
+}
+
+#[test]
+fn step_then_flat_is_stable_after_the_window() {
+    let step = |t: f64| if t < 1800.0 { BASE } else { BASE * 1.3 };
+    let pts = shape(120, 0.005, step);
+    let (c, t) = classify(&pts, 30 + 61);
+    assert_eq!(c, "stable", "{:?}", t.rows);
+}
+
+#[test]
+fn shrinking_is_decreasing() {
+    let shrink = |t: f64| BASE * (1.0 - 0.05 * t / 3600.0);
+    let (c, t) = classify(&shape(90, 0.01, shrink), 90);
+    assert_eq!(c, "decreasing", "{:?}", t.rows);
+}
+
+#[test]
+fn too_little_history_is_insufficient_data() {
+    let (c, _) = classify(&shape(20, 0.0, |t| BASE + t), 20);
+    assert_eq!(
+        c, "insufficient_data",
+        "20 minutes cover under half of a 1 h window"
+    );
+}
