@@ -58,13 +58,72 @@ where
     }
 }
 
-/// The whole config file. Sections for rules, cleanup and the API join this struct as they come.
+/// The whole config file. Sections for cleanup and the API join this struct as they come.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub db: Option<PathBuf>,
     #[serde(default)]
     pub record: RecordPartial,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    #[serde(default)]
+    pub notify: NotifySection,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[alerts]`: whether the built-in default rules apply (a `[[rules]]` entry with the same name
+/// replaces a default one).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    pub default_rules: Option<bool>,
+}
+
+/// `[notify]`: where alerts go besides the log.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// POST each alert as JSON to this URL.
+    pub webhook: Option<String>,
+    pub webhook_timeout: Option<HumanDuration>,
+    /// Further tries after a failed POST, with doubling back-off from 1 s.
+    pub webhook_retries: Option<u32>,
+    /// Run this with `sh -c`, the alert in MEMTRAIL_ALERT_* environment variables.
+    pub command: Option<String>,
+    pub command_timeout: Option<HumanDuration>,
+}
+
+/// A rule's threshold as written: a number, or a string with a unit (`"1GiB"`, `"2h"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RuleValue {
+    Number(f64),
+    Text(String),
+}
+
+/// One `[[rules]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub metric: String,
+    pub kind: Option<String>,
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+    pub comparison: String,
+    pub value: RuleValue,
+    pub window: Option<HumanDuration>,
+    #[serde(rename = "for")]
+    pub for_: Option<HumanDuration>,
+    pub cooldown: Option<HumanDuration>,
+    pub repeat: Option<HumanDuration>,
+    pub hysteresis: Option<f64>,
+    pub warmup: Option<HumanDuration>,
+    pub limit: Option<RuleValue>,
+    pub severity: Option<String>,
+    pub actions: Option<Vec<String>>,
 }
 
 impl FileConfig {

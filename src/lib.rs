@@ -1,6 +1,7 @@
 //! memtrail: an embedded SQLite time-series recorder for memory. The sampler reads `/proc`, the
 //! recorder moves each tick into the store, and the analysis reads the store. See ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod analysis;
 pub mod cli;
 pub mod config;

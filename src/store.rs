@@ -52,18 +52,15 @@ pub fn query_sql(name: &str) -> Option<&'static str> {
 
 /// Run SQL with named parameters (`:name`) and return every row as plain cells. Parameters the
 /// statement does not use are ignored; ones it uses but are not given stay NULL.
-pub fn query_table(conn: &Connection, sql: &str, params: &[(String, Cell)]) -> Result<Table> {
-    let mut stmt = conn.prepare(sql).map_err(ctx("preparing the query"))?;
-    for (name, value) in params {
-        let key = format!(":{name}");
-        if let Some(index) = stmt
-            .parameter_index(&key)
-            .map_err(ctx("binding a parameter"))?
-        {
-            stmt.raw_bind_parameter(index, value)
-                .map_err(ctx("binding a parameter"))?;
-        }
-    }
+pub fn query_table<S: AsRef<str>>(
+    conn: &Connection,
+    sql: &str,
+    params: &[(S, Cell)],
+) -> Result<Table> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(ctx("preparing the query"))?;
+    bind_named(&mut stmt, params)?;
     let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let width = columns.len();
     let mut rows = Vec::new();
@@ -83,6 +80,64 @@ pub fn query_table(conn: &Connection, sql: &str, params: &[(String, Cell)]) -> R
         rows.push(cells);
     }
     Ok(Table { columns, rows })
+}
+
+fn bind_named<S: AsRef<str>>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[(S, Cell)],
+) -> Result<()> {
+    for (name, value) in params {
+        let index = stmt
+            .parameter_index(&format!(":{}", name.as_ref()))
+            .map_err(ctx("binding a parameter"))?;
+        if let Some(index) = index {
+            stmt.raw_bind_parameter(index, value)
+                .map_err(ctx("binding a parameter"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A transaction on a shared connection, for modules that write derived tables (alerts).
+pub struct Tx<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+impl<'c> Tx<'c> {
+    pub fn begin(conn: &'c Connection) -> Result<Tx<'c>> {
+        Ok(Tx {
+            tx: conn
+                .unchecked_transaction()
+                .map_err(ctx("starting a transaction"))?,
+        })
+    }
+
+    /// Run one statement with named parameters; returns the number of rows changed.
+    pub fn exec(&self, sql: &str, params: &[(&str, Cell)]) -> Result<usize> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(sql)
+            .map_err(ctx("preparing a statement"))?;
+        bind_named(&mut stmt, params)?;
+        stmt.raw_execute().map_err(ctx("writing"))
+    }
+
+    /// Run an INSERT; returns the new row's id.
+    pub fn exec_insert(&self, sql: &str, params: &[(&str, Cell)]) -> Result<i64> {
+        self.exec(sql, params)?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit().map_err(ctx("committing"))
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.tx
+    }
 }
 
 /// The parameter names (without the colon) a statement uses.

@@ -1,0 +1,712 @@
+//! Alert rules and their evaluation. A rule picks series (metric + target selector), observes one
+//! number per series through an analysis query (the newest value, the percent change, the trend's
+//! leak slope, or the time to a limit), and writes it to `alert_state`. What happens next — firing
+//! once the condition has held for `for`, suppression inside the cooldown, repeats, resolution past
+//! the hysteresis margin — is decided in SQL by `queries/alerts_due.sql` over `alert_conditions`
+//! and the `alerts` audit table; this module writes the events it returns.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::analysis::{self, AnalysisError};
+use crate::config::{ConfigError, NotifySection, RuleConfig, RuleValue};
+use crate::model::Cell;
+use crate::status::format_value;
+use crate::store::{self, StoreError};
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    GreaterThan,
+    LessThan,
+    PercentChange,
+    Slope,
+    TimeToLimit,
+}
+
+impl Comparison {
+    pub const ALL: [&str; 5] = [
+        "greater_than",
+        "less_than",
+        "percent_change",
+        "slope",
+        "time_to_limit",
+    ];
+
+    pub fn parse(s: &str) -> Option<Comparison> {
+        Some(match s {
+            "greater_than" => Comparison::GreaterThan,
+            "less_than" => Comparison::LessThan,
+            "percent_change" => Comparison::PercentChange,
+            "slope" => Comparison::Slope,
+            "time_to_limit" => Comparison::TimeToLimit,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
+    /// Comparisons judged over a window of history (warm-up must lie before the whole window).
+    fn windowed(self) -> bool {
+        matches!(
+            self,
+            Comparison::PercentChange | Comparison::Slope | Comparison::TimeToLimit
+        )
+    }
+}
+
+pub const ACTIONS: [&str; 3] = ["log", "webhook", "command"];
+pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+/// Metrics memtrail records itself, with the kind of target that has them.
+pub const PROCESS_METRICS: [&str; 13] = [
+    "rss",
+    "vms",
+    "swap",
+    "threads",
+    "fds",
+    "pss",
+    "uss",
+    "tree_rss",
+    "tree_vms",
+    "tree_swap",
+    "tree_threads",
+    "tree_fds",
+    "tree_procs",
+];
+pub const SYSTEM_METRICS: [&str; 8] = [
+    "mem_total",
+    "mem_available",
+    "mem_used",
+    "mem_used_percent",
+    "swap_total",
+    "swap_used",
+    "pressure_some_avg10",
+    "pressure_full_avg10",
+];
+
+/// A checked rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub name: String,
+    pub metric: String,
+    pub kind: Option<String>,
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+    pub comparison: Comparison,
+    /// In the comparison's unit: the series' unit, percent, percent per hour, or seconds.
+    pub threshold: f64,
+    pub hysteresis: f64,
+    pub window_ms: i64,
+    pub for_ms: i64,
+    pub cooldown_ms: i64,
+    pub repeat_ms: Option<i64>,
+    pub warmup_ms: i64,
+    pub limit: Option<f64>,
+    pub severity: String,
+    pub actions: Vec<String>,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+/// The built-in rules (the seed monitor's defaults): process RSS above 1024 MiB, system memory
+/// above 85 % used, and process RSS growing more than 20 % in 10 minutes (15-minute cooldown).
+pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
+    let actions = default_actions(notify);
+    let base = |name: &str, metric: &str, kind: &str, comparison, threshold: f64| Rule {
+        name: name.into(),
+        metric: metric.into(),
+        kind: Some(kind.into()),
+        target: None,
+        pid: None,
+        comparison,
+        threshold,
+        hysteresis: threshold.abs() * 0.05,
+        window_ms: 0,
+        for_ms: 0,
+        cooldown_ms: 15 * 60_000,
+        repeat_ms: None,
+        warmup_ms: 0,
+        limit: None,
+        severity: "warning".into(),
+        actions: actions.clone(),
+    };
+    vec![
+        base(
+            "process_rss_high",
+            "rss",
+            "process",
+            Comparison::GreaterThan,
+            1024.0 * 1024.0 * 1024.0,
+        ),
+        base(
+            "system_memory_high",
+            "mem_used_percent",
+            "system",
+            Comparison::GreaterThan,
+            85.0,
+        ),
+        Rule {
+            window_ms: 10 * 60_000,
+            warmup_ms: 5 * 60_000,
+            ..base(
+                "process_rss_growth",
+                "rss",
+                "process",
+                Comparison::PercentChange,
+                20.0,
+            )
+        },
+    ]
+}
+
+fn default_actions(notify: &NotifySection) -> Vec<String> {
+    let mut a = vec!["log".to_string()];
+    if notify.webhook.is_some() {
+        a.push("webhook".into());
+    }
+    if notify.command.is_some() {
+        a.push("command".into());
+    }
+    a
+}
+
+/// Check the `[[rules]]` of a config file and merge them with the defaults.
+pub fn build_rules(
+    configs: &[RuleConfig],
+    use_defaults: bool,
+    notify: &NotifySection,
+) -> Result<Vec<Rule>, ConfigError> {
+    let mut rules: Vec<Rule> = if use_defaults {
+        default_rules(notify)
+    } else {
+        Vec::new()
+    };
+    for (i, c) in configs.iter().enumerate() {
+        let rule = check_rule(c, notify).map_err(|why| {
+            ConfigError::Invalid(format!(
+                "rule {:?} ([[rules]] entry {}): {why}",
+                c.name,
+                i + 1
+            ))
+        })?;
+        if configs[..i].iter().any(|o| o.name == c.name) {
+            return Err(ConfigError::Invalid(format!(
+                "rule {:?} is defined twice: rule names must be unique",
+                c.name
+            )));
+        }
+        match rules.iter_mut().find(|r| r.name == rule.name) {
+            Some(slot) => *slot = rule,
+            None => rules.push(rule),
+        }
+    }
+    Ok(rules)
+}
+
+fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
+    if c.name.trim().is_empty() || c.name.len() > 64 {
+        return Err("the name must be 1 to 64 characters".into());
+    }
+    let comparison = Comparison::parse(&c.comparison).ok_or_else(|| {
+        format!(
+            "unknown comparison {:?}: use one of {}",
+            c.comparison,
+            Comparison::ALL.join(", ")
+        )
+    })?;
+    let inferred = if PROCESS_METRICS.contains(&c.metric.as_str()) {
+        Some("process")
+    } else if SYSTEM_METRICS.contains(&c.metric.as_str()) {
+        Some("system")
+    } else {
+        None
+    };
+    let kind = match (c.kind.as_deref(), inferred) {
+        (Some(k), _) if !["process", "system", "custom"].contains(&k) => {
+            return Err(format!("unknown kind {k:?}: use process, system or custom"));
+        }
+        (Some("custom"), _) => Some("custom".to_string()),
+        (Some(k), Some(m)) if k != m => {
+            return Err(format!(
+                "metric {:?} belongs to {m} targets, not {k}",
+                c.metric
+            ));
+        }
+        (_, Some(m)) => Some(m.to_string()),
+        (_, None) => {
+            return Err(format!(
+                "unknown metric {:?}: use one of {}, {} (or kind = \"custom\" for an application's own metric)",
+                c.metric,
+                PROCESS_METRICS.join(", "),
+                SYSTEM_METRICS.join(", ")
+            ));
+        }
+    };
+    let threshold = match (&c.value, comparison) {
+        (RuleValue::Number(n), _) if n.is_finite() => *n,
+        (RuleValue::Number(_), _) => return Err("value must be a finite number".into()),
+        (RuleValue::Text(t), Comparison::TimeToLimit) => t
+            .parse::<HumanDuration>()
+            .map(|d| d.0.as_secs_f64())
+            .map_err(|e| format!("value: {e}"))?,
+        (RuleValue::Text(t), Comparison::GreaterThan | Comparison::LessThan) => t
+            .parse::<ByteSize>()
+            .map(|b| b.0 as f64)
+            .map_err(|e| format!("value: {e}"))?,
+        (RuleValue::Text(t), _) => {
+            return Err(format!(
+                "value {t:?} must be a number (percent) for {}",
+                c.comparison
+            ));
+        }
+    };
+    let limit = match &c.limit {
+        None => None,
+        Some(_) if comparison != Comparison::TimeToLimit => {
+            return Err("limit only applies to comparison = \"time_to_limit\"".into());
+        }
+        Some(RuleValue::Number(n)) => Some(*n),
+        Some(RuleValue::Text(t)) => {
+            Some(t.parse::<ByteSize>().map_err(|e| format!("limit: {e}"))?.0 as f64)
+        }
+    };
+    let window_ms = match (c.window, comparison) {
+        (Some(w), _) if w.0.is_zero() && comparison.windowed() => {
+            return Err("window must be longer than 0".into());
+        }
+        (Some(w), _) => ms(w.0),
+        (None, Comparison::PercentChange) => 10 * 60_000,
+        (None, Comparison::Slope | Comparison::TimeToLimit) => 60 * 60_000,
+        (None, _) => 0,
+    };
+    let hysteresis = c.hysteresis.unwrap_or(threshold.abs() * 0.05);
+    if !hysteresis.is_finite() || hysteresis < 0.0 {
+        return Err("hysteresis must be 0 or more (in the unit of value)".into());
+    }
+    let severity = c.severity.clone().unwrap_or_else(|| "warning".into());
+    if !SEVERITIES.contains(&severity.as_str()) {
+        return Err(format!(
+            "unknown severity {severity:?}: use {}",
+            SEVERITIES.join(", ")
+        ));
+    }
+    let actions = c.actions.clone().unwrap_or_else(|| default_actions(notify));
+    for a in &actions {
+        if !ACTIONS.contains(&a.as_str()) {
+            return Err(format!("unknown action {a:?}: use {}", ACTIONS.join(", ")));
+        }
+        if a == "webhook" && notify.webhook.is_none() {
+            return Err("action \"webhook\" needs [notify] webhook = \"URL\"".into());
+        }
+        if a == "command" && notify.command.is_none() {
+            return Err("action \"command\" needs [notify] command = \"...\"".into());
+        }
+    }
+    Ok(Rule {
+        name: c.name.clone(),
+        metric: c.metric.clone(),
+        kind,
+        target: c.target.clone(),
+        pid: c.pid,
+        comparison,
+        threshold,
+        hysteresis,
+        window_ms,
+        for_ms: c.for_.map_or(0, |d| ms(d.0)),
+        cooldown_ms: c.cooldown.map_or(15 * 60_000, |d| ms(d.0)),
+        repeat_ms: c.repeat.map(|d| ms(d.0)).filter(|r| *r > 0),
+        warmup_ms: c.warmup.map_or(0, |d| ms(d.0)),
+        limit,
+        severity,
+        actions,
+    })
+}
+
+/// One event written to the `alerts` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertEvent {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub rule: String,
+    pub event: String,
+    pub severity: String,
+    pub series_id: i64,
+    pub kind: String,
+    pub target: String,
+    pub pid: Option<i64>,
+    pub metric: String,
+    pub observed: Option<f64>,
+    pub threshold: f64,
+    pub comparison: String,
+    pub message: String,
+    #[serde(skip)]
+    pub actions: Vec<String>,
+}
+
+/// Facts about a series the engine needs besides its values.
+struct SeriesFacts {
+    kind: String,
+    target: String,
+    pid: Option<i64>,
+    metric: String,
+    unit: String,
+    born_ms: Option<i64>,
+    gone_ms: Option<i64>,
+}
+
+fn series_facts(conn: &Connection) -> Result<HashMap<i64, SeriesFacts>, StoreError> {
+    let t = store::query_table(
+        conn,
+        "SELECT series_id, kind, target, pid, metric, unit, coalesce(start_time_ms, first_seen_ms) AS born_ms, gone_ms
+         FROM series_info",
+        &[] as &[(&str, Cell)],
+    )?;
+    Ok((0..t.rows.len())
+        .filter_map(|r| {
+            Some((
+                t.get(r, "series_id").as_i64()?,
+                SeriesFacts {
+                    kind: t.get(r, "kind").as_str()?.to_string(),
+                    target: t.get(r, "target").as_str()?.to_string(),
+                    pid: t.get(r, "pid").as_i64(),
+                    metric: t.get(r, "metric").as_str()?.to_string(),
+                    unit: t.get(r, "unit").as_str()?.to_string(),
+                    born_ms: t.get(r, "born_ms").as_i64(),
+                    gone_ms: t.get(r, "gone_ms").as_i64(),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Write the rules in force to the `rules` table, dropping the state of rules no longer there.
+pub fn install(conn: &Connection, rules: &[Rule]) -> Result<(), StoreError> {
+    let tx = store::Tx::begin(conn)?;
+    tx.exec("DELETE FROM rules", &[])?;
+    for r in rules {
+        tx.exec(
+            "INSERT INTO rules (name, metric, kind, target, pid, comparison, threshold, hysteresis,
+                window_ms, for_ms, cooldown_ms, repeat_ms, warmup_ms, limit_value, severity, actions)
+             VALUES (:name, :metric, :kind, :target, :pid, :comparison, :threshold, :hysteresis,
+                :window_ms, :for_ms, :cooldown_ms, :repeat_ms, :warmup_ms, :limit, :severity, :actions)",
+            &[
+                ("name", Cell::Text(r.name.clone())),
+                ("metric", Cell::Text(r.metric.clone())),
+                ("kind", opt_text(&r.kind)),
+                ("target", opt_text(&r.target)),
+                ("pid", r.pid.map_or(Cell::Null, |p| Cell::Int(p as i64))),
+                ("comparison", Cell::Text(r.comparison.as_str().into())),
+                ("threshold", Cell::Real(r.threshold)),
+                ("hysteresis", Cell::Real(r.hysteresis)),
+                ("window_ms", Cell::Int(r.window_ms)),
+                ("for_ms", Cell::Int(r.for_ms)),
+                ("cooldown_ms", Cell::Int(r.cooldown_ms)),
+                ("repeat_ms", r.repeat_ms.map_or(Cell::Null, Cell::Int)),
+                ("warmup_ms", Cell::Int(r.warmup_ms)),
+                ("limit", r.limit.map_or(Cell::Null, Cell::Real)),
+                ("severity", Cell::Text(r.severity.clone())),
+                ("actions", Cell::Text(serde_json::to_string(&r.actions).unwrap_or_default())),
+            ],
+        )?;
+    }
+    tx.exec(
+        "DELETE FROM alert_state WHERE rule NOT IN (SELECT name FROM rules)",
+        &[],
+    )?;
+    tx.commit()
+}
+
+fn opt_text(v: &Option<String>) -> Cell {
+    v.as_ref().map_or(Cell::Null, |s| Cell::Text(s.clone()))
+}
+
+/// The number a rule watches on each series it matches, now.
+fn observe(
+    conn: &Connection,
+    rule: &Rule,
+    now_ms: i64,
+) -> Result<Vec<(i64, Option<f64>)>, AlertError> {
+    let mut params: Vec<(&str, Cell)> = vec![("metric", Cell::Text(rule.metric.clone()))];
+    if let Some(k) = &rule.kind {
+        params.push(("kind", Cell::Text(k.clone())));
+    }
+    if let Some(t) = &rule.target {
+        params.push(("target", Cell::Text(t.clone())));
+    }
+    if let Some(p) = rule.pid {
+        params.push(("pid", Cell::Int(p as i64)));
+    }
+    if rule.comparison.windowed() {
+        params.push(("window_ms", Cell::Int(rule.window_ms)));
+    }
+    let (query, column) = match rule.comparison {
+        Comparison::GreaterThan | Comparison::LessThan => {
+            params.push(("threshold", Cell::Real(rule.threshold)));
+            ("threshold", "value")
+        }
+        Comparison::PercentChange => ("percent_change", "percent_change"),
+        Comparison::Slope => ("trend", "classification"),
+        Comparison::TimeToLimit => {
+            if let Some(l) = rule.limit {
+                params.push(("limit", Cell::Real(l)));
+            }
+            ("time_to_limit", "seconds_to_limit")
+        }
+    };
+    let t = analysis::run(conn, query, &params, now_ms)?;
+    Ok((0..t.rows.len())
+        .filter_map(|r| {
+            let sid = t.get(r, "series_id").as_i64()?;
+            let observed = match rule.comparison {
+                // The leak slope when the trend verdict is `increasing`, else 0 (no leak).
+                Comparison::Slope => match t.get(r, column).as_str() {
+                    Some("increasing") => {
+                        let raw = t.get(r, "pct_per_hour").as_f64().unwrap_or(0.0);
+                        let floor = t.get(r, "floor_pct_per_hour").as_f64().unwrap_or(0.0);
+                        Some(raw.max(floor))
+                    }
+                    Some("insufficient_data") => None,
+                    _ => Some(0.0),
+                },
+                _ => t.get(r, column).as_f64(),
+            };
+            Some((sid, observed))
+        })
+        .collect())
+}
+
+/// Evaluates the installed rules against the database after each tick.
+pub struct Engine {
+    pub rules: Vec<Rule>,
+}
+
+impl Engine {
+    pub fn new(rules: Vec<Rule>) -> Engine {
+        Engine { rules }
+    }
+
+    /// Observe every rule, update `alert_state`, and write the events `alerts_due` returns.
+    pub fn evaluate(&self, conn: &Connection, now_ms: i64) -> Result<Vec<AlertEvent>, AlertError> {
+        let facts = series_facts(conn)?;
+        let mut observations = Vec::new();
+        for rule in &self.rules {
+            for (sid, observed) in observe(conn, rule, now_ms)? {
+                let Some(f) = facts.get(&sid) else {
+                    continue;
+                };
+                let settled = f.born_ms.is_none_or(|born| {
+                    born + rule.warmup_ms
+                        + if rule.comparison.windowed() {
+                            rule.window_ms
+                        } else {
+                            0
+                        }
+                        <= now_ms
+                        || rule.warmup_ms == 0
+                });
+                let alive = f.gone_ms.is_none_or(|gone| gone > now_ms);
+                observations.push((
+                    rule.name.clone(),
+                    sid,
+                    observed.filter(|_| settled && alive),
+                ));
+            }
+        }
+        let tx = store::Tx::begin(conn)?;
+        for rule in &self.rules {
+            tx.exec(
+                "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
+                &[
+                    ("now", Cell::Int(now_ms)),
+                    ("rule", Cell::Text(rule.name.clone())),
+                ],
+            )?;
+        }
+        for (rule, sid, observed) in &observations {
+            tx.exec(
+                "INSERT INTO alert_state (rule, series_id, evaluated_ms, observed)
+                 VALUES (:rule, :sid, :now, :observed)
+                 ON CONFLICT (rule, series_id) DO UPDATE
+                 SET evaluated_ms = excluded.evaluated_ms, observed = excluded.observed",
+                &[
+                    ("rule", Cell::Text(rule.clone())),
+                    ("sid", Cell::Int(*sid)),
+                    ("now", Cell::Int(now_ms)),
+                    ("observed", observed.map_or(Cell::Null, Cell::Real)),
+                ],
+            )?;
+        }
+        // `for`: when the condition started to hold; a suppressed episode ends when it stops.
+        tx.exec(
+            "UPDATE alert_state
+             SET pending_since_ms = CASE WHEN c.holds THEN coalesce(alert_state.pending_since_ms, :now) END,
+                 suppressed_since_ms = CASE WHEN c.holds THEN alert_state.suppressed_since_ms END
+             FROM alert_conditions AS c
+             WHERE c.rule = alert_state.rule AND c.series_id = alert_state.series_id",
+            &[("now", Cell::Int(now_ms))],
+        )?;
+        let due = analysis::run(&tx, "alerts_due", &[], now_ms)?;
+        let mut events = Vec::new();
+        for r in 0..due.rows.len() {
+            let (Some(rule_name), Some(sid), Some(event)) = (
+                due.get(r, "rule").as_str(),
+                due.get(r, "series_id").as_i64(),
+                due.get(r, "event").as_str(),
+            ) else {
+                continue;
+            };
+            let Some(rule) = self.rules.iter().find(|x| x.name == rule_name) else {
+                continue;
+            };
+            let f = facts.get(&sid);
+            let observed = due.get(r, "observed").as_f64();
+            let message = describe(rule, event, observed, f);
+            let state_update = match event {
+                "firing" => {
+                    "UPDATE alert_state SET firing_since_ms = :now, last_notified_ms = :now, suppressed_since_ms = NULL"
+                }
+                "repeat" => "UPDATE alert_state SET last_notified_ms = :now",
+                "resolved" => {
+                    "UPDATE alert_state SET firing_since_ms = NULL, pending_since_ms = NULL, last_notified_ms = :now"
+                }
+                _ => "UPDATE alert_state SET suppressed_since_ms = :now",
+            };
+            tx.exec(
+                &format!("{state_update} WHERE rule = :rule AND series_id = :sid"),
+                &[
+                    ("now", Cell::Int(now_ms)),
+                    ("rule", Cell::Text(rule.name.clone())),
+                    ("sid", Cell::Int(sid)),
+                ],
+            )?;
+            let ev = AlertEvent {
+                id: 0,
+                ts_ms: now_ms,
+                rule: rule.name.clone(),
+                event: event.to_string(),
+                severity: rule.severity.clone(),
+                series_id: sid,
+                kind: f.map_or(String::new(), |f| f.kind.clone()),
+                target: f.map_or(String::new(), |f| f.target.clone()),
+                pid: f.and_then(|f| f.pid),
+                metric: f.map_or(rule.metric.clone(), |f| f.metric.clone()),
+                observed,
+                threshold: rule.threshold,
+                comparison: rule.comparison.as_str().into(),
+                message,
+                actions: rule.actions.clone(),
+            };
+            let id = tx.exec_insert(
+                "INSERT INTO alerts (ts_ms, rule, series_id, event, kind, target, pid, metric, observed,
+                    threshold, comparison, severity, message)
+                 VALUES (:ts, :rule, :sid, :event, :kind, :target, :pid, :metric, :observed,
+                    :threshold, :comparison, :severity, :message)",
+                &[
+                    ("ts", Cell::Int(ev.ts_ms)),
+                    ("rule", Cell::Text(ev.rule.clone())),
+                    ("sid", Cell::Int(sid)),
+                    ("event", Cell::Text(ev.event.clone())),
+                    ("kind", Cell::Text(ev.kind.clone())),
+                    ("target", Cell::Text(ev.target.clone())),
+                    ("pid", ev.pid.map_or(Cell::Null, Cell::Int)),
+                    ("metric", Cell::Text(ev.metric.clone())),
+                    ("observed", ev.observed.map_or(Cell::Null, Cell::Real)),
+                    ("threshold", Cell::Real(ev.threshold)),
+                    ("comparison", Cell::Text(ev.comparison.clone())),
+                    ("severity", Cell::Text(ev.severity.clone())),
+                    ("message", Cell::Text(ev.message.clone())),
+                ],
+            )?;
+            events.push(AlertEvent { id, ..ev });
+        }
+        // States with nothing to remember (no value, not pending, not firing) are dropped.
+        tx.exec(
+            "DELETE FROM alert_state WHERE observed IS NULL AND firing_since_ms IS NULL
+               AND pending_since_ms IS NULL AND suppressed_since_ms IS NULL",
+            &[],
+        )?;
+        tx.commit()?;
+        Ok(events)
+    }
+}
+
+/// The alert's sentence: what, whose, how much, against what.
+fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFacts>) -> String {
+    let unit = f.map_or("count", |f| f.unit.as_str());
+    let who = match f {
+        Some(f) if f.pid.is_some() => format!(
+            "{} of {} {} (pid {})",
+            f.metric,
+            f.kind,
+            f.target,
+            f.pid.unwrap_or(0)
+        ),
+        Some(f) => format!("{} of {} {}", f.metric, f.kind, f.target),
+        None => rule.metric.clone(),
+    };
+    let window = HumanDuration(Duration::from_millis(rule.window_ms.max(0) as u64));
+    let secs = |s: f64| HumanDuration(Duration::from_secs(s.max(0.0).round() as u64)).to_string();
+    let condition = match (rule.comparison, observed) {
+        (_, None) => "has no current value (stopped or gone)".to_string(),
+        (Comparison::GreaterThan, Some(v)) => {
+            format!(
+                "is {} (above {})",
+                format_value(unit, v),
+                format_value(unit, rule.threshold)
+            )
+        }
+        (Comparison::LessThan, Some(v)) => {
+            format!(
+                "is {} (below {})",
+                format_value(unit, v),
+                format_value(unit, rule.threshold)
+            )
+        }
+        (Comparison::PercentChange, Some(v)) => {
+            format!(
+                "changed {v:+.1} % in {window} (threshold {:.1} %)",
+                rule.threshold
+            )
+        }
+        (Comparison::Slope, Some(v)) => {
+            format!(
+                "grows {v:.2} %/h over {window} (trend; threshold {:.2} %/h)",
+                rule.threshold
+            )
+        }
+        (Comparison::TimeToLimit, Some(v)) => {
+            format!(
+                "reaches its limit in {} at its {window} trend (threshold {})",
+                secs(v),
+                secs(rule.threshold)
+            )
+        }
+    };
+    let suffix = match event {
+        "resolved" => " — resolved",
+        "suppressed" => " — held back by the cooldown",
+        "repeat" => " — still firing",
+        _ => "",
+    };
+    format!("{}: {who} {condition}{suffix}", rule.name)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! The alert engine on synthetic histories: `for`, cooldown, hysteresis, repeat, and rule checks.
+
+use super::*;
+use crate::analysis::tests::History;
+use crate::config::FileConfig;
+
+const T0: i64 = 1_790_000_000_000;
+const MIN: i64 = 60_000;
+
+fn rules(toml_text: &str) -> Result<Vec<Rule>, ConfigError> {
+    let file = FileConfig::parse(toml_text, std::path::Path::new("rules.toml"))?;
+    build_rules(&file.rules, false, &file.notify)
+}
+
+fn rule(toml_body: &str) -> Rule {
+    let text = format!("[[rules]]\nname = \"r\"\n{toml_body}");
+    rules(&text).expect("valid rule").remove(0)
+}
+
+/// A value every 10 s from T0 for `minutes`, given by `f(minutes since T0)`.
+fn history(h: &History, minutes: i64, f: impl Fn(f64) -> f64) {
+    let pts: Vec<_> = (0..=minutes * 6)
+        .map(|i| (T0 + i * 10_000, f(i as f64 / 6.0)))
+        .collect();
+    h.series("process", "app", "rss", "bytes", &pts);
+}
+
+/// Evaluate every `step_ms` from T0 to T0 + `minutes`; returns (ms since T0, event) pairs.
+fn replay(h: &History, rules: Vec<Rule>, minutes: i64, step_ms: i64) -> Vec<(i64, String)> {
+    install(h.conn(), &rules).expect("install");
+    let engine = Engine::new(rules);
+    let mut out = Vec::new();
+    let mut now = T0;
+    while now <= T0 + minutes * MIN {
+        for e in engine.evaluate(h.conn(), now).expect("evaluate") {
+            out.push((now - T0, e.event));
+        }
+        now += step_ms;
+    }
+    out
+}
+
+fn ev(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+    list.iter().map(|(t, e)| (*t, e.to_string())).collect()
+}
+
+const ABOVE_100: &str = "metric = \"rss\"\ncomparison = \"greater_than\"\nvalue = 100\n";
+
+#[test]
+fn cooldown_suppresses_a_second_alert_inside_it_and_allows_one_after() {
+    let h = History::new();
+    // Above 100 during minutes [0,2), [4,6) and [20,22); below otherwise.
+    history(&h, 24, |m| {
+        if m < 2.0 || (4.0..6.0).contains(&m) || (20.0..22.0).contains(&m) {
+            200.0
+        } else {
+            50.0
+        }
+    });
+    let r = rule(&format!("{ABOVE_100}cooldown = \"10m\"\n"));
+    let events = replay(&h, vec![r], 24, 10_000);
+    assert_eq!(
+        events,
+        ev(&[
+            (0, "firing"),
+            (2 * MIN, "resolved"),
+            (4 * MIN, "suppressed"),
+            (20 * MIN, "firing"),
+            (22 * MIN, "resolved")
+        ])
+    );
+    let suppressed: i64 = h
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM alerts WHERE event = 'suppressed'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(suppressed, 1, "one suppressed episode is recorded once");
+}
+
+#[test]
+fn a_suppressed_condition_that_outlasts_the_cooldown_fires_when_it_ends() {
+    let h = History::new();
+    history(&h, 20, |m| {
+        if !(1.0..3.0).contains(&m) {
+            200.0
+        } else {
+            50.0
+        }
+    });
+    let r = rule(&format!("{ABOVE_100}cooldown = \"5m\"\n"));
+    let events = replay(&h, vec![r], 8, 10_000);
+    assert_eq!(
+        events,
+        ev(&[
+            (0, "firing"),
+            (MIN, "resolved"),
+            (3 * MIN, "suppressed"),
+            (5 * MIN, "firing")
+        ])
+    );
+}
+
+#[test]
+fn for_delays_firing_until_the_condition_has_held_that_long() {
+    let h = History::new();
+    // Above briefly at minute 1 (30 s), then from minute 3 on.
+    history(&h, 10, |m| {
+        if (1.0..1.5).contains(&m) || m >= 3.0 {
+            200.0
+        } else {
+            50.0
+        }
+    });
+    let r = rule(&format!("{ABOVE_100}for = \"1m\"\n"));
+    let events = replay(&h, vec![r], 10, 10_000);
+    assert_eq!(
+        events,
+        ev(&[(4 * MIN, "firing")]),
+        "the 30 s blip never fires"
+    );
+}
+
+#[test]
+fn hysteresis_keeps_an_alert_from_flapping() {
+    let h = History::new();
+    // 200, then 95 (below the threshold but inside the 10 margin), then 85.
+    history(&h, 6, |m| {
+        if m < 2.0 {
+            200.0
+        } else if m < 4.0 {
+            95.0
+        } else {
+            85.0
+        }
+    });
+    let r = rule(&format!("{ABOVE_100}hysteresis = 10\n"));
+    let events = replay(&h, vec![r], 6, 10_000);
+    assert_eq!(events, ev(&[(0, "firing"), (4 * MIN, "resolved")]));
+}
+
+#[test]
+fn repeat_renotifies_while_firing() {
+    let h = History::new();
+    history(&h, 5, |_| 200.0);
+    let r = rule(&format!("{ABOVE_100}repeat = \"2m\"\n"));
+    let events = replay(&h, vec![r], 5, 10_000);
+    assert_eq!(
+        events,
+        ev(&[(0, "firing"), (2 * MIN, "repeat"), (4 * MIN, "repeat")])
+    );
+}
+
+#[test]
+fn a_target_that_goes_away_resolves() {
+    let h = History::new();
+    history(&h, 3, |_| 200.0);
+    h.conn()
+        .execute("UPDATE targets SET gone_ms = ?1", [T0 + 3 * MIN])
+        .expect("gone");
+    let events = replay(&h, vec![rule(ABOVE_100)], 5, 30_000);
+    assert_eq!(events, ev(&[(0, "firing"), (3 * MIN, "resolved")]));
+}
+
+#[test]
+fn alert_rows_carry_the_audit_fields() {
+    let h = History::new();
+    history(&h, 1, |_| 2.0 * 1024.0 * 1024.0 * 1024.0);
+    let r = rule(
+        "metric = \"rss\"\ncomparison = \"greater_than\"\nvalue = \"1GiB\"\nseverity = \"critical\"\n",
+    );
+    install(h.conn(), std::slice::from_ref(&r)).expect("install");
+    let events = Engine::new(vec![r])
+        .evaluate(h.conn(), T0)
+        .expect("evaluate");
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.event.as_str(), e.severity.as_str(), e.target.as_str()),
+        ("firing", "critical", "app")
+    );
+    assert_eq!(e.threshold, 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(
+        e.message,
+        "r: rss of process app (pid 4242) is 2.0 GiB (above 1.0 GiB)"
+    );
+    let (observed, cmp): (f64, String) = h
+        .conn()
+        .query_row(
+            "SELECT observed, comparison FROM alerts WHERE id = ?1",
+            [e.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(
+        (observed, cmp.as_str()),
+        (2.0 * 1024.0 * 1024.0 * 1024.0, "greater_than")
+    );
+}
+
+#[test]
+fn default_growth_rule_fires_on_20_percent_in_10_minutes() {
+    let h = History::new();
+    // 100 MB flat for 30 min, then +15 MB a minute to 175 MB at minute 35, then flat.
+    let mb = 1024.0 * 1024.0;
+    history(&h, 60, |m| mb * (100.0 + 15.0 * (m - 30.0).clamp(0.0, 5.0)));
+    let defaults = default_rules(&NotifySection::default());
+    let events = replay(&h, defaults, 60, MIN);
+    // At minute 32 the window starts at minute 22 (100 MB) and ends at 130 MB: +30 %.
+    // At minute 44 it starts at minute 34 (160 MB): +9.4 %, under 20 - 1 (hysteresis): resolved.
+    assert_eq!(events, ev(&[(32 * MIN, "firing"), (44 * MIN, "resolved")]));
+}
+
+#[test]
+fn malformed_rules_are_config_errors_naming_them() {
+    let cases = [
+        (
+            "metric = \"rsss\"\ncomparison = \"greater_than\"\nvalue = 1",
+            "unknown metric \"rsss\"",
+        ),
+        (
+            "metric = \"rss\"\ncomparison = \"bigger\"\nvalue = 1",
+            "unknown comparison \"bigger\"",
+        ),
+        (
+            "metric = \"rss\"\ncomparison = \"percent_change\"\nvalue = 20\nwindow = \"0s\"",
+            "window must be longer than 0",
+        ),
+        (
+            "metric = \"rss\"\ncomparison = \"greater_than\"\nvalue = 1\nseverity = \"meh\"",
+            "unknown severity",
+        ),
+        (
+            "metric = \"rss\"\ncomparison = \"greater_than\"\nvalue = 1\nactions = [\"webhook\"]",
+            "needs [notify] webhook",
+        ),
+        (
+            "metric = \"mem_used_percent\"\nkind = \"process\"\ncomparison = \"greater_than\"\nvalue = 1",
+            "belongs to system targets",
+        ),
+    ];
+    for (body, needle) in cases {
+        let err = rules(&format!("[[rules]]\nname = \"bad\"\n{body}\n"))
+            .expect_err(body)
+            .to_string();
+        assert!(
+            err.contains("rule \"bad\"") && err.contains(needle),
+            "{err}"
+        );
+    }
+    // A negative window is caught by the parser, with its line.
+    let err = rules("[[rules]]\nname = \"bad\"\nmetric = \"rss\"\ncomparison = \"percent_change\"\nvalue = 20\nwindow = \"-5m\"\n")
+        .expect_err("negative")
+        .to_string();
+    assert!(
+        err.contains("line 6") && err.contains("invalid duration '-5m'"),
+        "{err}"
+    );
+    // A field no rule has.
+    let err = rules("[[rules]]\nname = \"bad\"\nmetric = \"rss\"\ncomparison = \"greater_than\"\nvalue = 1\nthreshhold = 3\n")
+        .expect_err("unknown field")
+        .to_string();
+    assert!(
+        err.contains("unknown field `threshhold`") && err.contains("line 6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_rules_replace_defaults_by_name() {
+    let file = FileConfig::parse(
+        "[[rules]]\nname = \"system_memory_high\"\nmetric = \"mem_used_percent\"\ncomparison = \"greater_than\"\nvalue = 95\n",
+        std::path::Path::new("x.toml"),
+    )
+    .expect("parse");
+    let all = build_rules(&file.rules, true, &file.notify).expect("valid");
+    assert_eq!(all.len(), 3);
+    let sys = all
+        .iter()
+        .find(|r| r.name == "system_memory_high")
+        .expect("rule");
+    assert_eq!(sys.threshold, 95.0);
+    assert_eq!(
+        build_rules(&file.rules, false, &file.notify)
+            .expect("valid")
+            .len(),
+        1
+    );
+}
