@@ -226,11 +226,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .clone()
                 .or(file.db.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
-            let settings = RecordSettings::build(
+            let mut settings = RecordSettings::build(
                 db,
-                file.record.overlay(args.partial()),
+                file.record.clone().overlay(args.partial()),
                 args.command.clone(),
             )?;
+            settings.rules = rules_of(&file)?;
+            settings.notify = file.notify.clone();
             crate::recorder::record(settings)
         }
         Command::Status(args) => {
@@ -245,10 +247,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .db
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
-                let settings = RecordSettings::build(db, config.record, vec![])?;
+                let mut settings = RecordSettings::build(db, config.record.clone(), vec![])?;
+                settings.rules = rules_of(&config)?;
+                settings.notify = config.notify.clone();
                 println!("{}: ok", file.display());
                 for (key, value) in settings.describe() {
                     println!("  {key} = {value}");
+                }
+                for r in &settings.rules {
+                    println!("  rule {} = {}", r.name, serde_json::to_string(r)?);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -263,6 +270,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .into()),
         },
     }
+}
+
+/// The rules in force for a config: its `[[rules]]` over the defaults (unless switched off).
+fn rules_of(file: &FileConfig) -> Result<Vec<crate::alerts::Rule>, ConfigError> {
+    crate::alerts::build_rules(
+        &file.rules,
+        file.alerts.default_rules.unwrap_or(true),
+        &file.notify,
+    )
 }
 
 #[cfg(test)]

@@ -227,6 +227,9 @@ pub struct RecordSettings {
     pub smaps_max_rss: Option<u64>,
     pub discovery_interval: Duration,
     pub busy_timeout: Duration,
+    /// Alert rules evaluated after each tick (set by the caller from the config file).
+    pub rules: Vec<crate::alerts::Rule>,
+    pub notify: NotifySection,
 }
 
 fn dur(s: &str) -> Duration {
@@ -298,6 +301,8 @@ impl RecordSettings {
                 .map_or(dur("5s"), |d| d.0)
                 .max(interval),
             busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
+            rules: Vec::new(),
+            notify: NotifySection::default(),
         })
     }
 }
@@ -344,6 +349,18 @@ impl RecordSettings {
             ),
             ("discovery_interval", d(self.discovery_interval)),
             ("busy_timeout", d(self.busy_timeout)),
+            (
+                "rules",
+                list(self.rules.iter().map(|r| r.name.clone()).collect()),
+            ),
+            (
+                "notify.webhook",
+                self.notify.webhook.clone().unwrap_or_else(|| "none".into()),
+            ),
+            (
+                "notify.command",
+                self.notify.command.clone().unwrap_or_else(|| "none".into()),
+            ),
         ]
     }
 }

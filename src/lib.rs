@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod model;
+pub mod notify;
 pub mod procfs;
 pub mod recorder;
 pub mod sampler;

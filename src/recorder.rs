@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::alerts::Engine;
 use crate::config::RecordSettings;
+use crate::notify::Notifier;
 use crate::procfs;
 use crate::sampler::Sampler;
 use crate::store::{RecorderLock, RunInfo, Store};
@@ -80,7 +82,13 @@ pub struct Recorder {
     pub run_id: i64,
     /// The launched command's pid, to forward termination to.
     pub command_pid: Option<u32>,
+    pub engine: Engine,
+    pub notifier: Option<Notifier>,
 }
+
+/// Rules are evaluated after a tick, at most this often (a 100 ms recorder does not run every
+/// windowed query ten times a second).
+const EVALUATE_EVERY: Duration = Duration::from_secs(1);
 
 impl Recorder {
     pub fn run(mut self, control: Receiver<Control>) -> (Store, Outcome) {
@@ -96,6 +104,7 @@ impl Recorder {
         let mut next = start;
         let mut next_prune = start;
         let mut next_vacuum = start + VACUUM_EVERY;
+        let mut next_evaluation = start;
         let mut last_error_log: Option<Instant> = None;
         let mut signals = 0;
         let mut pending_stop: Option<StopReason> = None;
@@ -173,9 +182,21 @@ impl Recorder {
                     "no process with this name yet; still looking"
                 );
             }
+            if let Some(n) = &self.notifier {
+                let done = n.finished();
+                if !done.is_empty()
+                    && let Err(e) = self.store.record_deliveries(&done)
+                {
+                    tracing::warn!("could not record {} alert deliveries: {e}", done.len());
+                }
+            }
             match self.store.write_tick(self.run_id, &snap) {
                 Ok(n) => {
                     outcome.samples += n as u64;
+                    if tick_at >= next_evaluation {
+                        next_evaluation = tick_at + EVALUATE_EVERY;
+                        self.evaluate_rules(ts);
+                    }
                 }
                 Err(e) => {
                     outcome.failed_ticks += 1;
@@ -240,6 +261,42 @@ impl Recorder {
             }
         }
         (self.store, outcome)
+    }
+}
+
+impl Recorder {
+    fn evaluate_rules(&mut self, ts: i64) {
+        if self.engine.rules.is_empty() {
+            return;
+        }
+        let events = match self.engine.evaluate(self.store.connection(), ts) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(
+                    "evaluating alert rules failed: {e}; will retry after the next tick"
+                );
+                return;
+            }
+        };
+        for ev in events {
+            match ev.event.as_str() {
+                "firing" | "repeat" => {
+                    tracing::warn!(
+                        rule = ev.rule,
+                        severity = ev.severity,
+                        alert = ev.id,
+                        "ALERT {}",
+                        ev.message
+                    )
+                }
+                _ => tracing::info!(rule = ev.rule, alert = ev.id, "{}", ev.message),
+            }
+            if let Some(n) = &self.notifier
+                && ev.event != "suppressed"
+            {
+                n.send(ev);
+            }
+        }
     }
 }
 
@@ -361,12 +418,15 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         what.join(", ")
     );
 
+    crate::alerts::install(store.connection(), &settings.rules)?;
     let recorder = Recorder {
         settings: settings.clone(),
         store,
         sampler,
         run_id,
         command_pid,
+        engine: Engine::new(settings.rules.clone()),
+        notifier: Notifier::start(&settings.notify),
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::Builder::new()

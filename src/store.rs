@@ -518,6 +518,23 @@ impl Store {
         Ok(0)
     }
 
+    /// Record the outcome of alert deliveries (webhook, command).
+    pub fn record_deliveries(&mut self, deliveries: &[crate::notify::Delivery]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(ctx("starting a transaction"))?;
+        for d in deliveries {
+            tx.execute(
+                "INSERT INTO notifications (alert_id, ts_ms, channel, ok, attempts, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![d.alert_id, d.ts_ms, d.channel, d.ok, d.attempts, d.detail],
+            )
+            .map_err(ctx("recording a notification"))?;
+        }
+        tx.commit().map_err(ctx("committing notifications"))
+    }
+
     pub fn page_stats(&self) -> Result<(i64, i64)> {
         let q = |name: &str| -> Result<i64> {
             self.conn

@@ -1,0 +1,345 @@
+//! Alert delivery beyond the log line: a webhook (POST of the alert as JSON, with a timeout and
+//! retries with doubling back-off) and a command (`sh -c`, the alert in `MEMTRAIL_ALERT_*`
+//! environment variables, killed at its timeout). Deliveries run on a thread of their own so a slow
+//! receiver never delays a tick; their outcomes come back to the recorder, which writes them to the
+//! `notifications` table.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crate::alerts::AlertEvent;
+use crate::config::NotifySection;
+
+/// The outcome of one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub alert_id: i64,
+    pub ts_ms: i64,
+    pub channel: &'static str,
+    pub ok: bool,
+    pub attempts: u32,
+    pub detail: String,
+}
+
+const OUTPUT_LIMIT: usize = 4096;
+
+pub struct Notifier {
+    events: Sender<AlertEvent>,
+    results: Receiver<Delivery>,
+}
+
+impl Notifier {
+    /// `None` when no webhook or command is configured.
+    pub fn start(cfg: &NotifySection) -> Option<Notifier> {
+        if cfg.webhook.is_none() && cfg.command.is_none() {
+            return None;
+        }
+        let (events, inbox) = mpsc::channel::<AlertEvent>();
+        let (outbox, results) = mpsc::channel();
+        let cfg = cfg.clone();
+        let spawned = std::thread::Builder::new()
+            .name("notifier".into())
+            .spawn(move || {
+                for ev in inbox {
+                    for d in deliver(&cfg, &ev) {
+                        if outbox.send(d).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the notifier thread: {e}; alerts go to the log only");
+            return None;
+        }
+        Some(Notifier { events, results })
+    }
+
+    pub fn send(&self, ev: AlertEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    /// Outcomes finished since the last call.
+    pub fn finished(&self) -> Vec<Delivery> {
+        self.results.try_iter().collect()
+    }
+}
+
+/// Deliver one alert to every channel its rule names (blocking; used by the notifier thread).
+pub fn deliver(cfg: &NotifySection, ev: &AlertEvent) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    if let Some(url) = &cfg.webhook
+        && ev.actions.iter().any(|a| a == "webhook")
+    {
+        let timeout = cfg.webhook_timeout.map_or(Duration::from_secs(5), |d| d.0);
+        out.push(webhook(url, timeout, cfg.webhook_retries.unwrap_or(3), ev));
+    }
+    if let Some(cmd) = &cfg.command
+        && ev.actions.iter().any(|a| a == "command")
+    {
+        let timeout = cfg.command_timeout.map_or(Duration::from_secs(30), |d| d.0);
+        out.push(command(cmd, timeout, ev));
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn webhook(url: &str, timeout: Duration, retries: u32, ev: &AlertEvent) -> Delivery {
+    let body = serde_json::to_string(ev).unwrap_or_default();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut attempts = 0;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        attempts += 1;
+        let detail = match agent
+            .post(url)
+            .content_type("application/json")
+            .send(body.as_str())
+        {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.body_mut().read_to_string().unwrap_or_default();
+                if (200..300).contains(&status) {
+                    return Delivery {
+                        alert_id: ev.id,
+                        ts_ms: now_ms(),
+                        channel: "webhook",
+                        ok: true,
+                        attempts,
+                        detail: format!("HTTP {status}"),
+                    };
+                }
+                format!("HTTP {status}: {}", truncate(&text, 200))
+            }
+            Err(e) => e.to_string(),
+        };
+        if attempts > retries {
+            tracing::warn!(url, attempts, "webhook delivery failed: {detail}");
+            return Delivery {
+                alert_id: ev.id,
+                ts_ms: now_ms(),
+                channel: "webhook",
+                ok: false,
+                attempts,
+                detail,
+            };
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+fn command(cmd: &str, timeout: Duration, ev: &AlertEvent) -> Delivery {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sh");
+    // Its own process group, so a timeout kills the whole command, not just the shell.
+    c.process_group(0);
+    c.arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("MEMTRAIL_ALERT_ID", ev.id.to_string())
+        .env("MEMTRAIL_ALERT_RULE", &ev.rule)
+        .env("MEMTRAIL_ALERT_EVENT", &ev.event)
+        .env("MEMTRAIL_ALERT_SEVERITY", &ev.severity)
+        .env("MEMTRAIL_ALERT_TARGET", &ev.target)
+        .env(
+            "MEMTRAIL_ALERT_PID",
+            ev.pid.map(|p| p.to_string()).unwrap_or_default(),
+        )
+        .env("MEMTRAIL_ALERT_METRIC", &ev.metric)
+        .env(
+            "MEMTRAIL_ALERT_VALUE",
+            ev.observed.map(|v| v.to_string()).unwrap_or_default(),
+        )
+        .env("MEMTRAIL_ALERT_THRESHOLD", ev.threshold.to_string())
+        .env("MEMTRAIL_ALERT_MESSAGE", &ev.message);
+    let result = |ok, detail| Delivery {
+        alert_id: ev.id,
+        ts_ms: now_ms(),
+        channel: "command",
+        ok,
+        attempts: 1,
+        detail,
+    };
+    let mut child = match c.spawn() {
+        Ok(child) => child,
+        Err(e) => return result(false, format!("cannot run sh: {e}")),
+    };
+    // Read output on threads so a chatty command cannot block on a full pipe.
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut r| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r
+                .by_ref()
+                .take(OUTPUT_LIMIT as u64 * 4)
+                .read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    })
+    .collect();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                // SAFETY: kill(2) on the process group we created for this command.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let output: String = readers.into_iter().filter_map(|h| h.join().ok()).collect();
+    let output = truncate(output.trim(), OUTPUT_LIMIT);
+    match status {
+        Some(s) if s.success() => result(true, output),
+        Some(s) => result(false, format!("exit {}: {output}", s.code().unwrap_or(-1))),
+        None => {
+            tracing::warn!(cmd, "alert command timed out after {timeout:?}; killed");
+            result(
+                false,
+                format!("timed out after {}s; killed", timeout.as_secs_f64()),
+            )
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &s[..end], s.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    fn event() -> AlertEvent {
+        AlertEvent {
+            id: 7,
+            ts_ms: 1,
+            rule: "r".into(),
+            event: "firing".into(),
+            severity: "warning".into(),
+            series_id: 1,
+            kind: "process".into(),
+            target: "app".into(),
+            pid: Some(42),
+            metric: "rss".into(),
+            observed: Some(2.5),
+            threshold: 1.0,
+            comparison: "greater_than".into(),
+            message: "r: rss of process app is high".into(),
+            actions: vec!["log".into(), "webhook".into(), "command".into()],
+        }
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 answering each request with the given statuses in turn.
+    fn server(statuses: Vec<u16>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let handle = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            for status in statuses {
+                let (mut stream, _) = listener.accept().expect("accept");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("line");
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().expect("length");
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("body");
+                bodies.push(String::from_utf8(body).expect("utf8"));
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                )
+                .expect("write");
+            }
+            bodies
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn webhook_posts_json_and_retries_after_a_failure() {
+        let (url, server) = server(vec![500, 200]);
+        let d = webhook(&url, Duration::from_secs(5), 3, &event());
+        assert!(d.ok, "{d:?}");
+        assert_eq!(d.attempts, 2);
+        let bodies = server.join().expect("server");
+        let json: serde_json::Value = serde_json::from_str(&bodies[1]).expect("json");
+        assert_eq!(json["rule"], "r");
+        assert_eq!(json["event"], "firing");
+        assert_eq!(json["observed"], 2.5);
+    }
+
+    #[test]
+    fn webhook_failure_is_recorded_after_the_retries() {
+        let (url, server) = server(vec![503, 503]);
+        let d = webhook(&url, Duration::from_secs(5), 1, &event());
+        assert!(!d.ok);
+        assert_eq!(d.attempts, 2);
+        assert!(d.detail.starts_with("HTTP 503"), "{}", d.detail);
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn command_gets_the_alert_in_its_environment() {
+        let d = command(
+            "echo \"$MEMTRAIL_ALERT_RULE $MEMTRAIL_ALERT_EVENT $MEMTRAIL_ALERT_PID\"",
+            Duration::from_secs(5),
+            &event(),
+        );
+        assert!(d.ok, "{d:?}");
+        assert_eq!(d.detail, "r firing 42");
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_at_its_timeout() {
+        let started = Instant::now();
+        let d = command("sleep 30", Duration::from_millis(300), &event());
+        assert!(!d.ok);
+        assert!(d.detail.contains("timed out"), "{}", d.detail);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
