@@ -4,12 +4,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     ConfigError, DEFAULT_CONFIG, DEFAULT_DB, FileConfig, OrOff, RecordPartial, RecordSettings,
 };
+use crate::import::{ImportError, ImportFormat};
+use crate::model::Cell;
+use crate::output::OutFormat;
 use crate::sampler::SamplerError;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -45,6 +49,21 @@ enum Command {
         after_help = "Examples:\n  memtrail status\n  memtrail status --format json --db /var/lib/memtrail/memtrail.db"
     )]
     Status(StatusArgs),
+    /// Run a named analysis query, or ad-hoc read-only SQL, on the database.
+    #[command(
+        after_help = "Examples:\n  memtrail query --list\n  memtrail query trend --param metric=rss --param window_ms=30m\n  memtrail query percent_change --format json\n  memtrail query threshold --param threshold=1GiB --format csv\n  memtrail query --sql \"SELECT target, max(value) FROM samples JOIN series_info USING (series_id) WHERE metric = 'rss' GROUP BY target\""
+    )]
+    Query(QueryArgs),
+    /// Load a recording (memtrail CSV, psrecord log, memory_profiler .dat) into the database.
+    #[command(
+        after_help = "Examples:\n  memtrail import history.csv          # timestamp,series,metric,value[,unit]\n  memtrail import psrecord.log --target api --start 2026-11-24T10:00:00Z\n  memtrail import mprofile_20261124.dat"
+    )]
+    Import(ImportArgs),
+    /// Replay the alert rules over the stored history and print when each would have fired.
+    #[command(
+        after_help = "Examples:\n  memtrail backtest\n  memtrail backtest --config memtrail.toml --step 10s --format json"
+    )]
+    Backtest(BacktestArgs),
     /// Print the commented default configuration, or check a config file.
     #[command(
         after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
@@ -131,6 +150,78 @@ impl RecordArgs {
     }
 }
 
+#[derive(Debug, Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The named query (see --list).
+    #[arg(conflicts_with_all = ["sql", "list"])]
+    name: Option<String>,
+    /// A parameter of the named query, NAME=VALUE (repeatable); durations and sizes welcome.
+    #[arg(short, long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Run this SQL instead, on a read-only connection (writes are refused).
+    #[arg(long, conflicts_with = "list")]
+    sql: Option<String>,
+    /// List the named queries and their parameters.
+    #[arg(long)]
+    list: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
+    format: OutFormat,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The file to load.
+    file: PathBuf,
+    /// Its format (detected from the first line by default).
+    #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+    format: ImportFormat,
+    /// Target name for formats that have none (psrecord; mprof defaults to its script's name).
+    #[arg(long)]
+    target: Option<String>,
+    /// When a psrecord log started (RFC 3339 or Unix time) [default: file time minus its length]
+    #[arg(long)]
+    start: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct BacktestArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Config file whose rules to replay [default: the built-in rules]
+    #[arg(short, long, env = "MEMTRAIL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Time between evaluations.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    step: HumanDuration,
+    /// Start of the replay (RFC 3339 or Unix time) [default: the first sample]
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the replay [default: the last sample]
+    #[arg(long)]
+    to: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
+    format: OutFormat,
+}
+
+fn time_arg(name: &str, value: &Option<String>) -> Result<Option<i64>, UsageError> {
+    value
+        .as_deref()
+        .map(|v| {
+            crate::import::parse_timestamp(v).ok_or_else(|| {
+                UsageError(format!(
+                    "--{name} {v:?} is not a time: use RFC 3339 (2026-11-25T04:00:00Z) or Unix seconds/ms"
+                ))
+            })
+        })
+        .transpose()
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Table,
@@ -177,6 +268,12 @@ pub struct UsageError(pub String);
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if !matches!(cli.command, Command::Record(_)) {
+        // Output commands end quietly when the reader goes away (`memtrail query ... | head`),
+        // like other Unix tools; the recorder keeps Rust's default of ignoring SIGPIPE.
+        // SAFETY: setting a signal disposition to its default has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -190,9 +287,21 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(launch) = e.downcast_ref::<crate::recorder::LaunchError>() {
         return launch.code;
     }
-    let usage = e
-        .chain()
-        .any(|c| c.is::<ConfigError>() || c.is::<SamplerError>() || c.is::<UsageError>());
+    use crate::analysis::AnalysisError;
+    use crate::backtest::BacktestError;
+    use crate::store::AdHocError;
+    let usage = e.chain().any(|c| {
+        c.is::<ConfigError>()
+            || c.is::<SamplerError>()
+            || c.is::<UsageError>()
+            || c.is::<ImportError>()
+            || c.downcast_ref::<AnalysisError>()
+                .is_some_and(|a| !matches!(a, AnalysisError::Store(_)))
+            || c.downcast_ref::<AdHocError>()
+                .is_some_and(|a| !matches!(a, AdHocError::Store(_)))
+            || c.downcast_ref::<BacktestError>()
+                .is_some_and(|b| matches!(b, BacktestError::Step))
+    });
     if usage { 2 } else { 1 }
 }
 
@@ -240,6 +349,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::status::print(&db, args.format, args.window.0)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query(args) => run_query(args),
+        Command::Import(args) => {
+            let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let path = args.file.display().to_string();
+            let text = std::fs::read_to_string(&args.file).map_err(|source| ImportError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let start = time_arg("start", &args.start)?;
+            let series =
+                crate::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;
+            let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
+            let n = store.import(&series)?;
+            println!(
+                "imported {n} samples in {} series from {path} into {}",
+                series.len(),
+                db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(args) => {
+            let file = match &args.config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let db = args
+                .db
+                .db
+                .clone()
+                .or(file.db.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let rules = rules_of(&file)?;
+            let from = time_arg("from", &args.from)?;
+            let to = time_arg("to", &args.to)?;
+            let report = crate::backtest::run(&db, rules, from, to, args.step.0)?;
+            match args.format {
+                OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                OutFormat::Csv => print!("{}", crate::output::csv(&report.timeline())),
+                OutFormat::Table => {
+                    print!("{}", crate::output::table(&report.timeline()));
+                    println!("{}", report.summary());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(args) => match args.action {
             Some(ConfigAction::Check { file }) => {
                 let config = FileConfig::load(&file)?;
@@ -270,6 +424,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .into()),
         },
     }
+}
+
+fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    use crate::analysis::{self, Default};
+    let now = crate::recorder::now_ms();
+    if args.list {
+        for q in analysis::catalog() {
+            println!("{} — {}", q.name, q.summary);
+            for p in &q.params {
+                let default = match &p.default {
+                    Default::Now => "now".to_string(),
+                    Default::Required => "required".to_string(),
+                    Default::Value(Cell::Null) => "NULL".to_string(),
+                    Default::Value(Cell::Int(v)) => v.to_string(),
+                    Default::Value(Cell::Real(v)) => v.to_string(),
+                    Default::Value(Cell::Text(t)) => t.clone(),
+                };
+                println!("    {:<18} = {:<12} {}", p.name, default, p.doc);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let table = match (&args.sql, &args.name) {
+        (Some(sql), _) => {
+            let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+            crate::store::adhoc_query(&conn, sql)?
+        }
+        (None, Some(name)) => {
+            let q = analysis::find(name)?;
+            let params = q.parse_params(&args.params, now)?;
+            let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+            q.run(&conn, &params, now)?
+        }
+        (None, None) => {
+            return Err(UsageError(
+                "name a query (`memtrail query --list` shows them) or give --sql \"SELECT ...\""
+                    .into(),
+            )
+            .into());
+        }
+    };
+    print!("{}", crate::output::render(&table, args.format));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The rules in force for a config: its `[[rules]]` over the defaults (unless switched off).

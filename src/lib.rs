@@ -3,10 +3,13 @@
 
 pub mod alerts;
 pub mod analysis;
+pub mod backtest;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod model;
 pub mod notify;
+pub mod output;
 pub mod procfs;
 pub mod recorder;
 pub mod sampler;

@@ -535,6 +535,44 @@ impl Store {
         tx.commit().map_err(ctx("committing notifications"))
     }
 
+    /// Write imported series in one transaction; returns the number of samples written.
+    pub fn import(&mut self, series: &[crate::import::ImportedSeries]) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(ctx("starting the import"))?;
+        let mut written = 0;
+        for s in series {
+            let (Some(first), Some(last)) = (
+                s.points.iter().map(|p| p.0).min(),
+                s.points.iter().map(|p| p.0).max(),
+            ) else {
+                continue;
+            };
+            let tid = target_id(&tx, &mut self.targets, &s.key, &s.cmdline, first)?;
+            tx.execute(
+                "UPDATE targets SET first_seen_ms = min(first_seen_ms, ?2), last_seen_ms = max(last_seen_ms, ?3)
+                 WHERE id = ?1",
+                params![tid, first, last],
+            )
+            .map_err(ctx("updating an imported target"))?;
+            let sid = series_id(&tx, &mut self.series, tid, &s.metric, s.unit)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(ctx("preparing the import"))?;
+            for (ts, v) in &s.points {
+                insert
+                    .execute(params![sid, ts, v])
+                    .map_err(ctx("importing a sample"))?;
+                written += 1;
+            }
+        }
+        tx.commit().map_err(ctx("committing the import"))?;
+        Ok(written)
+    }
+
     pub fn page_stats(&self) -> Result<(i64, i64)> {
         let q = |name: &str| -> Result<i64> {
             self.conn
@@ -641,6 +679,16 @@ fn series_id(
 /// Open an existing memtrail database read-only (ad-hoc and status queries). Never creates the
 /// file, never writes, and does not block the recorder (WAL readers do not take the write lock).
 pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    open_read_only(path, busy_timeout, true)
+}
+
+/// A read-only connection on which TEMP tables may still be written (for backtests): the
+/// database file itself is opened with SQLITE_OPEN_READ_ONLY.
+pub fn open_scratch(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    open_read_only(path, busy_timeout, false)
+}
+
+fn open_read_only(path: &Path, busy_timeout: Duration, query_only: bool) -> Result<Connection> {
     if !path.exists() {
         return Err(StoreError::Missing {
             path: path.to_path_buf(),
@@ -653,8 +701,12 @@ pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     .map_err(|e| classify_open(path, e))?;
     conn.busy_timeout(busy_timeout)
         .map_err(|e| classify_open(path, e))?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(|e| classify_open(path, e))?;
+    // No other database files: ATTACH could create or read one behind the user's back.
+    let _ = conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0);
+    if query_only {
+        conn.pragma_update(None, "query_only", true)
+            .map_err(|e| classify_open(path, e))?;
+    }
     let has_schema: bool = conn
         .query_row(
             "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('samples', 'series', 'targets')",
@@ -668,6 +720,68 @@ pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
         });
     }
     Ok(conn)
+}
+
+/// Why an ad-hoc statement was not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AdHocError {
+    #[error("SQL error: {0}")]
+    Invalid(String),
+    #[error(
+        "ad-hoc SQL is read-only: only SELECT (and read-only PRAGMA/EXPLAIN) statements run; this one would change the database"
+    )]
+    Writes,
+    #[error("ad-hoc SQL cannot ATTACH other database files: query the memtrail database only")]
+    Attach,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Run one ad-hoc statement on a read-only connection: anything that would write is refused
+/// before it runs, and the connection is read-only and `query_only` besides.
+pub fn adhoc_query(conn: &Connection, sql: &str) -> std::result::Result<Table, AdHocError> {
+    let stmt = conn
+        .prepare(sql)
+        .map_err(|e| AdHocError::Invalid(e.to_string()))?;
+    if sql
+        .trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("attach"))
+    {
+        return Err(AdHocError::Attach);
+    }
+    if !stmt.readonly() {
+        return Err(AdHocError::Writes);
+    }
+    drop(stmt);
+    query_table(conn, sql, &[] as &[(&str, Cell)]).map_err(|e| match e {
+        StoreError::Sqlite { source, .. } => AdHocError::Invalid(source.to_string()),
+        other => AdHocError::Store(other),
+    })
+}
+
+/// Shadow the alert tables with empty TEMP copies (same definitions, read from the schema), so
+/// the alert engine can run unchanged on a read-only connection without touching the file.
+pub fn scratch_alert_tables(conn: &Connection) -> Result<()> {
+    let ddl: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT type, sql FROM main.sqlite_master
+             WHERE sql IS NOT NULL AND (name IN ('rules', 'alert_state', 'alerts', 'notifications', 'alert_conditions')
+                OR tbl_name IN ('rules', 'alert_state', 'alerts', 'notifications') AND type = 'index')
+             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END",
+        )
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(ctx("reading the alert tables' definitions"))?;
+    for (kind, sql) in ddl {
+        let temp = match kind.as_str() {
+            "table" => sql.replacen("CREATE TABLE ", "CREATE TEMP TABLE ", 1),
+            "view" => sql.replacen("CREATE VIEW ", "CREATE TEMP VIEW ", 1),
+            _ => sql.replacen("CREATE INDEX ", "CREATE INDEX temp.", 1),
+        };
+        conn.execute_batch(&temp)
+            .map_err(ctx("creating scratch alert tables"))?;
+    }
+    Ok(())
 }
 
 /// One row of the `status` query.

@@ -1,0 +1,431 @@
+//! `memtrail import`: loads a recording made elsewhere so every query, rule and backtest works on
+//! it. Three formats: memtrail's CSV (`timestamp,series,metric,value[,unit]`), a psrecord log
+//! (`# Elapsed time  CPU (%)  Real (MB)  Virtual (MB)`), and a memory_profiler `mprofile_*.dat`
+//! (`CMDLINE ...` then `MEM <MiB> <unix seconds>` lines). Parsing is separate from writing, and
+//! every parse error names the line and what was expected.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::alerts::{PROCESS_METRICS, SYSTEM_METRICS};
+use crate::model::{Kind, TargetKey, Unit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {why}")]
+    Parse {
+        path: String,
+        line: usize,
+        why: String,
+    },
+    #[error("{path}: {why}")]
+    Format { path: String, why: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    Auto,
+    Csv,
+    Psrecord,
+    Mprof,
+}
+
+/// One imported series: who, what, and its points (Unix ms, value in the unit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedSeries {
+    pub key: TargetKey,
+    pub cmdline: String,
+    pub metric: String,
+    pub unit: Unit,
+    pub points: Vec<(i64, f64)>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub fn detect(text: &str) -> Option<ImportFormat> {
+    let first = text.lines().find(|l| !l.trim().is_empty())?.trim_start();
+    if first.starts_with("# Elapsed time") {
+        Some(ImportFormat::Psrecord)
+    } else if first.starts_with("CMDLINE") || first.starts_with("MEM ") {
+        Some(ImportFormat::Mprof)
+    } else if first.to_ascii_lowercase().starts_with("timestamp,") {
+        Some(ImportFormat::Csv)
+    } else {
+        None
+    }
+}
+
+/// Parse a file's text. `target` names the target where the format has no name of its own;
+/// `start_ms` is when a psrecord log began (its times are relative).
+pub fn parse(
+    path: &str,
+    text: &str,
+    format: ImportFormat,
+    target: Option<&str>,
+    start_ms: Option<i64>,
+) -> Result<Vec<ImportedSeries>, ImportError> {
+    let format = match format {
+        ImportFormat::Auto => detect(text).ok_or_else(|| ImportError::Format {
+            path: path.into(),
+            why: "cannot tell the format: expected a CSV header `timestamp,series,metric,value`, a psrecord log (`# Elapsed time ...`) or an mprof file (`CMDLINE ...` / `MEM ...`); or give --format".into(),
+        })?,
+        f => f,
+    };
+    let stem = Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let series = match format {
+        ImportFormat::Csv => parse_csv(path, text)?,
+        ImportFormat::Psrecord => parse_psrecord(path, text, target.unwrap_or(&stem), start_ms)?,
+        ImportFormat::Mprof => parse_mprof(path, text, target)?,
+        ImportFormat::Auto => unreachable_format(path)?,
+    };
+    if series.iter().all(|s| s.points.is_empty()) {
+        return Err(ImportError::Format {
+            path: path.into(),
+            why: "no samples found".into(),
+        });
+    }
+    Ok(series)
+}
+
+fn unreachable_format(path: &str) -> Result<Vec<ImportedSeries>, ImportError> {
+    Err(ImportError::Format {
+        path: path.into(),
+        why: "format not detected".into(),
+    })
+}
+
+fn unit_of(metric: &str) -> Unit {
+    match metric {
+        "threads" | "fds" | "tree_threads" | "tree_fds" | "tree_procs" => Unit::Count,
+        "mem_used_percent" | "pressure_some_avg10" | "pressure_full_avg10" | "cpu_percent" => {
+            Unit::Percent
+        }
+        m if PROCESS_METRICS.contains(&m) || SYSTEM_METRICS.contains(&m) => Unit::Bytes,
+        _ => Unit::Count,
+    }
+}
+
+fn key(kind: Kind, name: &str) -> TargetKey {
+    TargetKey {
+        kind,
+        pid: None,
+        start_time_ms: None,
+        name: name.to_string(),
+    }
+}
+
+/// Split one CSV line (RFC 4180 quoting; no line breaks inside fields).
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) if cur.is_empty() => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            ('"', true) => quoted = false,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted field".into());
+    }
+    fields.push(cur);
+    Ok(fields)
+}
+
+/// A timestamp: Unix milliseconds (an integer from 10^11 up), Unix seconds, or RFC 3339.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(if i.abs() >= 100_000_000_000 {
+            i
+        } else {
+            i * 1000
+        });
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError> {
+    let mut by_series: BTreeMap<(String, String), ImportedSeries> = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r');
+        let err = |why: String| ImportError::Parse {
+            path: path.into(),
+            line: i + 1,
+            why,
+        };
+        if line.trim().is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("timestamp,"))
+        {
+            continue;
+        }
+        let f = csv_fields(line).map_err(err)?;
+        if !(4..=5).contains(&f.len()) {
+            return Err(err(format!(
+                "expected 4 or 5 fields (timestamp,series,metric,value[,unit]), found {}",
+                f.len()
+            )));
+        }
+        let ts = parse_timestamp(&f[0]).ok_or_else(|| {
+            err(format!(
+                "bad timestamp {:?}: use Unix ms, Unix seconds or RFC 3339",
+                f[0]
+            ))
+        })?;
+        let (series, metric) = (f[1].trim().to_string(), f[2].trim().to_string());
+        if series.is_empty() || metric.is_empty() {
+            return Err(err("series and metric must not be empty".into()));
+        }
+        let value: f64 = f[3]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| err(format!("bad value {:?}: expected a finite number", f[3])))?;
+        let unit = match f.get(4).map(|u| u.trim()) {
+            None | Some("") => unit_of(&metric),
+            Some("bytes") => Unit::Bytes,
+            Some("percent") => Unit::Percent,
+            Some("count") => Unit::Count,
+            Some(other) => {
+                return Err(err(format!(
+                    "unknown unit {other:?}: use bytes, percent or count"
+                )));
+            }
+        };
+        let kind = if SYSTEM_METRICS.contains(&metric.as_str()) {
+            Kind::System
+        } else if PROCESS_METRICS.contains(&metric.as_str()) {
+            Kind::Process
+        } else {
+            Kind::Custom
+        };
+        by_series
+            .entry((series.clone(), metric.clone()))
+            .or_insert_with(|| ImportedSeries {
+                key: key(kind, &series),
+                cmdline: String::new(),
+                metric,
+                unit,
+                points: Vec::new(),
+            })
+            .points
+            .push((ts, value));
+    }
+    Ok(by_series.into_values().collect())
+}
+
+fn parse_psrecord(
+    path: &str,
+    text: &str,
+    name: &str,
+    start_ms: Option<i64>,
+) -> Result<Vec<ImportedSeries>, ImportError> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let nums: Vec<f64> = line
+            .split_whitespace()
+            .map(|t| t.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ImportError::Parse {
+                path: path.into(),
+                line: i + 1,
+                why: format!(
+                    "expected 4 numbers (elapsed s, CPU %, real MB, virtual MB), found {line:?}"
+                ),
+            })?;
+        if nums.len() != 4 {
+            return Err(ImportError::Parse {
+                path: path.into(),
+                line: i + 1,
+                why: format!("expected 4 numbers, found {}", nums.len()),
+            });
+        }
+        rows.push(nums);
+    }
+    let last_elapsed = rows.last().map_or(0.0, |r| r[0]);
+    // psrecord writes elapsed seconds only: without --start, assume the log ended when the file
+    // was last written.
+    let start = start_ms.unwrap_or_else(|| {
+        let end = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        end - (last_elapsed * 1000.0) as i64
+    });
+    let ts = |r: &Vec<f64>| start + (r[0] * 1000.0).round() as i64;
+    let make = |metric: &str, unit, col: usize, scale: f64| ImportedSeries {
+        key: key(Kind::Process, name),
+        cmdline: String::new(),
+        metric: metric.into(),
+        unit,
+        points: rows.iter().map(|r| (ts(r), r[col] * scale)).collect(),
+    };
+    Ok(vec![
+        make("cpu_percent", Unit::Percent, 1, 1.0),
+        make("rss", Unit::Bytes, 2, MIB),
+        make("vms", Unit::Bytes, 3, MIB),
+    ])
+}
+
+fn parse_mprof(
+    path: &str,
+    text: &str,
+    target: Option<&str>,
+) -> Result<Vec<ImportedSeries>, ImportError> {
+    let mut cmdline = String::new();
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let err = |why: String| ImportError::Parse {
+            path: path.into(),
+            line: i + 1,
+            why,
+        };
+        let mut parts = line.split_whitespace();
+        match parts.next() {
+            Some("CMDLINE") => cmdline = parts.collect::<Vec<_>>().join(" "),
+            Some("MEM") => {
+                let (Some(mem), Some(t)) = (parts.next(), parts.next()) else {
+                    return Err(err("expected `MEM <MiB> <unix seconds>`".into()));
+                };
+                let mem: f64 = mem
+                    .parse()
+                    .map_err(|_| err(format!("bad memory {mem:?}")))?;
+                let t: f64 = t.parse().map_err(|_| err(format!("bad time {t:?}")))?;
+                points.push(((t * 1000.0).round() as i64, mem * MIB));
+            }
+            // Function markers and children (FUNC, CHLD) are not imported.
+            _ => {}
+        }
+    }
+    let name = target.map(str::to_string).unwrap_or_else(|| {
+        cmdline
+            .split_whitespace()
+            .find(|w| !w.starts_with('-') && !w.contains("python"))
+            .or_else(|| cmdline.split_whitespace().next())
+            .and_then(|w| w.rsplit('/').next())
+            .unwrap_or("mprof")
+            .to_string()
+    });
+    Ok(vec![ImportedSeries {
+        key: key(Kind::Process, &name),
+        cmdline,
+        metric: "rss".into(),
+        unit: Unit::Bytes,
+        points,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_header_quotes_and_units() {
+        let text = "timestamp,series,metric,value\n1790000000000,app,rss,100\n1790000001,app,rss,200\n\
+                    2026-01-01T00:00:00Z,\"my, app\",sessions,3,count\n";
+        let s = parse("x.csv", text, ImportFormat::Auto, None, None).expect("parses");
+        assert_eq!(s.len(), 2);
+        let app = s.iter().find(|x| x.key.name == "app").expect("app");
+        assert_eq!(
+            app.points,
+            vec![(1_790_000_000_000, 100.0), (1_790_000_001_000, 200.0)]
+        );
+        assert_eq!((app.unit, app.key.kind), (Unit::Bytes, Kind::Process));
+        let custom = s
+            .iter()
+            .find(|x| x.key.name == "my, app")
+            .expect("quoted name");
+        assert_eq!(
+            (custom.key.kind, custom.points[0].0),
+            (Kind::Custom, 1_767_225_600_000)
+        );
+    }
+
+    #[test]
+    fn csv_errors_name_the_line() {
+        for (text, why) in [
+            (
+                "timestamp,series,metric,value\n1,a,rss,1\nnope,a,rss,2\n",
+                "line 3: bad timestamp",
+            ),
+            (
+                "timestamp,series,metric,value\n1,a,rss,NaN\n",
+                "line 2: bad value",
+            ),
+            (
+                "timestamp,series,metric,value\n1,a,rss\n",
+                "line 2: expected 4 or 5 fields",
+            ),
+            (
+                "timestamp,series,metric,value\n1,\"a,rss,1\n",
+                "line 2: unterminated",
+            ),
+        ] {
+            let err = parse("x.csv", text, ImportFormat::Auto, None, None)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(why), "{err}");
+        }
+        let err = parse("x.txt", "hello\n", ImportFormat::Auto, None, None)
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("cannot tell the format"), "{err}");
+    }
+
+    #[test]
+    fn psrecord_log() {
+        let text = "# Elapsed time   CPU (%)     Real (MB)   Virtual (MB)\n       0.000        0.000       10.000       20.000\n       1.000       50.000       12.500       20.000\n";
+        let s = parse("run.log", text, ImportFormat::Auto, None, Some(1_000_000)).expect("parses");
+        let rss = s.iter().find(|x| x.metric == "rss").expect("rss");
+        assert_eq!(rss.key.name, "run");
+        assert_eq!(
+            rss.points,
+            vec![(1_000_000, 10.0 * MIB), (1_001_000, 12.5 * MIB)]
+        );
+        let cpu = s.iter().find(|x| x.metric == "cpu_percent").expect("cpu");
+        assert_eq!(cpu.points[1].1, 50.0);
+    }
+
+    #[test]
+    fn mprof_dat() {
+        let text = "CMDLINE python3 server.py --port 80\nMEM 10.5 1790000000.2500\nFUNC x 1 2 3 4\nMEM 11.0 1790000001.0\n";
+        let s = parse("mprofile_1.dat", text, ImportFormat::Auto, None, None).expect("parses");
+        assert_eq!(s[0].key.name, "server.py");
+        assert_eq!(
+            s[0].points,
+            vec![
+                (1_790_000_000_250, 10.5 * MIB),
+                (1_790_000_001_000, 11.0 * MIB)
+            ]
+        );
+        let err = parse("m.dat", "MEM 1.0\n", ImportFormat::Mprof, None, None)
+            .expect_err("short")
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,224 @@
+//! `memtrail import`, `query` and `backtest` through the real binary, on files with known answers.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const T0: i64 = 1_790_000_000_000;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// 100 MiB flat for 30 minutes, +15 MiB a minute to 175 MiB at minute 35, flat to minute 60;
+/// a sample every 10 s.
+fn growth_csv() -> String {
+    let mut text = String::from("timestamp,series,metric,value\n");
+    for i in 0..=360 {
+        let minute = i as f64 / 6.0;
+        let mib = 100.0 + 15.0 * (minute - 30.0).clamp(0.0, 5.0);
+        text.push_str(&format!("{},api,rss,{}\n", T0 + i * 10_000, mib * MIB));
+    }
+    text
+}
+
+fn import(s: &Scratch, name: &str, content: &str) -> std::process::Output {
+    let file = s.path(name);
+    std::fs::write(&file, content).expect("write");
+    run(
+        memtrail().args(["import", "--db"]).arg(s.db()).arg(&file),
+        Duration::from_secs(20),
+    )
+}
+
+#[test]
+fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
+    let s = Scratch::new();
+    let out = import(&s, "history.csv", &growth_csv());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 361 samples in 1 series"));
+
+    let before = std::fs::read(s.db()).expect("db");
+    let out = run(
+        memtrail()
+            .args(["backtest", "--format", "json", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let timeline: Vec<(i64, String, String)> = report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                (e["ts_ms"].as_i64().expect("ts") - T0) / 60_000,
+                e["rule"].as_str().expect("rule").to_string(),
+                e["event"].as_str().expect("event").to_string(),
+            )
+        })
+        .collect();
+    // The default growth rule (+20 % in 10 min): at minute 32 the window runs from 100 to 130 MiB;
+    // at minute 44 from 160 to 175 MiB (+9.4 %), below 20 % minus the 1 % hysteresis.
+    assert_eq!(
+        timeline,
+        vec![
+            (32, "process_rss_growth".to_string(), "firing".to_string()),
+            (44, "process_rss_growth".to_string(), "resolved".to_string()),
+        ]
+    );
+    assert_eq!(report["evaluations"], 61);
+    assert_eq!(
+        std::fs::read(s.db()).expect("db"),
+        before,
+        "a backtest never writes the database"
+    );
+}
+
+#[test]
+fn named_queries_on_imported_history() {
+    let s = Scratch::new();
+    assert!(import(&s, "history.csv", &growth_csv()).status.success());
+    let now = (T0 + 35 * 60_000).to_string();
+    let out = run(
+        memtrail()
+            .args([
+                "query",
+                "percent_change",
+                "--format",
+                "json",
+                "--param",
+                &format!("now_ms={now}"),
+            ])
+            .args(["--param", "window_ms=10m", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // Minute 25 (100 MiB) to minute 35 (175 MiB): +75 %.
+    let pct = rows[0]["percent_change"].as_f64().expect("pct");
+    assert!((pct - 75.0).abs() < 1e-9, "{pct}");
+
+    let out = run(
+        memtrail()
+            .args([
+                "query",
+                "trend",
+                "--format",
+                "csv",
+                "--param",
+                "window_ms=30m",
+            ])
+            .args(["--param", &format!("now_ms={}", T0 + 60 * 60_000), "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = String::from_utf8(out.stdout).expect("utf8");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(
+        col("classification"),
+        "stable",
+        "flat for the last 25 minutes of the window"
+    );
+}
+
+#[test]
+fn adhoc_sql_is_read_only() {
+    let s = Scratch::new();
+    assert!(import(&s, "history.csv", &growth_csv()).status.success());
+    let db = s.db();
+    let q = |sql: &str| {
+        run(
+            memtrail().args(["query", "--sql", sql, "--db"]).arg(&db),
+            Duration::from_secs(20),
+        )
+    };
+    let out = q("SELECT count(*) AS n FROM samples");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("361"));
+    for (sql, why) in [
+        ("DELETE FROM samples", "read-only"),
+        ("UPDATE samples SET value = 0", "read-only"),
+        ("DROP TABLE samples", "read-only"),
+        ("ATTACH 'other.db' AS other", "cannot ATTACH"),
+        ("SELECT load_extension('x')", "not authorized"),
+        ("SELEKT 1", "syntax error"),
+    ] {
+        let out = q(sql);
+        assert_eq!(out.status.code(), Some(2), "{sql}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{sql}: {}", stderr(&out));
+    }
+    assert!(!s.path("other.db").exists());
+    let out = q("SELECT count(*) AS n FROM samples");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("361"),
+        "nothing was deleted"
+    );
+}
+
+#[test]
+fn imports_name_the_bad_line() {
+    let s = Scratch::new();
+    let out = import(
+        &s,
+        "bad.csv",
+        "timestamp,series,metric,value\n1790000000000,a,rss,1\n1790000001000,a,rss,lots\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bad.csv, line 3: bad value \"lots\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = import(
+        &s,
+        "psrecord.log",
+        "# Elapsed time   CPU (%)     Real (MB)   Virtual (MB)\n 0.0 1.0 10.0 20.0\n 1.0 2.0 11.0 20.0\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = import(
+        &s,
+        "mprofile_1.dat",
+        "CMDLINE python app.py\nMEM 10.0 1790000000.0\nMEM 12.0 1790000001.0\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = open(&s.db());
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM targets WHERE name IN ('psrecord', 'app.py')"
+        ),
+        2
+    );
+}
+
+#[test]
+fn unknown_query_and_parameter_are_usage_errors() {
+    let s = Scratch::new();
+    assert!(import(&s, "history.csv", &growth_csv()).status.success());
+    let out = run(
+        memtrail().args(["query", "trends", "--db"]).arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no query named \"trends\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        memtrail()
+            .args(["query", "trend", "--param", "windw_ms=1h", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no parameter \"windw_ms\""),
+        "{}",
+        stderr(&out)
+    );
+}
