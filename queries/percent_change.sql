@@ -15,7 +15,7 @@
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, first_ts_ms, first_value, ts_ms, value,
 --   coverage (0-1), percent_change (NULL when the first value is 0)
-WITH sel AS (
+WITH sel AS MATERIALIZED (
     SELECT * FROM series_info
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
@@ -26,7 +26,7 @@ framed AS (
            first_value(x.ts_ms) OVER w AS first_ts_ms,
            first_value(x.value) OVER w AS first_value,
            row_number() OVER (PARTITION BY x.series_id ORDER BY x.ts_ms DESC) AS newest
-    FROM sel JOIN samples AS x ON x.series_id = sel.series_id
+    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
     WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
     WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts_ms
                  RANGE BETWEEN :window_ms PRECEDING AND CURRENT ROW)

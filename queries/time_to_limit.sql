@@ -16,7 +16,7 @@
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, last_ts_ms, fitted_now, slope_per_hour,
 --   limit_value, seconds_to_limit, limit_at_ms
-WITH sel AS (
+WITH sel AS MATERIALIZED (
     SELECT * FROM series_info
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
@@ -26,7 +26,7 @@ pts AS (
     SELECT x.series_id, x.ts_ms, x.value,
            (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
            x.value - first_value(x.value) OVER (PARTITION BY x.series_id ORDER BY x.ts_ms) AS y
-    FROM sel JOIN samples AS x ON x.series_id = sel.series_id
+    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
     WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
 ),
 sums AS (

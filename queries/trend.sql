@@ -1,9 +1,11 @@
 -- trend: least-squares fit of each series over a window, and a verdict.
 --
--- The fit uses window aggregates (sums of x, y, xx, xy, yy over a RANGE frame of :window_ms);
--- x is seconds since the window start and y the value minus the window's first value, so squared
--- Unix milliseconds never lose precision. A second fit runs through the floor of the series — the
--- minimum of each of :buckets equal slices of the window — so a leak hidden under a garbage
+-- One pass over the window's samples sums, per slice (:buckets equal slices of the window), what
+-- a least-squares fit needs (n, x, y, xx, xy, yy) and takes the slice's floor (its minimum); window
+-- aggregates over the slices then give the fit's sums for the whole window. Sums are additive, so
+-- the fit is exactly the one over every sample, at the cost of one pass. x is seconds since the
+-- window start and y the value minus the window's first value, so squared Unix milliseconds never
+-- lose precision. A second fit runs through the slices' floors, so a leak hidden under a garbage
 -- collector's saw-tooth (the floor rises after each collection) is seen, while a saw-tooth on a
 -- flat floor is not.
 --
@@ -31,8 +33,12 @@
 --   slope_per_hour (units/h), pct_per_hour, intercept (fitted value at the window start),
 --   fitted_now (fitted value at the newest sample), r2, growth_pct,
 --   floor_buckets, floor_pct_per_hour, floor_r2, floor_growth_pct, classification
-WITH sel AS (
-    SELECT * FROM series_info
+WITH sel AS MATERIALIZED (
+    SELECT si.*,
+           (SELECT value FROM samples
+             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+             ORDER BY ts_ms LIMIT 1) AS y0
+    FROM series_info AS si
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
@@ -40,43 +46,42 @@ WITH sel AS (
 pts AS (
     SELECT x.series_id, x.ts_ms, x.value,
            (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
-           x.value - first_value(x.value) OVER (PARTITION BY x.series_id ORDER BY x.ts_ms) AS y
-    FROM sel JOIN samples AS x ON x.series_id = sel.series_id
+           x.value - sel.y0 AS y,
+           min(CAST((x.ts_ms - (:now_ms - :window_ms)) * :buckets / :window_ms AS INTEGER), :buckets - 1)
+             AS slice
+    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
     WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
 ),
+slices AS (
+    SELECT series_id, slice, count(*) AS n, sum(x) AS sx, sum(y) AS sy, sum(x * x) AS sxx,
+           sum(x * y) AS sxy, sum(y * y) AS syy, sum(value) AS sv,
+           min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,
+           (slice + 0.5) * (:window_ms / 1000.0) / :buckets AS bx, min(y) AS fy
+    FROM pts GROUP BY series_id, slice
+),
 rolling AS (
-    SELECT series_id, ts_ms, value - y AS y0,
-           count(*) OVER w AS n, sum(x) OVER w AS sx, sum(y) OVER w AS sy,
-           sum(x * x) OVER w AS sxx, sum(x * y) OVER w AS sxy, sum(y * y) OVER w AS syy,
-           min(ts_ms) OVER w AS first_ts_ms, avg(value) OVER w AS mean,
-           row_number() OVER (PARTITION BY series_id ORDER BY ts_ms DESC) AS newest
-    FROM pts
-    WINDOW w AS (PARTITION BY series_id ORDER BY ts_ms
-                 RANGE BETWEEN :window_ms PRECEDING AND CURRENT ROW)
+    SELECT series_id,
+           sum(n) OVER w AS n, sum(sx) OVER w AS sx, sum(sy) OVER w AS sy,
+           sum(sxx) OVER w AS sxx, sum(sxy) OVER w AS sxy, sum(syy) OVER w AS syy,
+           sum(sv) OVER w AS sv, min(first_ts_ms) OVER w AS first_ts_ms, last_ts_ms,
+           count(*) OVER w AS nb, sum(bx) OVER w AS sbx, sum(fy) OVER w AS sfy,
+           sum(bx * bx) OVER w AS sbxx, sum(bx * fy) OVER w AS sbxy, sum(fy * fy) OVER w AS sfyy,
+           row_number() OVER (PARTITION BY series_id ORDER BY slice DESC) AS newest
+    FROM slices
+    WINDOW w AS (PARTITION BY series_id ORDER BY slice
+                 RANGE BETWEEN :buckets PRECEDING AND CURRENT ROW)
 ),
 fit AS (
-    SELECT series_id, n, first_ts_ms, ts_ms AS last_ts_ms, mean, y0, sx, sy,
+    SELECT r.series_id, r.n, r.first_ts_ms, r.last_ts_ms, r.sv / r.n AS mean, sel.y0, r.sx, r.sy,
            (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) AS slope_s,
            (n * sxy - sx * sy) * (n * sxy - sx * sy)
-             / nullif((n * sxx - sx * sx) * (n * syy - sy * sy), 0) AS r2
-    FROM rolling WHERE newest = 1
-),
-floors AS (
-    SELECT series_id,
-           (min(CAST(x * :buckets / (:window_ms / 1000.0) AS INTEGER), :buckets - 1) + 0.5)
-             * (:window_ms / 1000.0) / :buckets AS bx,
-           min(y) AS fy
-    FROM pts
-    GROUP BY series_id, min(CAST(x * :buckets / (:window_ms / 1000.0) AS INTEGER), :buckets - 1)
-),
-floor_fit AS (
-    SELECT series_id, count(*) AS nb,
-           (count(*) * sum(bx * fy) - sum(bx) * sum(fy))
-             / nullif(count(*) * sum(bx * bx) - sum(bx) * sum(bx), 0) AS slope_s,
-           (count(*) * sum(bx * fy) - sum(bx) * sum(fy)) * (count(*) * sum(bx * fy) - sum(bx) * sum(fy))
-             / nullif((count(*) * sum(bx * bx) - sum(bx) * sum(bx))
-                      * (count(*) * sum(fy * fy) - sum(fy) * sum(fy)), 0) AS r2
-    FROM floors GROUP BY series_id
+             / nullif((n * sxx - sx * sx) * (n * syy - sy * sy), 0) AS r2,
+           r.nb,
+           (nb * sbxy - sbx * sfy) / nullif(nb * sbxx - sbx * sbx, 0) AS floor_slope_s,
+           (nb * sbxy - sbx * sfy) * (nb * sbxy - sbx * sfy)
+             / nullif((nb * sbxx - sbx * sbx) * (nb * sfyy - sfy * sfy), 0) AS floor_r2
+    FROM rolling AS r JOIN sel ON sel.series_id = r.series_id
+    WHERE r.newest = 1
 ),
 judged AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
@@ -91,15 +96,14 @@ judged AS (
            fit.r2,
            fit.slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
              / nullif(abs(fit.mean), 0) AS growth_pct,
-           ff.nb AS floor_buckets,
-           CASE WHEN ff.nb * 2 >= :buckets THEN ff.slope_s * 3600 * 100.0 / nullif(abs(fit.mean), 0) END
-             AS floor_pct_per_hour,
-           CASE WHEN ff.nb * 2 >= :buckets THEN ff.r2 END AS floor_r2,
-           CASE WHEN ff.nb * 2 >= :buckets
-                THEN ff.slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
+           fit.nb AS floor_buckets,
+           CASE WHEN fit.nb * 2 >= :buckets
+                THEN fit.floor_slope_s * 3600 * 100.0 / nullif(abs(fit.mean), 0) END AS floor_pct_per_hour,
+           CASE WHEN fit.nb * 2 >= :buckets THEN fit.floor_r2 END AS floor_r2,
+           CASE WHEN fit.nb * 2 >= :buckets
+                THEN fit.floor_slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
                      / nullif(abs(fit.mean), 0) END AS floor_growth_pct
     FROM fit JOIN sel ON sel.series_id = fit.series_id
-    LEFT JOIN floor_fit AS ff ON ff.series_id = fit.series_id
 )
 SELECT *,
        CASE

@@ -1,0 +1,203 @@
+//! Analysis benchmark: on a generated 24 h history at 1 Hz for 10 series (864,000 rows), how long
+//! evaluating all default rules once and `trend` for one series take, against a baseline measured
+//! in the same run (a bare index range scan over the same rows), with each query's plan.
+//!
+//! Run: `cargo bench --bench analysis` (targets from the issue: rules < 20 ms, trend < 5 ms).
+
+use std::time::{Duration, Instant};
+
+use memtrail::alerts::{Engine, default_rules, install};
+use memtrail::analysis;
+use memtrail::config::NotifySection;
+use memtrail::import::ImportedSeries;
+use memtrail::model::{Cell, Kind, TargetKey, Unit};
+use memtrail::store::{self, Store};
+
+const T0: i64 = 1_790_000_000_000;
+const DAY_S: i64 = 86_400;
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    for _ in 0..3 {
+        std::hint::black_box(f());
+    }
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.db");
+    let mut store = Store::open(&path, Duration::from_secs(5)).expect("open");
+
+    let started = Instant::now();
+    let mut series = Vec::new();
+    for p in 0..9u32 {
+        let key = TargetKey {
+            kind: Kind::Process,
+            pid: Some(1000 + p),
+            start_time_ms: Some(T0 - 3_600_000),
+            name: format!("worker{p}"),
+        };
+        let base = 200e6 + p as f64 * 50e6;
+        let points = (0..DAY_S)
+            .map(|s| {
+                (
+                    T0 + s * 1000,
+                    base * (1.0 + 0.02 * ((s % 600) as f64 / 600.0)),
+                )
+            })
+            .collect();
+        series.push(ImportedSeries {
+            key,
+            cmdline: String::new(),
+            metric: "rss".into(),
+            unit: Unit::Bytes,
+            points,
+        });
+    }
+    series.push(ImportedSeries {
+        key: TargetKey::system(),
+        cmdline: String::new(),
+        metric: "mem_used_percent".into(),
+        unit: Unit::Percent,
+        points: (0..DAY_S)
+            .map(|s| (T0 + s * 1000, 40.0 + (s % 300) as f64 / 30.0))
+            .collect(),
+    });
+    let rows = store.import(&series).expect("import");
+    let load = started.elapsed();
+    let (pages, _) = store.page_stats().expect("pages");
+    let conn = store.connection();
+    let now = T0 + (DAY_S - 1) * 1000;
+
+    println!(
+        "history: {rows} rows in 10 series, generated and written in {:.2} s ({:.0} rows/s), {:.1} MiB ({:.1} bytes/row)",
+        load.as_secs_f64(),
+        rows as f64 / load.as_secs_f64(),
+        pages as f64 * 4096.0 / 1048576.0,
+        pages as f64 * 4096.0 / rows as f64
+    );
+
+    // Baselines: the bare index range scans the queries cannot beat.
+    let scan =
+        |sql: &str, params: &[(&str, Cell)]| store::query_table(conn, sql, params).expect("scan");
+    let base_rules = time(50, || {
+        scan(
+            "SELECT series_id, count(*), sum(value) FROM samples
+             WHERE series_id IN (SELECT id FROM series) AND ts_ms >= :from AND ts_ms <= :now GROUP BY series_id",
+            &[("from", Cell::Int(now - 600_000)), ("now", Cell::Int(now))],
+        )
+    });
+    let sid = series_id(conn);
+    let base_trend = time(50, || {
+        scan(
+            "SELECT count(*), sum(value) FROM samples WHERE series_id = :sid AND ts_ms >= :from AND ts_ms <= :now",
+            &[
+                ("sid", Cell::Int(sid)),
+                ("from", Cell::Int(now - 3_600_000)),
+                ("now", Cell::Int(now)),
+            ],
+        )
+    });
+
+    let rules = default_rules(&NotifySection::default());
+    install(conn, &rules).expect("install");
+    let engine = Engine::new(rules);
+    let mut step = 0;
+    let rules_time = time(30, || {
+        step += 1000;
+        engine.evaluate(conn, now + step).expect("evaluate")
+    });
+    let trend_one = time(50, || {
+        analysis::run(conn, "trend", &[("series_id", Cell::Int(sid))], now).expect("trend")
+    });
+    let trend_all = time(20, || {
+        analysis::run(conn, "trend", &[], now).expect("trend")
+    });
+
+    println!();
+    println!(
+        "{:<44} {:>10} {:>10} {:>8}",
+        "measure", "median", "baseline", "ratio"
+    );
+    let row = |name: &str, d: Duration, base: Duration, target: Option<f64>| {
+        let ms = d.as_secs_f64() * 1e3;
+        let verdict = target.map_or(String::new(), |t| {
+            format!(
+                "  (target < {t} ms: {})",
+                if ms < t { "met" } else { "MISSED" }
+            )
+        });
+        println!(
+            "{:<44} {:>7.3} ms {:>7.3} ms {:>7.1}x{verdict}",
+            name,
+            ms,
+            base.as_secs_f64() * 1e3,
+            d.as_secs_f64() / base.as_secs_f64()
+        );
+    };
+    row(
+        "all default rules, one evaluation",
+        rules_time,
+        base_rules,
+        Some(20.0),
+    );
+    row(
+        "trend, one series, 1 h window (3,600 rows)",
+        trend_one,
+        base_trend,
+        Some(5.0),
+    );
+    row("trend, all 10 series", trend_all, base_trend * 10, None);
+    println!(
+        "baselines: a bare range scan summing the same rows (10-min windows of all series; the 1 h window of one series)"
+    );
+
+    println!("\nquery plans (EXPLAIN QUERY PLAN):");
+    for name in ["threshold", "percent_change", "trend"] {
+        let sql = store::query_sql(name).expect("query");
+        let plan = store::query_table(
+            conn,
+            &format!("EXPLAIN QUERY PLAN {sql}"),
+            &bind_all(name, now),
+        )
+        .expect("plan");
+        println!("  {name}:");
+        for r in 0..plan.rows.len() {
+            if let Some(detail) = plan.get(r, "detail").as_str() {
+                println!("    {detail}");
+            }
+        }
+    }
+}
+
+fn series_id(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT id FROM series WHERE metric = 'rss' LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .expect("series")
+}
+
+fn bind_all(name: &str, now: i64) -> Vec<(String, Cell)> {
+    let q = analysis::find(name).expect("query");
+    let given = vec![("threshold".to_string(), Cell::Int(1))];
+    let given: Vec<(String, Cell)> = given
+        .into_iter()
+        .filter(|(n, _)| q.params.iter().any(|p| &p.name == n))
+        .collect();
+    q.bind(&given, now).expect("bind")
+}
