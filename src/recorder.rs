@@ -182,14 +182,7 @@ impl Recorder {
                     "no process with this name yet; still looking"
                 );
             }
-            if let Some(n) = &self.notifier {
-                let done = n.finished();
-                if !done.is_empty()
-                    && let Err(e) = self.store.record_deliveries(&done)
-                {
-                    tracing::warn!("could not record {} alert deliveries: {e}", done.len());
-                }
-            }
+            self.record_finished_deliveries();
             match self.store.write_tick(self.run_id, &snap) {
                 Ok(n) => {
                     outcome.samples += n as u64;
@@ -241,6 +234,7 @@ impl Recorder {
             }
             next = next_tick(start, self.settings.interval, Instant::now());
         }
+        self.record_finished_deliveries();
         // A launched command that outlives the recording (--duration) is asked to stop, then waited for.
         if let Some(pid) = self.command_pid
             && outcome.command_status.is_none()
@@ -265,6 +259,19 @@ impl Recorder {
 }
 
 impl Recorder {
+    /// Write the outcomes of alert deliveries that finished since the last call.
+    fn record_finished_deliveries(&mut self) {
+        let Some(n) = &self.notifier else {
+            return;
+        };
+        let done = n.finished();
+        if !done.is_empty()
+            && let Err(e) = self.store.record_deliveries(&done)
+        {
+            tracing::warn!("could not record {} alert deliveries: {e}", done.len());
+        }
+    }
+
     fn evaluate_rules(&mut self, ts: i64) {
         if self.engine.rules.is_empty() {
             return;

@@ -289,3 +289,33 @@ fn config_rules_replace_defaults_by_name() {
         1
     );
 }
+
+#[test]
+fn the_commented_rule_example_in_the_default_config_is_valid() {
+    // Uncomment the example rule and the webhook it names.
+    let mut text = String::new();
+    let mut in_rule = false;
+    for line in crate::config::DEFAULT_CONFIG.lines() {
+        in_rule |= line.starts_with("# [[rules]]");
+        let uncomment = in_rule || line.starts_with("# webhook = ");
+        text.push_str(if uncomment {
+            line.strip_prefix("# ").unwrap_or(line)
+        } else {
+            line
+        });
+        text.push('\n');
+    }
+    let file = FileConfig::parse(&text, std::path::Path::new("default.toml")).expect("parses");
+    let all = build_rules(&file.rules, true, &file.notify).expect("valid");
+    let r = all
+        .iter()
+        .find(|r| r.name == "api_leak")
+        .expect("example rule");
+    assert_eq!(r.comparison, Comparison::Slope);
+    assert_eq!(
+        (r.threshold, r.window_ms, r.for_ms),
+        (5.0, 3_600_000, 300_000)
+    );
+    assert_eq!(r.limit, None);
+    assert_eq!(r.actions, vec!["log".to_string(), "webhook".to_string()]);
+}

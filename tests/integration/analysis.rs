@@ -222,3 +222,81 @@ fn unknown_query_and_parameter_are_usage_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_live_recorder_fires_a_rule_and_runs_the_alert_command() {
+    let s = Scratch::new();
+    let marker = s.path("alerted.txt");
+    let config = s.path("memtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\ndefault_rules = false\n\n[notify]\ncommand = \"echo $MEMTRAIL_ALERT_RULE $MEMTRAIL_ALERT_EVENT >> {}\"\n\n\
+             [[rules]]\nname = \"hog_above_40mib\"\nmetric = \"rss\"\ntarget = \"memhog\"\ncomparison = \"greater_than\"\nvalue = \"40MiB\"\n",
+            marker.display()
+        ),
+    )
+    .expect("config");
+    let out = run(
+        memtrail()
+            .args(["record", "--interval", "100ms", "--no-system", "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(s.db())
+            .args([
+                "--",
+                MEMHOG,
+                "--baseline",
+                "1s",
+                "--steps",
+                "1",
+                "--step",
+                "64MiB",
+                "--hold",
+                "2500ms",
+            ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ALERT hog_above_40mib"),
+        "{}",
+        stderr(&out)
+    );
+    let conn = open(&s.db());
+    let (event, observed): (String, f64) = conn
+        .query_row(
+            "SELECT event, observed FROM alerts ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("an alert row");
+    assert_eq!(event, "firing");
+    assert!(observed > 40.0 * MIB, "{observed}");
+    // The rule did not fire during the 1 s baseline, before memhog allocated.
+    let fired_at: i64 = conn
+        .query_row("SELECT ts_ms FROM alerts LIMIT 1", [], |r| r.get(0))
+        .expect("ts");
+    let started: i64 = conn
+        .query_row("SELECT started_ms FROM runs", [], |r| r.get(0))
+        .expect("run");
+    assert!(
+        fired_at - started >= 900,
+        "fired {} ms after start",
+        fired_at - started
+    );
+    let delivered = eventually(Duration::from_secs(5), "the alert command", || {
+        std::fs::read_to_string(&marker)
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    assert_eq!(delivered.trim(), "hog_above_40mib firing");
+    let ok: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM notifications WHERE channel = 'command' AND ok = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("notifications");
+    assert_eq!(ok, 1, "the delivery's outcome is recorded");
+}
