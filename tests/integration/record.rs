@@ -52,10 +52,7 @@ fn recorded_rss_rises_by_what_the_child_allocated() {
     let tree = series(&conn, "memhog", "tree_rss");
     assert_eq!(tree.len(), rss.len());
     // The run is closed with the reason.
-    let reason: String = conn
-        .query_row("SELECT stop_reason FROM runs", [], |r| r.get(0))
-        .expect("run");
-    assert_eq!(reason, "command exited");
+    assert_eq!(stop_reason(&conn), "command exited");
     // The last tick, after the command exited, records it as gone.
     let gone: Option<i64> = conn
         .query_row(
@@ -71,21 +68,7 @@ fn recorded_rss_rises_by_what_the_child_allocated() {
 fn samples_follow_the_interval_without_drift() {
     let s = Scratch::new();
     let db = s.db();
-    let out = run(
-        memtrail()
-            .args([
-                "record",
-                "--self",
-                "--interval",
-                "100ms",
-                "--duration",
-                "3s",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    record_ok(&db, &["--self", "--interval", "100ms", "--duration", "3s"]);
     let conn = open(&db);
     let rss = series(&conn, "memtrail", "rss");
     let mut gaps: Vec<i64> = rss.windows(2).map(|w| w[1].0 - w[0].0).collect();
@@ -107,10 +90,7 @@ fn samples_follow_the_interval_without_drift() {
         "{on_grid} of {} ticks on the grid",
         rss.len()
     );
-    let reason: String = conn
-        .query_row("SELECT stop_reason FROM runs", [], |r| r.get(0))
-        .expect("run");
-    assert_eq!(reason, "duration");
+    assert_eq!(stop_reason(&conn), "duration");
 }
 
 #[test]
@@ -324,21 +304,7 @@ fn a_name_that_matches_later_is_picked_up() {
 fn retention_prunes_old_rows_and_a_restart_keeps_history() {
     let s = Scratch::new();
     let db = s.db();
-    let first = run(
-        memtrail()
-            .args([
-                "record",
-                "--self",
-                "--interval",
-                "100ms",
-                "--duration",
-                "1s",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
-    assert!(first.status.success(), "stderr: {}", stderr(&first));
+    record_ok(&db, &["--self", "--interval", "100ms", "--duration", "1s"]);
     let now = chrono::Utc::now().timestamp_millis();
     let kept_before;
     {
@@ -353,23 +319,18 @@ fn retention_prunes_old_rows_and_a_restart_keeps_history() {
         .expect("old rows");
         assert!(count(&conn, "SELECT count(*) FROM samples") > kept_before);
     }
-    let second = run(
-        memtrail()
-            .args([
-                "record",
-                "--self",
-                "--interval",
-                "100ms",
-                "--duration",
-                "1s",
-                "--retention",
-                "1h",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
+    record_ok(
+        &db,
+        &[
+            "--self",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+            "--retention",
+            "1h",
+        ],
     );
-    assert!(second.status.success(), "stderr: {}", stderr(&second));
     let conn = open(&db);
     assert_eq!(
         count(

@@ -139,3 +139,27 @@ pub fn wait_for_samples(db: &Path, n: i64) {
         (got >= n).then_some(())
     })
 }
+
+/// Run `memtrail record --db DB ARGS...` to completion and check that it succeeded.
+pub fn record_ok(db: &Path, args: &[&str]) -> Output {
+    let out = run(
+        memtrail().arg("record").arg("--db").arg(db).args(args),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "memtrail record {args:?}: {}",
+        stderr(&out)
+    );
+    out
+}
+
+/// Why the (only or first) recorder run stopped.
+pub fn stop_reason(conn: &Connection) -> String {
+    conn.query_row(
+        "SELECT stop_reason FROM runs ORDER BY id LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .expect("a run row")
+}
