@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod backtest;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod import;
 pub mod model;
 pub mod notify;

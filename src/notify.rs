@@ -4,13 +4,12 @@
 //! receiver never delays a tick; their outcomes come back to the recorder, which writes them to the
 //! `notifications` table.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::alerts::AlertEvent;
 use crate::config::NotifySection;
+use crate::exec::{self, ShellOutcome};
 
 /// The outcome of one delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +21,6 @@ pub struct Delivery {
     pub attempts: u32,
     pub detail: String,
 }
-
-const OUTPUT_LIMIT: usize = 4096;
 
 pub struct Notifier {
     events: Sender<AlertEvent>,
@@ -91,45 +88,27 @@ fn now_ms() -> i64 {
 
 fn webhook(url: &str, timeout: Duration, retries: u32, ev: &AlertEvent) -> Delivery {
     let body = serde_json::to_string(ev).unwrap_or_default();
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .build(),
-    );
     let mut attempts = 0;
     let mut backoff = Duration::from_secs(1);
     loop {
         attempts += 1;
-        let detail = match agent
-            .post(url)
-            .content_type("application/json")
-            .send(body.as_str())
-        {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.body_mut().read_to_string().unwrap_or_default();
-                if (200..300).contains(&status) {
-                    return Delivery {
-                        alert_id: ev.id,
-                        ts_ms: now_ms(),
-                        channel: "webhook",
-                        ok: true,
-                        attempts,
-                        detail: format!("HTTP {status}"),
-                    };
-                }
-                format!("HTTP {status}: {}", truncate(&text, 200))
-            }
-            Err(e) => e.to_string(),
+        let (ok, detail) = match exec::post_json(url, &body, timeout) {
+            Ok((status, _)) if (200..300).contains(&status) => (true, format!("HTTP {status}")),
+            Ok((status, text)) => (
+                false,
+                format!("HTTP {status}: {}", exec::truncate(&text, 200)),
+            ),
+            Err(e) => (false, e),
         };
-        if attempts > retries {
-            tracing::warn!(url, attempts, "webhook delivery failed: {detail}");
+        if ok || attempts > retries {
+            if !ok {
+                tracing::warn!(url, attempts, "webhook delivery failed: {detail}");
+            }
             return Delivery {
                 alert_id: ev.id,
                 ts_ms: now_ms(),
                 channel: "webhook",
-                ok: false,
+                ok,
                 attempts,
                 detail,
             };
@@ -140,111 +119,56 @@ fn webhook(url: &str, timeout: Duration, retries: u32, ev: &AlertEvent) -> Deliv
 }
 
 fn command(cmd: &str, timeout: Duration, ev: &AlertEvent) -> Delivery {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new("sh");
-    // Its own process group, so a timeout kills the whole command, not just the shell.
-    c.process_group(0);
-    c.arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("MEMTRAIL_ALERT_ID", ev.id.to_string())
-        .env("MEMTRAIL_ALERT_RULE", &ev.rule)
-        .env("MEMTRAIL_ALERT_EVENT", &ev.event)
-        .env("MEMTRAIL_ALERT_SEVERITY", &ev.severity)
-        .env("MEMTRAIL_ALERT_TARGET", &ev.target)
-        .env(
+    let env = [
+        ("MEMTRAIL_ALERT_ID", ev.id.to_string()),
+        ("MEMTRAIL_ALERT_RULE", ev.rule.clone()),
+        ("MEMTRAIL_ALERT_EVENT", ev.event.clone()),
+        ("MEMTRAIL_ALERT_SEVERITY", ev.severity.clone()),
+        ("MEMTRAIL_ALERT_TARGET", ev.target.clone()),
+        (
             "MEMTRAIL_ALERT_PID",
             ev.pid.map(|p| p.to_string()).unwrap_or_default(),
-        )
-        .env("MEMTRAIL_ALERT_METRIC", &ev.metric)
-        .env(
+        ),
+        ("MEMTRAIL_ALERT_METRIC", ev.metric.clone()),
+        (
             "MEMTRAIL_ALERT_VALUE",
             ev.observed.map(|v| v.to_string()).unwrap_or_default(),
-        )
-        .env("MEMTRAIL_ALERT_THRESHOLD", ev.threshold.to_string())
-        .env("MEMTRAIL_ALERT_MESSAGE", &ev.message);
-    let result = |ok, detail| Delivery {
+        ),
+        ("MEMTRAIL_ALERT_THRESHOLD", ev.threshold.to_string()),
+        ("MEMTRAIL_ALERT_MESSAGE", ev.message.clone()),
+    ];
+    let r = exec::shell(cmd, &env, timeout);
+    let (ok, detail) = match r.outcome {
+        ShellOutcome::Exited(s) if s.success() => (true, r.output),
+        ShellOutcome::Exited(s) => (
+            false,
+            format!("exit {}: {}", s.code().unwrap_or(-1), r.output),
+        ),
+        ShellOutcome::TimedOut => {
+            tracing::warn!(cmd, "alert command timed out after {timeout:?}; killed");
+            (
+                false,
+                format!("timed out after {}s; killed", timeout.as_secs_f64()),
+            )
+        }
+        ShellOutcome::NotStarted(why) => (false, why),
+    };
+    Delivery {
         alert_id: ev.id,
         ts_ms: now_ms(),
         channel: "command",
         ok,
         attempts: 1,
         detail,
-    };
-    let mut child = match c.spawn() {
-        Ok(child) => child,
-        Err(e) => return result(false, format!("cannot run sh: {e}")),
-    };
-    // Read output on threads so a chatty command cannot block on a full pipe.
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut r| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r
-                .by_ref()
-                .take(OUTPUT_LIMIT as u64 * 4)
-                .read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    })
-    .collect();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                // SAFETY: kill(2) on the process group we created for this command.
-                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let output: String = readers.into_iter().filter_map(|h| h.join().ok()).collect();
-    let output = truncate(output.trim(), OUTPUT_LIMIT);
-    match status {
-        Some(s) if s.success() => result(true, output),
-        Some(s) => result(false, format!("exit {}: {output}", s.code().unwrap_or(-1))),
-        None => {
-            tracing::warn!(cmd, "alert command timed out after {timeout:?}; killed");
-            result(
-                false,
-                format!("timed out after {}s; killed", timeout.as_secs_f64()),
-            )
-        }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes cut)", &s[..end], s.len() - end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
+    use std::time::Instant;
 
     fn event() -> AlertEvent {
         AlertEvent {
