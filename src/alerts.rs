@@ -69,7 +69,7 @@ impl Comparison {
     }
 }
 
-pub const ACTIONS: [&str; 3] = ["log", "webhook", "command"];
+pub const ACTIONS: [&str; 4] = ["log", "webhook", "command", "cleanup"];
 pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 
 /// Metrics memtrail records itself, with the kind of target that has them.

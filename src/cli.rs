@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cleanup::{CleanupSettings, Level};
 use crate::config::{
     ConfigError, DEFAULT_CONFIG, DEFAULT_DB, FileConfig, OrOff, RecordPartial, RecordSettings,
 };
@@ -64,6 +65,11 @@ enum Command {
         after_help = "Examples:\n  memtrail backtest\n  memtrail backtest --config memtrail.toml --step 10s --format json"
     )]
     Backtest(BacktestArgs),
+    /// Run a cleanup now on watched processes and record it, with memory before and after.
+    #[command(
+        after_help = "Examples:\n  memtrail cleanup --config memtrail.toml --pid 4242\n  memtrail cleanup --config memtrail.toml --name gunicorn --level aggressive"
+    )]
+    Cleanup(CleanupArgs),
     /// Print the commented default configuration, or check a config file.
     #[command(
         after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
@@ -186,6 +192,27 @@ struct ImportArgs {
     /// When a psrecord log started (RFC 3339 or Unix time) [default: file time minus its length]
     #[arg(long)]
     start: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct CleanupArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Config file with the [[cleanup.actions]] to run.
+    #[arg(short, long, env = "MEMTRAIL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Clean up this process (repeatable) [default: [cleanup] pid or target of the config]
+    #[arg(short, long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Clean up every process with this name (repeatable).
+    #[arg(short, long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// normal runs the normal actions; aggressive runs all of them.
+    #[arg(long, value_enum, default_value_t = Level::Normal)]
+    level: Level,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             settings.rules = rules_of(&file)?;
             settings.notify = file.notify.clone();
+            settings.cleanup = CleanupSettings::build(&file.cleanup)?;
             crate::recorder::record(settings)
         }
         Command::Status(args) => {
@@ -350,6 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => run_query(args),
+        Command::Cleanup(args) => run_cleanup(args),
         Command::Import(args) => {
             let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
             let path = args.file.display().to_string();
@@ -404,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut settings = RecordSettings::build(db, config.record.clone(), vec![])?;
                 settings.rules = rules_of(&config)?;
                 settings.notify = config.notify.clone();
+                settings.cleanup = CleanupSettings::build(&config.cleanup)?;
                 println!("{}: ok", file.display());
                 for (key, value) in settings.describe() {
                     println!("  {key} = {value}");
@@ -424,6 +454,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .into()),
         },
     }
+}
+
+fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
+    use crate::cleanup::{self, Target, Trigger};
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let settings = CleanupSettings::build(&file.cleanup)?;
+    let db = args
+        .db
+        .db
+        .clone()
+        .or(file.db.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let (mut pids, mut names) = (args.pids.clone(), args.names.clone());
+    if pids.is_empty() && names.is_empty() {
+        pids.extend(settings.pid);
+        names.extend(settings.target.clone());
+    }
+    if pids.is_empty() && names.is_empty() {
+        return Err(UsageError(
+            "say which process to clean up: --pid N or --name NAME (or [cleanup] pid/target in the config)".into(),
+        )
+        .into());
+    }
+    let mut targets = Vec::new();
+    for pid in pids {
+        targets.push(Target::of_pid(pid).ok_or(SamplerError::NoSuchPid(pid))?);
+    }
+    for name in &names {
+        let found = Target::named(name);
+        if found.is_empty() {
+            return Err(UsageError(format!("no running process is named {name:?}")).into());
+        }
+        targets.extend(found);
+    }
+    let mut runs = Vec::new();
+    let mut refused = Vec::new();
+    for t in &targets {
+        match cleanup::run(&db, &settings, Trigger::Manual, args.level, t) {
+            Ok(r) => runs.push(r),
+            Err(e @ cleanup::CleanupError::Busy { .. }) => refused.push(e.to_string()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Format::Table => {
+            for r in &runs {
+                let b =
+                    |v: Option<u64>| v.map_or("?".into(), |v| crate::units::format_bytes(v as f64));
+                println!(
+                    "cleanup {}: {} (pid {}) {} -> {}, freed {} [{}; {}]",
+                    r.id,
+                    r.target,
+                    r.pid,
+                    b(r.rss_before),
+                    b(r.rss_after),
+                    r.freed_bytes
+                        .map_or("?".into(), |f| crate::units::format_bytes(f as f64)),
+                    r.outcome,
+                    r.actions
+                );
+            }
+        }
+    }
+    for why in &refused {
+        eprintln!("memtrail: {why}");
+    }
+    let failed = runs.iter().any(|r| r.outcome != "ok");
+    Ok(if refused.is_empty() && !failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -472,11 +578,22 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
 
 /// The rules in force for a config: its `[[rules]]` over the defaults (unless switched off).
 fn rules_of(file: &FileConfig) -> Result<Vec<crate::alerts::Rule>, ConfigError> {
-    crate::alerts::build_rules(
+    let rules = crate::alerts::build_rules(
         &file.rules,
         file.alerts.default_rules.unwrap_or(true),
         &file.notify,
-    )
+    )?;
+    if let Some(r) = rules
+        .iter()
+        .find(|r| r.actions.iter().any(|a| a == "cleanup"))
+        && file.cleanup.actions.is_empty()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "rule {:?} has the cleanup action but no [[cleanup.actions]] are configured",
+            r.name
+        )));
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]

@@ -71,6 +71,43 @@ pub struct FileConfig {
     pub notify: NotifySection,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub cleanup: CleanupSection,
+}
+
+/// `[cleanup]`: how memtrail asks a watched application to free memory, and when.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupSection {
+    /// Run a normal cleanup this often ("off" to never) [default: 10m when actions are configured].
+    pub periodic: Option<OrOff<HumanDuration>>,
+    /// Wait this long after the actions before measuring memory again [default: 2s].
+    pub settle: Option<HumanDuration>,
+    /// After an alert-triggered cleanup of a process, none again for this long [default: 10m].
+    pub alert_cooldown: Option<HumanDuration>,
+    /// Which watched processes cleanups act on, by name [default: every explicitly watched one].
+    pub target: Option<String>,
+    /// Which watched process cleanups act on, by pid.
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub actions: Vec<CleanupActionConfig>,
+}
+
+/// One `[[cleanup.actions]]` entry: exactly one of signal, command, url.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupActionConfig {
+    /// normal or aggressive [default: normal]. A normal cleanup runs the normal actions; an
+    /// aggressive one (alert-triggered, or asked for) runs all of them.
+    pub level: Option<String>,
+    /// Send this signal to the target, e.g. "SIGUSR1".
+    pub signal: Option<String>,
+    /// Run this with `sh -c`; MEMTRAIL_CLEANUP_PID, _NAME, _TRIGGER and _LEVEL are set.
+    pub command: Option<String>,
+    /// POST {"pid", "name", "trigger", "level"} as JSON to this URL.
+    pub url: Option<String>,
+    /// How long the action may take [default: 30s].
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `[alerts]`: whether the built-in default rules apply (a `[[rules]]` entry with the same name
@@ -230,6 +267,7 @@ pub struct RecordSettings {
     /// Alert rules evaluated after each tick (set by the caller from the config file).
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
+    pub cleanup: crate::cleanup::CleanupSettings,
 }
 
 fn dur(s: &str) -> Duration {
@@ -303,6 +341,7 @@ impl RecordSettings {
             busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
             rules: Vec::new(),
             notify: NotifySection::default(),
+            cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
         })
     }
 }
@@ -361,8 +400,50 @@ impl RecordSettings {
                 "notify.command",
                 self.notify.command.clone().unwrap_or_else(|| "none".into()),
             ),
+            (
+                "cleanup.actions",
+                list(
+                    self.cleanup
+                        .actions
+                        .iter()
+                        .map(|a| format!("{} ({})", a.describe(), a.level.as_str()))
+                        .collect(),
+                ),
+            ),
+            (
+                "cleanup.periodic",
+                self.cleanup.periodic.map_or("off".into(), d),
+            ),
         ]
     }
+}
+
+/// The default config with the commented examples of one section switched on: lines that look
+/// like TOML (`# key = ...`, `# [section]`) from the line starting with `from` up to the next
+/// top-level section. For tests that keep the documented examples valid.
+#[cfg(test)]
+pub(crate) fn default_config_with_examples(from: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in DEFAULT_CONFIG.lines() {
+        if line.starts_with(from) {
+            inside = true;
+        } else if inside && line.starts_with('[') && !line.starts_with("[[") {
+            inside = false;
+        }
+        let code = line.strip_prefix("# ").filter(|rest| {
+            rest.starts_with('[')
+                || rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+        });
+        out.push_str(match code {
+            Some(code) if inside => code,
+            _ => line,
+        });
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod analysis;
 pub mod backtest;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod exec;

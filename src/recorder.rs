@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use std::collections::HashMap;
+
 use crate::alerts::Engine;
+use crate::cleanup::{Cleaner, Level, Target, Trigger};
 use crate::config::RecordSettings;
 use crate::notify::Notifier;
 use crate::procfs;
-use crate::sampler::Sampler;
+use crate::sampler::{Origin, Sampler};
 use crate::store::{RecorderLock, RunInfo, Store};
 use crate::units::HumanDuration;
 
@@ -84,6 +87,9 @@ pub struct Recorder {
     pub command_pid: Option<u32>,
     pub engine: Engine,
     pub notifier: Option<Notifier>,
+    pub cleaner: Option<Cleaner>,
+    /// When each process last had an alert-triggered cleanup (for its cooldown).
+    pub alert_cleanups: HashMap<Target, Instant>,
 }
 
 /// Rules are evaluated after a tick, at most this often (a 100 ms recorder does not run every
@@ -105,6 +111,11 @@ impl Recorder {
         let mut next_prune = start;
         let mut next_vacuum = start + VACUUM_EVERY;
         let mut next_evaluation = start;
+        let mut next_periodic = self
+            .cleaner
+            .as_ref()
+            .and_then(|c| c.settings.periodic)
+            .map(|p| start + p);
         let mut last_error_log: Option<Instant> = None;
         let mut signals = 0;
         let mut pending_stop: Option<StopReason> = None;
@@ -215,6 +226,14 @@ impl Recorder {
                     Err(e) => tracing::warn!("pruning old samples failed: {e}; will retry"),
                 }
             }
+            if let (Some(due), Some(cleaner)) = (next_periodic, &self.cleaner)
+                && tick_at >= due
+            {
+                next_periodic = cleaner.settings.periodic.map(|p| tick_at + p);
+                for t in self.cleanup_targets() {
+                    cleaner.spawn(Trigger::Periodic, Level::Normal, t);
+                }
+            }
             if tick_at >= next_vacuum {
                 next_vacuum = tick_at + VACUUM_EVERY;
                 if let Err(e) = self.store.maybe_vacuum() {
@@ -259,6 +278,63 @@ impl Recorder {
 }
 
 impl Recorder {
+    /// The processes cleanups act on: the explicitly watched ones (never the top-N default or
+    /// memtrail itself), narrowed by `[cleanup] target`/`pid` when set.
+    fn cleanup_targets(&self) -> Vec<Target> {
+        let Some(c) = &self.cleaner else {
+            return Vec::new();
+        };
+        self.sampler
+            .watched()
+            .filter(|(_, origin)| matches!(origin, Origin::Pid | Origin::Name | Origin::Command))
+            .filter(|(k, _)| c.settings.target.as_ref().is_none_or(|n| *n == k.name))
+            .filter(|(k, _)| c.settings.pid.is_none_or(|p| Some(p) == k.pid))
+            .filter_map(|(k, _)| {
+                Some(Target {
+                    pid: k.pid?,
+                    start_time_ms: k.start_time_ms?,
+                    name: k.name.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// An alert whose rule has the cleanup action: an aggressive cleanup of that process, unless
+    /// it is not a cleanup target or had one within the alert cooldown.
+    fn cleanup_for_alert(&mut self, ev: &crate::alerts::AlertEvent) {
+        let Some(cooldown) = self.cleaner.as_ref().map(|c| c.settings.alert_cooldown) else {
+            return;
+        };
+        let Some(target) = self
+            .cleanup_targets()
+            .into_iter()
+            .find(|t| Some(t.pid as i64) == ev.pid)
+        else {
+            tracing::info!(
+                rule = ev.rule,
+                "alert asks for a cleanup, but {} is not a cleanup target (watch it with --pid, --name or -- CMD)",
+                ev.target
+            );
+            return;
+        };
+        let now = Instant::now();
+        if let Some(last) = self.alert_cleanups.get(&target)
+            && now.duration_since(*last) < cooldown
+        {
+            tracing::info!(
+                rule = ev.rule,
+                "alert cleanup of {} skipped: one ran {} s ago (alert_cooldown)",
+                target.name,
+                now.duration_since(*last).as_secs()
+            );
+            return;
+        }
+        self.alert_cleanups.insert(target.clone(), now);
+        if let Some(cleaner) = &self.cleaner {
+            cleaner.spawn(Trigger::Alert(ev.rule.clone()), Level::Aggressive, target);
+        }
+    }
+
     /// Write the outcomes of alert deliveries that finished since the last call.
     fn record_finished_deliveries(&mut self) {
         let Some(n) = &self.notifier else {
@@ -297,6 +373,9 @@ impl Recorder {
                     )
                 }
                 _ => tracing::info!(rule = ev.rule, alert = ev.id, "{}", ev.message),
+            }
+            if ev.event == "firing" && ev.actions.iter().any(|a| a == "cleanup") {
+                self.cleanup_for_alert(&ev);
             }
             if let Some(n) = &self.notifier
                 && ev.event != "suppressed"
@@ -434,6 +513,9 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         command_pid,
         engine: Engine::new(settings.rules.clone()),
         notifier: Notifier::start(&settings.notify),
+        cleaner: (!settings.cleanup.actions.is_empty())
+            .then(|| Cleaner::new(settings.db.clone(), settings.cleanup.clone())),
+        alert_cleanups: HashMap::new(),
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::Builder::new()

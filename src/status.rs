@@ -19,6 +19,8 @@ pub struct StatusReport {
     pub generated_ms: i64,
     pub window_ms: i64,
     pub recorder: Option<RecorderState>,
+    /// The newest cleanup run (a row of the `cleanups` query), if any.
+    pub last_cleanup: Option<serde_json::Map<String, serde_json::Value>>,
     pub series: Vec<SeriesStatus>,
 }
 
@@ -45,11 +47,23 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
         running: run.stopped_ms.is_none() && pid_alive(run.pid),
         run,
     });
+    // A database from before cleanups existed has no such table: then there is none to show.
+    let last_cleanup = crate::analysis::run(&conn, "cleanups", &[], now)
+        .ok()
+        .filter(|t| !t.rows.is_empty())
+        .map(|t| {
+            t.columns
+                .iter()
+                .zip(&t.rows[0])
+                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
+                .collect()
+        });
     Ok(StatusReport {
         database: db.display().to_string(),
         generated_ms: now,
         window_ms,
         recorder,
+        last_cleanup,
         series,
     })
 }
@@ -112,6 +126,24 @@ pub fn render_table(r: &StatusReport) -> String {
                 ),
             };
         }
+    }
+    if let Some(c) = &r.last_cleanup {
+        let num = |k: &str| c.get(k).and_then(|v| v.as_f64());
+        let text = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        let bytes = |k: &str| num(k).map_or("?".to_string(), format_bytes);
+        let _ = writeln!(
+            out,
+            "last cleanup: {} {} {} of {} (pid {}): {}, freed {} ({} -> {})",
+            num("started_ms").map_or("?".to_string(), |t| format_time(t as i64)),
+            text("trigger"),
+            text("level"),
+            text("target"),
+            num("pid").unwrap_or(0.0),
+            text("outcome"),
+            bytes("freed_bytes"),
+            bytes("rss_before"),
+            bytes("rss_after"),
+        );
     }
     if r.series.is_empty() {
         let _ = writeln!(out, "\nno samples yet");

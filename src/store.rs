@@ -35,6 +35,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ),
     ("downsample", include_str!("../queries/downsample.sql")),
     ("alerts_due", include_str!("../queries/alerts_due.sql")),
+    ("cleanups", include_str!("../queries/cleanups.sql")),
     ("status", include_str!("../queries/status.sql")),
 ];
 
@@ -309,6 +310,40 @@ pub struct Pruned {
 /// Series ids by target id, then metric: looked up by `&str` without allocating.
 type SeriesCache = HashMap<i64, HashMap<String, i64>>;
 
+/// A cleanup about to start (see `Store::claim_cleanup`).
+pub struct Claim<'a> {
+    pub trigger: &'a str,
+    pub rule: Option<&'a str>,
+    pub level: &'a str,
+    pub pid: u32,
+    pub start_time_ms: i64,
+    pub target: &'a str,
+    pub actions: &'a str,
+    /// An open claim older than this was left by a crash and no longer counts.
+    pub stale_after_ms: i64,
+}
+
+/// The open cleanup that holds a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Busy {
+    pub run_id: i64,
+    pub trigger: String,
+    pub started_ms: i64,
+}
+
+/// A cleanup's result.
+pub struct Finish<'a> {
+    pub id: i64,
+    pub ended_ms: i64,
+    pub outcome: &'a str,
+    pub exit_code: Option<i32>,
+    pub http_status: Option<u16>,
+    pub output: &'a str,
+    pub rss_before: Option<u64>,
+    pub rss_after: Option<u64>,
+    pub freed_bytes: Option<i64>,
+}
+
 /// The writer: one connection, owned by the recorder thread.
 pub struct Store {
     conn: Connection,
@@ -571,6 +606,75 @@ impl Store {
         }
         tx.commit().map_err(ctx("committing the import"))?;
         Ok(written)
+    }
+
+    /// Claim a process for a cleanup: in one IMMEDIATE transaction (so two processes cannot both
+    /// win), refuse when an open run of the same process exists, close a stale one as abandoned,
+    /// and insert the open row. Returns the new run's id and start, or who holds the claim.
+    pub fn claim_cleanup(
+        &mut self,
+        c: &Claim<'_>,
+    ) -> Result<std::result::Result<(i64, i64), Busy>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(ctx("starting a cleanup claim"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let open: Option<(i64, String, i64)> = tx
+            .query_row(
+                "SELECT id, trigger, started_ms FROM cleanup_runs
+                 WHERE pid = ?1 AND start_time_ms = ?2 AND ended_ms IS NULL
+                 ORDER BY started_ms DESC LIMIT 1",
+                params![c.pid, c.start_time_ms],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(ctx("checking for a running cleanup"))?;
+        if let Some((run_id, trigger, started_ms)) = open {
+            if started_ms > now - c.stale_after_ms {
+                return Ok(Err(Busy {
+                    run_id,
+                    trigger,
+                    started_ms,
+                }));
+            }
+            tx.execute(
+                "UPDATE cleanup_runs SET ended_ms = ?2, outcome = 'abandoned' WHERE id = ?1",
+                params![run_id, now],
+            )
+            .map_err(ctx("closing an abandoned cleanup"))?;
+        }
+        tx.execute(
+            "INSERT INTO cleanup_runs (trigger, rule, level, pid, start_time_ms, target, actions, started_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![c.trigger, c.rule, c.level, c.pid, c.start_time_ms, c.target, c.actions, now],
+        )
+        .map_err(ctx("recording the cleanup"))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(ctx("committing the cleanup claim"))?;
+        Ok(Ok((id, now)))
+    }
+
+    pub fn finish_cleanup(&mut self, f: &Finish<'_>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE cleanup_runs SET ended_ms = ?2, outcome = ?3, exit_code = ?4, http_status = ?5,
+                    output = ?6, rss_before = ?7, rss_after = ?8, freed_bytes = ?9
+                 WHERE id = ?1",
+                params![
+                    f.id,
+                    f.ended_ms,
+                    f.outcome,
+                    f.exit_code,
+                    f.http_status,
+                    f.output,
+                    f.rss_before.map(|v| v as f64),
+                    f.rss_after.map(|v| v as f64),
+                    f.freed_bytes.map(|v| v as f64)
+                ],
+            )
+            .map_err(ctx("recording the cleanup's result"))?;
+        Ok(())
     }
 
     pub fn page_stats(&self) -> Result<(i64, i64)> {

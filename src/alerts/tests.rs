@@ -292,19 +292,9 @@ fn config_rules_replace_defaults_by_name() {
 
 #[test]
 fn the_commented_rule_example_in_the_default_config_is_valid() {
-    // Uncomment the example rule and the webhook it names.
-    let mut text = String::new();
-    let mut in_rule = false;
-    for line in crate::config::DEFAULT_CONFIG.lines() {
-        in_rule |= line.starts_with("# [[rules]]");
-        let uncomment = in_rule || line.starts_with("# webhook = ");
-        text.push_str(if uncomment {
-            line.strip_prefix("# ").unwrap_or(line)
-        } else {
-            line
-        });
-        text.push('\n');
-    }
+    // Switch on the example rule and the webhook it names.
+    let text = crate::config::default_config_with_examples("# [[rules]]")
+        .replace("# webhook = ", "webhook = ");
     let file = FileConfig::parse(&text, std::path::Path::new("default.toml")).expect("parses");
     let all = build_rules(&file.rules, true, &file.notify).expect("valid");
     let r = all

@@ -1,10 +1,14 @@
 //! memhog: a small helper that allocates and touches a known amount of memory in steps, so that
 //! memtrail's tests (and anyone trying memtrail out) have a process whose memory is known exactly.
 //! It prints one line per step on stdout. Example: `memhog --step 64MiB --steps 4 --every 500ms`.
+//! With `--free-on-sigusr1` it frees what it holds on SIGUSR1, and with `--cleanup-port` it serves
+//! `POST /cleanup` on 127.0.0.1 that does the same: a stand-in for an application's own cleanup.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use memtrail::units::{ByteSize, HumanDuration};
@@ -33,11 +37,62 @@ struct Args {
     /// Exit with this code.
     #[arg(long, default_value_t = 0)]
     exit_code: u8,
+    /// Free the memory held when SIGUSR1 arrives.
+    #[arg(long)]
+    free_on_sigusr1: bool,
+    /// Serve POST /cleanup on 127.0.0.1:PORT (0 = any free port; the URL is printed first).
+    #[arg(long)]
+    cleanup_port: Option<u16>,
+}
+
+static FREE_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    FREE_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Answer POST /cleanup with 200 and ask the main thread to free its memory.
+fn serve_cleanup(listener: TcpListener) {
+    for mut stream in listener.incoming().flatten() {
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let request = String::from_utf8_lossy(&buf);
+        let (status, body) = if request.starts_with("POST /cleanup") {
+            FREE_REQUESTED.store(true, Ordering::SeqCst);
+            ("200 OK", "{\"status\":\"cleanup started\"}")
+        } else {
+            ("404 Not Found", "{\"error\":\"only POST /cleanup\"}")
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut out = std::io::stdout();
+    if args.free_on_sigusr1 {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(libc::SIGUSR1, on_sigusr1 as *const () as libc::sighandler_t) };
+    }
+    if let Some(port) = args.cleanup_port {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => {
+                if let Ok(addr) = listener.local_addr() {
+                    let _ = writeln!(out, "cleanup endpoint http://{addr}/cleanup");
+                    let _ = out.flush();
+                }
+                std::thread::spawn(move || serve_cleanup(listener));
+            }
+            Err(e) => {
+                eprintln!("memhog: cannot listen on 127.0.0.1:{port}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     std::thread::sleep(args.baseline.0);
     let mut held: Vec<Vec<u8>> = Vec::new();
     let page = 4096;
@@ -54,14 +109,22 @@ fn main() -> ExitCode {
             std::thread::sleep(args.every.0);
         }
     }
-    std::thread::sleep(args.hold.0);
-    // Keep the memory observably alive until here.
-    let checksum: u64 = held
+    // Hold the memory until the end, unless asked to free it.
+    let until = Instant::now() + args.hold.0;
+    while Instant::now() < until {
+        if FREE_REQUESTED.swap(false, Ordering::SeqCst) && !held.is_empty() {
+            let bytes: usize = held.iter().map(Vec::len).sum();
+            held = Vec::new();
+            let _ = writeln!(out, "freed {bytes} bytes");
+            let _ = out.flush();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pages: usize = held
         .iter()
-        .map(|b| b.iter().step_by(page).map(|x| *x as u64).sum::<u64>())
+        .map(|b| b.iter().step_by(page).filter(|x| **x == 1).count())
         .sum();
-    let _ = writeln!(out, "done: {checksum} pages touched");
+    let _ = writeln!(out, "done: {pages} pages held");
     drop(held);
-    std::thread::sleep(Duration::from_millis(1));
     ExitCode::from(args.exit_code)
 }

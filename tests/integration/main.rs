@@ -2,6 +2,7 @@
 //! helper allocates known amounts of memory) and real SQLite files, and check what was recorded.
 
 mod analysis;
+mod cleanup;
 mod config;
 mod errors;
 mod record;

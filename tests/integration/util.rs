@@ -163,3 +163,49 @@ pub fn stop_reason(conn: &Connection) -> String {
     )
     .expect("a run row")
 }
+
+/// A memhog that holds `mib` MiB until killed (or `hold` passes) and frees it on SIGUSR1 (and on
+/// POST /cleanup when `http` is set; its URL is returned). Returns once the memory is resident.
+pub fn spawn_hog(mib: u64, http: bool) -> (Child, Option<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(MEMHOG);
+    cmd.args([
+        "--steps",
+        "1",
+        "--step",
+        &format!("{mib}MiB"),
+        "--hold",
+        "60s",
+        "--free-on-sigusr1",
+    ])
+    .stdout(Stdio::piped());
+    if http {
+        cmd.args(["--cleanup-port", "0"]);
+    }
+    let mut child = cmd.spawn().expect("memhog");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut url = None;
+    if http {
+        let first = lines.next().expect("a line").expect("utf8");
+        url = first.strip_prefix("cleanup endpoint ").map(str::to_string);
+    }
+    // Keep reading (and discarding) so memhog never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let pid = child.id();
+    eventually(Duration::from_secs(10), "memhog's allocation", || {
+        (rss_of(pid)? >= mib * 1024 * 1024).then_some(())
+    });
+    (child, url)
+}
+
+/// A process's RSS in bytes, from /proc.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+pub fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
