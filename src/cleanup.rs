@@ -19,7 +19,7 @@ use crate::procfs::{self, Kernel};
 use crate::store::{self, Store, StoreError};
 use crate::units::HumanDuration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Normal,

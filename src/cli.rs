@@ -130,6 +130,15 @@ struct RecordArgs {
     /// How long a write waits for another connection's lock [default: 5s]
     #[arg(long, value_name = "DURATION")]
     busy_timeout: Option<HumanDuration>,
+    /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
+    #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// Do not serve the HTTP API.
+    #[arg(long, conflicts_with = "listen")]
+    no_api: bool,
+    /// File holding the bearer token POSTs need (also MEMTRAIL_TOKEN); required beyond loopback.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Launch this command, watch it and its children, stop when it exits and exit with its code.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -370,6 +379,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.rules = rules_of(&file)?;
             settings.notify = file.notify.clone();
             settings.cleanup = CleanupSettings::build(&file.cleanup)?;
+            settings.api = file.api.build(
+                args.listen.as_deref(),
+                args.no_api,
+                args.token_file.as_deref(),
+                std::env::var("MEMTRAIL_TOKEN").ok(),
+            )?;
             crate::recorder::record(settings)
         }
         Command::Status(args) => {
@@ -434,6 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings.rules = rules_of(&config)?;
                 settings.notify = config.notify.clone();
                 settings.cleanup = CleanupSettings::build(&config.cleanup)?;
+                settings.api = config.api.build(None, false, None, None)?;
                 println!("{}: ok", file.display());
                 for (key, value) in settings.describe() {
                     println!("  {key} = {value}");

@@ -73,6 +73,70 @@ pub struct FileConfig {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub cleanup: CleanupSection,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP API the recorder serves.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// false: no API [default: true].
+    pub enabled: Option<bool>,
+    /// Address to listen on [default: 127.0.0.1:8181].
+    pub listen: Option<String>,
+    /// A file holding the bearer token POSTs need (required to listen beyond loopback).
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiSection {
+    /// Lay flags over the file and check: an address to listen on, and a token when that address
+    /// is not loopback. `None` when the API is off.
+    pub fn build(
+        &self,
+        listen_flag: Option<&str>,
+        no_api: bool,
+        token_file_flag: Option<&Path>,
+        token_env: Option<String>,
+    ) -> Result<Option<crate::api::ApiSettings>, ConfigError> {
+        if no_api || self.enabled == Some(false) {
+            return Ok(None);
+        }
+        let text = listen_flag
+            .or(self.listen.as_deref())
+            .unwrap_or("127.0.0.1:8181");
+        let listen: std::net::SocketAddr = text.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen address {text:?} is not IP:PORT (e.g. 127.0.0.1:8181, [::1]:8181, 0.0.0.0:8181)"
+            ))
+        })?;
+        let token = match token_file_flag.or(self.token_file.as_deref()) {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "cannot read the token file {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => token_env.map(|t| t.trim().to_string()),
+        };
+        if token.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(
+                "the API token is empty: put a secret in the token file or MEMTRAIL_TOKEN".into(),
+            ));
+        }
+        if !listen.ip().is_loopback() && token.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve the API on {listen} without a token: anyone who can reach it could trigger cleanups. \
+                 Give --token-file FILE or MEMTRAIL_TOKEN, or listen on 127.0.0.1"
+            )));
+        }
+        Ok(Some(crate::api::ApiSettings { listen, token }))
+    }
 }
 
 /// `[cleanup]`: how memtrail asks a watched application to free memory, and when.
@@ -268,6 +332,8 @@ pub struct RecordSettings {
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
     pub cleanup: crate::cleanup::CleanupSettings,
+    /// The HTTP API, or None when it is off.
+    pub api: Option<crate::api::ApiSettings>,
 }
 
 fn dur(s: &str) -> Duration {
@@ -342,6 +408,7 @@ impl RecordSettings {
             rules: Vec::new(),
             notify: NotifySection::default(),
             cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
+            api: None,
         })
     }
 }
@@ -413,6 +480,20 @@ impl RecordSettings {
             (
                 "cleanup.periodic",
                 self.cleanup.periodic.map_or("off".into(), d),
+            ),
+            (
+                "api",
+                self.api.as_ref().map_or("off".into(), |a| {
+                    format!(
+                        "{}{}",
+                        a.listen,
+                        if a.token.is_some() {
+                            " (token required for POST)"
+                        } else {
+                            ""
+                        }
+                    )
+                }),
             ),
         ]
     }

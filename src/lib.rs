@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod analysis;
+pub mod api;
 pub mod backtest;
 pub mod cleanup;
 pub mod cli;

@@ -12,7 +12,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::alerts::Engine;
+use crate::api::{Shared, TickReport};
 use crate::cleanup::{Cleaner, Level, Target, Trigger};
 use crate::config::RecordSettings;
 use crate::notify::Notifier;
@@ -90,6 +93,8 @@ pub struct Recorder {
     pub cleaner: Option<Cleaner>,
     /// When each process last had an alert-triggered cleanup (for its cooldown).
     pub alert_cleanups: HashMap<Target, Instant>,
+    /// What the HTTP API sees of the recorder (and the custom metrics it receives).
+    pub shared: Arc<Shared>,
 }
 
 /// Rules are evaluated after a tick, at most this often (a 100 ms recorder does not run every
@@ -179,7 +184,8 @@ impl Recorder {
 
             let tick_at = Instant::now();
             let ts = now_ms();
-            let (snap, changes) = self.sampler.sample(tick_at, ts);
+            let (mut snap, changes) = self.sampler.sample(tick_at, ts);
+            snap.targets.extend(self.shared.take_custom());
             for key in &changes.added {
                 tracing::info!(subject = %key, "watching");
             }
@@ -194,7 +200,15 @@ impl Recorder {
                 );
             }
             self.record_finished_deliveries();
-            match self.store.write_tick(self.run_id, &snap) {
+            let written = self.store.write_tick(self.run_id, &snap);
+            self.shared.tick_done(TickReport {
+                ts_ms: ts,
+                written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
+                took: tick_at.elapsed(),
+                watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
+                cleanup_targets: self.cleanup_targets(),
+            });
+            match written {
                 Ok(n) => {
                     outcome.samples += n as u64;
                     if tick_at >= next_evaluation {
@@ -436,6 +450,9 @@ pub fn shell_code(status: ExitStatus) -> u8 {
 /// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
 pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
+    // Past a file-size limit a write should fail (and be reported), not kill the recorder.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let mut sampler = Sampler::new(&settings, Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;
@@ -505,6 +522,30 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     );
 
     crate::alerts::install(store.connection(), &settings.rules)?;
+    let shared = Shared::new(
+        settings.db.clone(),
+        settings.interval,
+        settings.cleanup.clone(),
+        settings.api.as_ref().and_then(|a| a.token.clone()),
+    );
+    if let Some(api) = &settings.api {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(api.listen))
+            .with_context(|| {
+                format!(
+                    "cannot serve the API on {}: is another recorder using it? Choose another with --listen, or --no-api",
+                    api.listen
+                )
+            })?;
+        let addr = listener.local_addr().context("reading the API's address")?;
+        tracing::info!("API listening on http://{addr}");
+        let app = crate::api::router(shared.clone());
+        rt.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("the API stopped: {e}");
+            }
+        });
+    }
     let recorder = Recorder {
         settings: settings.clone(),
         store,
@@ -516,6 +557,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         cleaner: (!settings.cleanup.actions.is_empty())
             .then(|| Cleaner::new(settings.db.clone(), settings.cleanup.clone())),
         alert_cleanups: HashMap::new(),
+        shared,
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::Builder::new()

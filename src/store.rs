@@ -36,6 +36,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("downsample", include_str!("../queries/downsample.sql")),
     ("alerts_due", include_str!("../queries/alerts_due.sql")),
     ("cleanups", include_str!("../queries/cleanups.sql")),
+    ("rule_states", include_str!("../queries/rule_states.sql")),
     ("status", include_str!("../queries/status.sql")),
 ];
 

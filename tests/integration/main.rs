@@ -2,6 +2,7 @@
 //! helper allocates known amounts of memory) and real SQLite files, and check what was recorded.
 
 mod analysis;
+mod api;
 mod cleanup;
 mod config;
 mod errors;

@@ -32,7 +32,10 @@ pub fn memtrail() -> Command {
     let mut c = Command::new(MEMTRAIL);
     c.env_remove("MEMTRAIL_DB")
         .env_remove("MEMTRAIL_CONFIG")
-        .env_remove("MEMTRAIL_LOG");
+        .env_remove("MEMTRAIL_LOG")
+        .env_remove("MEMTRAIL_TOKEN")
+        // Tests run recorders side by side: each API on a port of its own.
+        .env("MEMTRAIL_LISTEN", "127.0.0.1:0");
     c
 }
 
@@ -208,4 +211,126 @@ pub fn rss_of(pid: u32) -> Option<u64> {
 pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A recorder with its HTTP API on an ephemeral loopback port.
+pub struct ApiRecorder {
+    pub child: Child,
+    pub base: String,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ApiRecorder {
+    /// Start `memtrail record --db DB ARGS...` and wait until its API listens.
+    pub fn start(
+        db: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit_file_size: Option<u64>,
+    ) -> ApiRecorder {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        let mut cmd = memtrail();
+        cmd.arg("record")
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Some(bytes) = limit_file_size {
+            // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn recorder");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("API listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the API did not start: {}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        ApiRecorder { child, base, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn stop(mut self) -> String {
+        // SAFETY: kill(2) on the child this helper started.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// A real HTTP request: (status, body).
+pub fn http(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build(),
+    );
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let result = match method {
+        "GET" => {
+            let mut req = agent.get(url);
+            if let Some(a) = &auth {
+                req = req.header("Authorization", a);
+            }
+            req.call()
+        }
+        _ => {
+            let mut req = match method {
+                "POST" => agent.post(url),
+                "PUT" => agent.put(url),
+                _ => agent.delete(url).force_send_body(),
+            };
+            if let Some(a) = &auth {
+                req = req.header("Authorization", a);
+            }
+            req.content_type("application/json")
+                .send(body.unwrap_or(""))
+        }
+    };
+    let mut resp = result.expect("an HTTP answer");
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }

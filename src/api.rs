@@ -1,0 +1,927 @@
+//! The HTTP API the recorder serves while it records: the seed's three endpoints (status, a live
+//! snapshot, a manual cleanup), custom metrics pushed by an application, a Prometheus scrape
+//! endpoint and a health check. The recorder thread shares a small `Shared` state with it (health,
+//! the watched targets, pushed custom metrics); everything else is read from the database on
+//! read-only connections inside `spawn_blocking`, so neither slow clients nor queries ever delay a
+//! tick. Errors are JSON (`{"error": ...}`) with their status; POSTs need the bearer token when one
+//! is configured (it must be, to listen beyond loopback).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::analysis;
+use crate::cleanup::{self, CleanupError, CleanupSettings, Level, Target, Trigger};
+use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
+use crate::procfs::{self, Kernel};
+use crate::recorder::now_ms;
+use crate::sampler::system_sample;
+use crate::store;
+
+/// Bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// At most this many metrics in one custom push.
+pub const MAX_CUSTOM_METRICS: usize = 256;
+
+/// Where the API listens and the token POSTs need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+/// What the recorder thread and the API share.
+pub struct Shared {
+    pub db: PathBuf,
+    pub interval: Duration,
+    pub cleanup: CleanupSettings,
+    pub token: Option<String>,
+    live: Mutex<Live>,
+}
+
+#[derive(Default)]
+struct Live {
+    last_tick: Option<Instant>,
+    last_tick_ms: Option<i64>,
+    last_error: Option<String>,
+    ticks: u64,
+    samples: u64,
+    failed_ticks: u64,
+    tick_seconds: f64,
+    watched: Vec<TargetKey>,
+    cleanup_targets: Vec<Target>,
+    custom_pending: Vec<TargetSample>,
+    custom_latest: BTreeMap<(String, String), f64>,
+}
+
+/// One tick's facts, for health and the live endpoints.
+pub struct TickReport {
+    pub ts_ms: i64,
+    pub written: Result<usize, String>,
+    pub took: Duration,
+    pub watched: Vec<TargetKey>,
+    pub cleanup_targets: Vec<Target>,
+}
+
+impl Shared {
+    pub fn new(
+        db: PathBuf,
+        interval: Duration,
+        cleanup: CleanupSettings,
+        token: Option<String>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            db,
+            interval,
+            cleanup,
+            token,
+            live: Mutex::new(Live::default()),
+        })
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        // A panic while holding the lock leaves plain data behind: keep serving it.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn tick_done(&self, t: TickReport) {
+        let mut l = self.live();
+        l.last_tick = Some(Instant::now());
+        l.last_tick_ms = Some(t.ts_ms);
+        l.ticks += 1;
+        l.tick_seconds = t.took.as_secs_f64();
+        match t.written {
+            Ok(n) => {
+                l.samples += n as u64;
+                l.last_error = None;
+            }
+            Err(e) => {
+                l.failed_ticks += 1;
+                l.last_error = Some(e);
+            }
+        }
+        l.watched = t.watched;
+        l.cleanup_targets = t.cleanup_targets;
+    }
+
+    /// Custom metrics pushed since the last tick, to be written with it.
+    pub fn take_custom(&self) -> Vec<TargetSample> {
+        std::mem::take(&mut self.live().custom_pending)
+    }
+
+    fn push_custom(&self, sample: TargetSample) {
+        let mut l = self.live();
+        for v in &sample.values {
+            l.custom_latest
+                .insert((sample.key.name.clone(), v.metric.to_string()), v.value);
+        }
+        // One pending sample per target and metric: a newer push replaces an unwritten one.
+        if let Some(existing) = l.custom_pending.iter_mut().find(|p| p.key == sample.key) {
+            for v in sample.values {
+                match existing.values.iter_mut().find(|e| e.metric == v.metric) {
+                    Some(e) => e.value = v.value,
+                    None => existing.values.push(v),
+                }
+            }
+        } else {
+            l.custom_pending.push(sample);
+        }
+    }
+}
+
+/// An error answer: `{"error": message}` with a status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, axum::Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/internal/memory/status", get(status))
+        .route("/internal/memory/metrics", get(live_metrics))
+        .route("/internal/memory/cleanup", post(cleanup_now))
+        .route("/internal/memory/custom", post(custom))
+        .route("/metrics", get(prometheus))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &s.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token".into(),
+        )),
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <token>`".into(),
+        )),
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("body too large: at most {BODY_LIMIT} bytes")
+        } else {
+            r.body_text()
+        };
+        ApiError(status, msg)
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+fn rows(t: &Table) -> Vec<Map<String, Value>> {
+    t.rows
+        .iter()
+        .map(|r| {
+            t.columns
+                .iter()
+                .zip(r)
+                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+                .collect()
+        })
+        .collect()
+}
+
+fn recorder_json(s: &Shared) -> Value {
+    let l = s.live();
+    json!({
+        "pid": std::process::id(),
+        "interval_ms": s.interval.as_millis() as u64,
+        "ticks": l.ticks,
+        "samples": l.samples,
+        "failed_ticks": l.failed_ticks,
+        "last_tick_ms": l.last_tick_ms,
+        "last_tick_seconds": l.tick_seconds,
+        "last_error": l.last_error,
+    })
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
+    let recorder = recorder_json(&s);
+    let max_age_ms = (s.interval.as_millis() as i64 * 3).max(10_000);
+    let db = s.db.clone();
+    let body = blocking(move || status_json(&db, now_ms(), max_age_ms, recorder)).await?;
+    Ok(axum::Json(body).into_response())
+}
+
+/// The status document: current usage, per-series analysis, rule states, history size, last cleanup.
+pub fn status_json(
+    db: &Path,
+    now: i64,
+    max_age_ms: i64,
+    recorder: Value,
+) -> Result<Value, ApiError> {
+    let conn = store::open_reader(db, Duration::from_secs(5)).map_err(internal)?;
+    let run = |name: &str, params: &[(&str, Cell)]| {
+        analysis::run(&conn, name, params, now).map_err(internal)
+    };
+    let latest = run("latest", &[("max_age_ms", Cell::Int(max_age_ms))])?;
+    let trend = run("trend", &[])?;
+    let growth = run("percent_change", &[])?;
+    let to_limit = run("time_to_limit", &[])?;
+    let rules = run("rule_states", &[])?;
+    let cleanups = run("cleanups", &[])?;
+    let history = store::query_table(
+        &conn,
+        "SELECT (SELECT count(*) FROM samples) AS rows,
+                (SELECT min(t) FROM (SELECT (SELECT min(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS oldest_ms,
+                (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
+                (SELECT count(*) FROM series) AS series",
+        &[] as &[(&str, Cell)],
+    )
+    .map_err(internal)?;
+
+    let by_series = |t: &Table| -> BTreeMap<i64, usize> {
+        (0..t.rows.len())
+            .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
+            .collect()
+    };
+    let (trend_at, growth_at, limit_at) =
+        (by_series(&trend), by_series(&growth), by_series(&to_limit));
+    let mut targets: BTreeMap<(String, String, i64), Map<String, Value>> = BTreeMap::new();
+    let mut series = Vec::new();
+    for r in 0..latest.rows.len() {
+        let sid = latest.get(r, "series_id").as_i64().unwrap_or(0);
+        let cell = |t: &Table, row: Option<&usize>, col: &str| {
+            row.map_or(Value::Null, |&i| {
+                serde_json::to_value(t.get(i, col)).unwrap_or(Value::Null)
+            })
+        };
+        let (kind, target, pid) = (
+            latest.get(r, "kind").as_str().unwrap_or("").to_string(),
+            latest.get(r, "target").as_str().unwrap_or("").to_string(),
+            latest.get(r, "pid").as_i64(),
+        );
+        let metric = latest.get(r, "metric").as_str().unwrap_or("").to_string();
+        let value = cell(&latest, Some(&r), "value");
+        targets
+            .entry((kind.clone(), target.clone(), pid.unwrap_or(-1)))
+            .or_insert_with(|| {
+                let mut m = Map::new();
+                m.insert("kind".into(), json!(kind));
+                m.insert("target".into(), json!(target));
+                m.insert("pid".into(), json!(pid));
+                m.insert("metrics".into(), json!({}));
+                m
+            })
+            .get_mut("metrics")
+            .and_then(Value::as_object_mut)
+            .map(|m| m.insert(metric.clone(), value.clone()));
+        let tr = trend_at.get(&sid);
+        series.push(json!({
+            "series_id": sid,
+            "kind": kind,
+            "target": target,
+            "pid": pid,
+            "metric": metric,
+            "unit": cell(&latest, Some(&r), "unit"),
+            "value": value,
+            "ts_ms": cell(&latest, Some(&r), "ts_ms"),
+            "trend": {
+                "classification": cell(&trend, tr, "classification"),
+                "slope_per_hour": cell(&trend, tr, "slope_per_hour"),
+                "pct_per_hour": cell(&trend, tr, "pct_per_hour"),
+                "r2": cell(&trend, tr, "r2"),
+            },
+            "percent_change": cell(&growth, growth_at.get(&sid), "percent_change"),
+            "seconds_to_limit": cell(&to_limit, limit_at.get(&sid), "seconds_to_limit"),
+            "limit_at_ms": cell(&to_limit, limit_at.get(&sid), "limit_at_ms"),
+        }));
+    }
+    Ok(json!({
+        "generated_ms": now,
+        "recorder": recorder,
+        "targets": targets.into_values().collect::<Vec<_>>(),
+        "series": series,
+        "rules": rows(&rules),
+        "history": rows(&history).into_iter().next(),
+        "last_cleanup": rows(&cleanups).into_iter().next(),
+    }))
+}
+
+async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {
+    let (watched, custom) = {
+        let l = s.live();
+        (l.watched.clone(), l.custom_latest.clone())
+    };
+    let body = blocking(move || {
+        let k = Kernel::get();
+        let processes: Vec<Value> = watched
+            .iter()
+            .filter_map(|key| {
+                let pid = key.pid?;
+                let st = procfs::read_stat(pid).filter(|st| !st.exited() && Some(st.start_time_ms(&k)) == key.start_time_ms)?;
+                Some(json!({
+                    "pid": pid,
+                    "name": key.name,
+                    "rss_bytes": st.rss_pages * k.page_size,
+                    "vms_bytes": st.vsize_bytes,
+                    "swap_bytes": procfs::read_swap(pid),
+                    "threads": st.threads,
+                    "fds": procfs::count_fds(pid),
+                }))
+            })
+            .collect();
+        let system: Map<String, Value> = system_sample()
+            .values
+            .iter()
+            .map(|v| (v.metric.to_string(), json!(v.value)))
+            .collect();
+        let mut by_source: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        for ((source, metric), value) in custom {
+            by_source.entry(source).or_default().insert(metric, json!(value));
+        }
+        Ok(json!({ "ts_ms": now_ms(), "system": system, "processes": processes, "custom": by_source }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanupRequest {
+    level: Option<Level>,
+    pid: Option<u32>,
+}
+
+async fn cleanup_now(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&s, &headers)?;
+    let bytes = body_bytes(body)?;
+    let req: CleanupRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CleanupRequest {
+            level: None,
+            pid: None,
+        }
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            bad_request(format!(
+                "body must be {{\"level\": \"normal\"|\"aggressive\", \"pid\": N}}: {e}"
+            ))
+        })?
+    };
+    if s.cleanup.actions.is_empty() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "no cleanup actions are configured: add [[cleanup.actions]] to the recorder's config"
+                .into(),
+        ));
+    }
+    let targets: Vec<Target> = s
+        .live()
+        .cleanup_targets
+        .iter()
+        .filter(|t| req.pid.is_none_or(|p| p == t.pid))
+        .cloned()
+        .collect();
+    if targets.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            match req.pid {
+                Some(p) => format!("pid {p} is not a cleanup target of this recorder"),
+                None => "this recorder has no cleanup targets (watch a process with --pid, --name or -- CMD)".into(),
+            },
+        ));
+    }
+    let (db, settings, level) = (
+        s.db.clone(),
+        s.cleanup.clone(),
+        req.level.unwrap_or(Level::Normal),
+    );
+    let runs = blocking(move || {
+        let mut runs = Vec::new();
+        for t in &targets {
+            match cleanup::run(&db, &settings, Trigger::Manual, level, t) {
+                Ok(r) => {
+                    cleanup::log_run(&r);
+                    runs.push(r);
+                }
+                Err(e @ CleanupError::Busy { .. }) => {
+                    return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
+                }
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Ok(runs)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "runs": runs })).into_response())
+}
+
+/// A validated custom push.
+#[derive(Debug, PartialEq)]
+pub struct CustomPush {
+    pub metrics: Vec<(String, f64)>,
+    pub pid: Option<u32>,
+    pub source: Option<String>,
+}
+
+/// Names: a letter or underscore, then letters, digits, `_`, `.`, `:` or `-`; at most 64 bytes.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+/// Check a custom-metrics body: `{"metrics": {"name": number, ...}, "pid": N?, "source": "name"?}`.
+pub fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("body must be a JSON object with \"metrics\"")?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "metrics" | "pid" | "source"))
+    {
+        return Err(format!(
+            "unknown field {k:?}: expected metrics, pid, source"
+        ));
+    }
+    let metrics = obj
+        .get("metrics")
+        .and_then(Value::as_object)
+        .ok_or("\"metrics\" must be an object of name: number")?;
+    if metrics.is_empty() || metrics.len() > MAX_CUSTOM_METRICS {
+        return Err(format!(
+            "\"metrics\" must hold 1 to {MAX_CUSTOM_METRICS} values"
+        ));
+    }
+    let mut out = Vec::new();
+    for (name, value) in metrics {
+        if !valid_name(name) {
+            return Err(format!(
+                "metric name {name:?} is not allowed: start with a letter or _, then letters, digits, _ . : -, at most 64 bytes"
+            ));
+        }
+        let n = value
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| format!("metric {name:?} must be a finite number, not {value}"))?;
+        out.push((name.clone(), n));
+    }
+    let pid = match obj.get("pid") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(
+            p.as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or("\"pid\" must be a process id")?,
+        ),
+    };
+    let source = match obj.get("source") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if valid_name(s) => Some(s.clone()),
+        Some(_) => {
+            return Err(
+                "\"source\" must be a name (letters, digits, _ . : -, at most 64 bytes)".into(),
+            );
+        }
+    };
+    Ok(CustomPush {
+        metrics: out,
+        pid,
+        source,
+    })
+}
+
+async fn custom(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&s, &headers)?;
+    let bytes = body_bytes(body)?;
+    let push = parse_custom(&bytes).map_err(bad_request)?;
+    let key = match push.pid {
+        Some(pid) => {
+            let target = Target::of_pid(pid)
+                .ok_or_else(|| bad_request(format!("no process with pid {pid}")))?;
+            TargetKey {
+                kind: Kind::Custom,
+                pid: Some(pid),
+                start_time_ms: Some(target.start_time_ms),
+                name: push.source.clone().unwrap_or(target.name),
+            }
+        }
+        None => TargetKey {
+            kind: Kind::Custom,
+            pid: None,
+            start_time_ms: None,
+            name: push.source.clone().unwrap_or_else(|| "custom".into()),
+        },
+    };
+    let accepted = push.metrics.len();
+    let name = key.name.clone();
+    s.push_custom(TargetSample {
+        key,
+        cmdline: String::new(),
+        values: push
+            .metrics
+            .into_iter()
+            .map(|(m, v)| Reading {
+                metric: m.into(),
+                unit: Unit::Count,
+                value: v,
+            })
+            .collect(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(
+            json!({ "accepted": accepted, "source": name, "written": "with the next tick" }),
+        ),
+    )
+        .into_response())
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let l = s.live();
+    let limit = s.interval * 3;
+    let problem = match (&l.last_tick, &l.last_error) {
+        (None, _) => Some("no tick yet".to_string()),
+        (Some(t), _) if t.elapsed() > limit => Some(format!(
+            "the last tick was {:.1} s ago (interval {:.1} s): the sampling loop is stuck",
+            t.elapsed().as_secs_f64(),
+            s.interval.as_secs_f64()
+        )),
+        (_, Some(e)) => Some(format!("the last write failed: {e}")),
+        _ => None,
+    };
+    let age_ms = l.last_tick.map(|t| t.elapsed().as_millis() as u64);
+    match problem {
+        None => axum::Json(json!({ "status": "ok", "last_tick_age_ms": age_ms, "ticks": l.ticks }))
+            .into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({ "status": "unhealthy", "reason": reason, "last_tick_age_ms": age_ms }),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
+    let recorder = {
+        let l = s.live();
+        (
+            l.ticks,
+            l.samples,
+            l.failed_ticks,
+            l.tick_seconds,
+            l.last_tick_ms,
+        )
+    };
+    let max_age_ms = (s.interval.as_millis() as i64 * 3).max(10_000);
+    let db = s.db.clone();
+    let text = blocking(move || {
+        let conn = store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?;
+        let now = now_ms();
+        let latest = analysis::run(
+            &conn,
+            "latest",
+            &[("max_age_ms", Cell::Int(max_age_ms))],
+            now,
+        )
+        .map_err(internal)?;
+        let rules = analysis::run(&conn, "rule_states", &[], now).map_err(internal)?;
+        Ok(exposition(&latest, &rules, recorder))
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Render the latest value of every series, the alert states and the recorder's own counters in
+/// the Prometheus text exposition format (0.0.4).
+pub fn exposition(
+    latest: &Table,
+    rules: &Table,
+    recorder: (u64, u64, u64, f64, Option<i64>),
+) -> String {
+    // family -> (help, type, lines)
+    let mut families: BTreeMap<String, (String, &str, Vec<String>)> = BTreeMap::new();
+    for r in 0..latest.rows.len() {
+        let (Some(kind), Some(target), Some(metric), Some(unit), Some(value)) = (
+            latest.get(r, "kind").as_str(),
+            latest.get(r, "target").as_str(),
+            latest.get(r, "metric").as_str(),
+            latest.get(r, "unit").as_str(),
+            latest.get(r, "value").as_f64(),
+        ) else {
+            continue;
+        };
+        let pid = latest
+            .get(r, "pid")
+            .as_i64()
+            .map_or(String::new(), |p| p.to_string());
+        let (family, help, extra) = if kind == "custom" {
+            (
+                "memtrail_custom".to_string(),
+                "A metric an application pushed to /internal/memory/custom.".to_string(),
+                format!(",metric=\"{}\"", label(metric)),
+            )
+        } else {
+            let suffix = match unit {
+                "bytes" => "_bytes",
+                "percent" if !metric.ends_with("_percent") => "_percent",
+                _ => "",
+            };
+            (
+                format!("memtrail_{metric}{suffix}"),
+                format!("The latest {metric} ({unit}) memtrail recorded."),
+                String::new(),
+            )
+        };
+        families
+            .entry(family.clone())
+            .or_insert_with(|| (help, "gauge", Vec::new()))
+            .2
+            .push(format!(
+                "{family}{{kind=\"{}\",target=\"{}\",pid=\"{pid}\"{extra}}} {value}",
+                label(kind),
+                label(target)
+            ));
+    }
+    let alerts = families
+        .entry("memtrail_alert_firing".into())
+        .or_insert_with(|| {
+            (
+                "1 while an alert rule fires on a series, else 0.".into(),
+                "gauge",
+                Vec::new(),
+            )
+        });
+    for r in 0..rules.rows.len() {
+        // Rules that match no series yet have nothing to report.
+        let (Some(rule), Some(_)) = (
+            rules.get(r, "rule").as_str(),
+            rules.get(r, "series_id").as_i64(),
+        ) else {
+            continue;
+        };
+        let text = |c: &str| rules.get(r, c).as_str().map(label).unwrap_or_default();
+        let pid = rules
+            .get(r, "pid")
+            .as_i64()
+            .map_or(String::new(), |p| p.to_string());
+        let firing = u8::from(rules.get(r, "state").as_str() == Some("firing"));
+        alerts.2.push(format!(
+            "memtrail_alert_firing{{rule=\"{}\",severity=\"{}\",target=\"{}\",pid=\"{pid}\",metric=\"{}\"}} {firing}",
+            label(rule),
+            text("severity"),
+            text("target"),
+            text("metric")
+        ));
+    }
+    let (ticks, samples, failed, tick_seconds, last_tick_ms) = recorder;
+    let mut own = |name: &str, help: &str, kind: &'static str, value: String| {
+        families.insert(
+            name.into(),
+            (help.into(), kind, vec![format!("{name} {value}")]),
+        );
+    };
+    own(
+        "memtrail_recorder_ticks_total",
+        "Ticks the recorder has run.",
+        "counter",
+        ticks.to_string(),
+    );
+    own(
+        "memtrail_recorder_samples_total",
+        "Samples the recorder has written.",
+        "counter",
+        samples.to_string(),
+    );
+    own(
+        "memtrail_recorder_failed_ticks_total",
+        "Ticks whose write failed.",
+        "counter",
+        failed.to_string(),
+    );
+    own(
+        "memtrail_recorder_tick_duration_seconds",
+        "How long the last tick took (sample and write).",
+        "gauge",
+        tick_seconds.to_string(),
+    );
+    if let Some(ms) = last_tick_ms {
+        own(
+            "memtrail_recorder_last_tick_timestamp_seconds",
+            "When the last tick ran (Unix time).",
+            "gauge",
+            (ms as f64 / 1000.0).to_string(),
+        );
+    }
+    let mut out = String::new();
+    for (name, (help, kind, lines)) in families {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_bodies_are_checked() {
+        let ok = parse_custom(br#"{"metrics": {"chat_sessions": 12, "heap.objects": 1.5e5}, "pid": 42, "source": "web"}"#)
+            .expect("valid");
+        assert_eq!(
+            ok.metrics,
+            vec![
+                ("chat_sessions".into(), 12.0),
+                ("heap.objects".into(), 150000.0)
+            ]
+        );
+        assert_eq!((ok.pid, ok.source.as_deref()), (Some(42), Some("web")));
+        for (body, why) in [
+            (
+                &br#"{"metrics": {"x": "12"}}"#[..],
+                "must be a finite number",
+            ),
+            (br#"{"metrics": {"x": null}}"#, "must be a finite number"),
+            (br#"{"metrics": {"1abc": 1}}"#, "is not allowed"),
+            (br#"{"metrics": {"a b": 1}}"#, "is not allowed"),
+            (br#"{"metrics": {}}"#, "1 to 256"),
+            (br#"{"metrics": {"x": 1}, "extra": 1}"#, "unknown field"),
+            (br#"{"metrics": {"x": 1}, "pid": -1}"#, "process id"),
+            (br#"[1, 2]"#, "JSON object"),
+            (br#"{"metrics": {"x": 1e999}}"#, "not valid JSON"),
+            (b"not json", "not valid JSON"),
+        ] {
+            let err = parse_custom(body).expect_err(std::str::from_utf8(body).unwrap_or("?"));
+            assert!(
+                err.contains(why),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(r#"{{"metrics": {{"{}": 1}}}}"#, "a".repeat(65));
+        assert!(parse_custom(long.as_bytes()).is_err());
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(
+            parse_custom(deep.as_bytes())
+                .expect_err("deep")
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn exposition_escapes_labels_and_groups_families() {
+        let latest = Table {
+            columns: ["kind", "target", "pid", "metric", "unit", "value"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![
+                vec![
+                    Cell::Text("process".into()),
+                    Cell::Text("we\"ird\\name".into()),
+                    Cell::Int(7),
+                    Cell::Text("rss".into()),
+                    Cell::Text("bytes".into()),
+                    Cell::Real(1024.0),
+                ],
+                vec![
+                    Cell::Text("system".into()),
+                    Cell::Text("system".into()),
+                    Cell::Null,
+                    Cell::Text("mem_used_percent".into()),
+                    Cell::Text("percent".into()),
+                    Cell::Real(42.5),
+                ],
+                vec![
+                    Cell::Text("custom".into()),
+                    Cell::Text("web".into()),
+                    Cell::Null,
+                    Cell::Text("chat_sessions".into()),
+                    Cell::Text("count".into()),
+                    Cell::Int(12),
+                ],
+            ],
+        };
+        let text = exposition(
+            &latest,
+            &Table::default(),
+            (3, 30, 0, 0.001, Some(1_700_000_000_000)),
+        );
+        assert!(
+            text.contains(
+                "memtrail_rss_bytes{kind=\"process\",target=\"we\\\"ird\\\\name\",pid=\"7\"} 1024\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "memtrail_mem_used_percent{kind=\"system\",target=\"system\",pid=\"\"} 42.5"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("memtrail_custom{kind=\"custom\",target=\"web\",pid=\"\",metric=\"chat_sessions\"} 12"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE memtrail_recorder_ticks_total counter\nmemtrail_recorder_ticks_total 3\n"
+            ),
+            "{text}"
+        );
+        let parsed =
+            openmetrics_parser::prometheus::parse_prometheus(&text).expect("valid exposition");
+        assert!(parsed.families.contains_key("memtrail_rss_bytes"));
+    }
+
+    #[test]
+    fn tokens_compare_in_constant_time_and_exactly() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,393 @@
+//! The HTTP API of a real recorder on an ephemeral loopback port, driven by a real HTTP client.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+#[test]
+fn status_metrics_and_healthz_match_the_database() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    wait_for_samples(&s.db(), 3);
+    let (code, body) = http("GET", &api.url("/healthz"), None, None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["status"], "ok");
+
+    let (code, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+    assert_eq!(code, 200, "{body}");
+    let status = json(&body);
+    let conn = open(&s.db());
+    let series = status["series"].as_array().expect("series");
+    let rss = series
+        .iter()
+        .find(|x| x["metric"] == "rss" && x["kind"] == "process")
+        .expect("the recorder's own rss");
+    let in_db: f64 = conn
+        .query_row(
+            "SELECT value FROM samples WHERE series_id = ?1 AND ts_ms = ?2",
+            (
+                rss["series_id"].as_i64().expect("id"),
+                rss["ts_ms"].as_i64().expect("ts"),
+            ),
+            |r| r.get(0),
+        )
+        .expect("the same sample in the database");
+    assert_eq!(rss["value"].as_f64(), Some(in_db));
+    assert!(rss["trend"]["classification"].is_string());
+    let rows = status["history"]["rows"].as_i64().expect("rows");
+    assert!(rows > 0 && rows <= count(&conn, "SELECT count(*) FROM samples"));
+    let rules: Vec<&str> = status["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"process_rss_high") && rules.contains(&"system_memory_high"),
+        "{rules:?}"
+    );
+    let me = status["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["kind"] == "process")
+        .expect("process");
+    assert!(me["metrics"]["rss"].as_f64().expect("rss") > 1e6);
+
+    let (code, body) = http("GET", &api.url("/internal/memory/metrics"), None, None);
+    assert_eq!(code, 200);
+    let live = json(&body);
+    assert_eq!(live["processes"][0]["pid"], api.child.id());
+    assert!(live["processes"][0]["rss_bytes"].as_u64().expect("rss") > 1_000_000);
+    assert!(live["system"]["mem_total"].as_f64().expect("total") > 0.0);
+    api.stop();
+}
+
+#[test]
+fn prometheus_exposition_is_valid_and_carries_the_latest_values() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    wait_for_samples(&s.db(), 3);
+    let (code, text) = http("GET", &api.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("invalid exposition ({e:?}):\n{text}"));
+    for family in [
+        "memtrail_rss_bytes",
+        "memtrail_mem_used_percent",
+        "memtrail_alert_firing",
+        "memtrail_recorder_samples_total",
+        "memtrail_recorder_tick_duration_seconds",
+    ] {
+        assert!(
+            parsed.families.contains_key(family),
+            "{family} missing:\n{text}"
+        );
+    }
+    let pid = api.child.id();
+    assert!(
+        text.contains(&format!(
+            "memtrail_rss_bytes{{kind=\"process\",target=\"memtrail\",pid=\"{pid}\"}}"
+        )),
+        "{text}"
+    );
+    api.stop();
+}
+
+#[test]
+fn custom_metrics_are_pushed_stored_and_read_back() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--no-system", "--self", "--interval", "200ms"],
+        &[],
+        None,
+    );
+    let (code, body) = http(
+        "POST",
+        &api.url("/internal/memory/custom"),
+        Some(r#"{"metrics": {"chat_sessions": 12, "heap_objects": 183422}, "source": "web"}"#),
+        None,
+    );
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(json(&body)["accepted"], 2);
+    let conn = open(&s.db());
+    let stored = eventually(
+        Duration::from_secs(10),
+        "the pushed metric in the database",
+        || {
+            conn.query_row(
+                "SELECT value FROM samples JOIN series_info USING (series_id)
+             WHERE kind = 'custom' AND target = 'web' AND metric = 'heap_objects'",
+                [],
+                |r| r.get::<_, f64>(0),
+            )
+            .ok()
+        },
+    );
+    assert_eq!(stored, 183422.0);
+    let (_, text) = http("GET", &api.url("/metrics"), None, None);
+    assert!(
+        text.contains(
+            "memtrail_custom{kind=\"custom\",target=\"web\",pid=\"\",metric=\"chat_sessions\"} 12"
+        ),
+        "{text}"
+    );
+    let (_, live) = http("GET", &api.url("/internal/memory/metrics"), None, None);
+    assert_eq!(json(&live)["custom"]["web"]["chat_sessions"], 12.0);
+    // Analysed like any other series: the named queries see it.
+    let out = run(
+        memtrail()
+            .args([
+                "query",
+                "latest",
+                "--param",
+                "kind=custom",
+                "--format",
+                "json",
+                "--db",
+            ])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout))
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    api.stop();
+}
+
+#[test]
+fn bad_requests_get_json_errors_with_the_right_status_and_change_nothing() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let big = format!(
+        r#"{{"metrics": {{"x": 1}}, "pad": "{}"}}"#,
+        "a".repeat(70_000)
+    );
+    let deep = format!(
+        r#"{{"metrics": {}1{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let cases = [
+        ("POST", "/internal/memory/custom", "not json", 400),
+        (
+            "POST",
+            "/internal/memory/custom",
+            r#"{"metrics": {"x": "12"}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/internal/memory/custom",
+            r#"{"metrics": {"bad name": 1}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/internal/memory/custom",
+            r#"{"metrics": {"x": 1}, "pid": 4000000}"#,
+            400,
+        ),
+        ("POST", "/internal/memory/custom", deep.as_str(), 400),
+        ("POST", "/internal/memory/custom", big.as_str(), 413),
+        (
+            "POST",
+            "/internal/memory/cleanup",
+            r#"{"level": "nuclear"}"#,
+            400,
+        ),
+        ("GET", "/no/such/thing", "", 404),
+        ("PUT", "/internal/memory/status", "{}", 405),
+        ("DELETE", "/healthz", "", 405),
+    ];
+    for (method, path, body, want) in cases {
+        let (code, text) = http(method, &api.url(path), Some(body), None);
+        assert_eq!(code, want, "{method} {path}: {text}");
+        assert!(json(&text)["error"].is_string(), "{method} {path}: {text}");
+    }
+    let conn = open(&s.db());
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM targets WHERE kind = 'custom'"),
+        0,
+        "nothing was stored"
+    );
+    let (code, _) = http("GET", &api.url("/healthz"), None, None);
+    assert_eq!(code, 200, "the recorder is still healthy");
+    api.stop();
+}
+
+#[test]
+fn posts_need_the_token_when_one_is_set() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--self", "--interval", "200ms"],
+        &[("MEMTRAIL_TOKEN", "s3cret")],
+        None,
+    );
+    let push = Some(r#"{"metrics": {"x": 1}}"#);
+    let url = api.url("/internal/memory/custom");
+    let (code, body) = http("POST", &url, push, None);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(http("POST", &url, push, Some("guess")).0, 401);
+    assert_eq!(
+        http(
+            "POST",
+            &api.url("/internal/memory/cleanup"),
+            Some("{}"),
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(http("POST", &url, push, Some("s3cret")).0, 202);
+    assert_eq!(
+        http("GET", &api.url("/healthz"), None, None).0,
+        200,
+        "GETs stay open"
+    );
+    api.stop();
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused() {
+    let s = Scratch::new();
+    let out = run(
+        memtrail()
+            .args(["record", "--self", "--listen", "0.0.0.0:0", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to serve the API on 0.0.0.0:0 without a token"),
+        "{err}"
+    );
+    assert!(!s.db().exists(), "nothing started");
+}
+
+#[test]
+fn cleanup_over_the_api_returns_the_audit_row_and_409_while_one_runs() {
+    let s = Scratch::new();
+    let (mut hog, _) = spawn_hog(96, false);
+    let cfg = s.path("memtrail.toml");
+    std::fs::write(
+        &cfg,
+        "[cleanup]\nperiodic = \"off\"\nsettle = \"1500ms\"\n[[cleanup.actions]]\nsignal = \"SIGUSR1\"\n",
+    )
+    .expect("config");
+    let pid = hog.id().to_string();
+    let cfg_arg = cfg.to_string_lossy().to_string();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--pid", &pid, "--interval", "200ms", "--config", &cfg_arg],
+        &[],
+        None,
+    );
+    wait_for_samples(&s.db(), 2);
+    let url = api.url("/internal/memory/cleanup");
+    let first = {
+        let url = url.clone();
+        std::thread::spawn(move || http("POST", &url, Some(r#"{"level": "normal"}"#), None))
+    };
+    let conn = open(&s.db());
+    eventually(Duration::from_secs(10), "the first cleanup's claim", || {
+        (count(&conn, "SELECT count(*) FROM cleanup_runs") > 0).then_some(())
+    });
+    let (code, body) = http("POST", &url, Some("{}"), None);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .expect("error")
+            .contains("already running")
+    );
+    let (code, body) = first.join().expect("first request");
+    assert_eq!(code, 200, "{body}");
+    let run = &json(&body)["runs"][0];
+    assert_eq!(run["trigger"], "manual");
+    let freed = run["freed_bytes"].as_f64().expect("freed") / 1048576.0;
+    assert!((freed - 96.0).abs() <= 9.6, "freed {freed:.1} MiB");
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM cleanup_runs"),
+        1,
+        "the 409 recorded nothing"
+    );
+    kill(&mut hog);
+    api.stop();
+}
+
+#[test]
+fn healthz_turns_503_when_the_database_cannot_be_written() {
+    let s = Scratch::new();
+    // A 1 MiB file-size limit: the WAL outgrows it after a few seconds of 100 ms ticks, and every
+    // write after that fails as on a full disk.
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--self", "--interval", "100ms"],
+        &[],
+        Some(1 << 20),
+    );
+    let (code, _) = http("GET", &api.url("/healthz"), None, None);
+    assert_eq!(code, 200);
+    let reason = eventually(Duration::from_secs(30), "/healthz to turn 503", || {
+        let (code, body) = http("GET", &api.url("/healthz"), None, None);
+        (code == 503).then(|| json(&body)["reason"].as_str().unwrap_or("").to_string())
+    });
+    assert!(reason.contains("the last write failed"), "{reason}");
+    // The recorder is alive and still ticking; the status endpoint still answers.
+    assert_eq!(
+        http("GET", &api.url("/internal/memory/status"), None, None).0,
+        200
+    );
+    let log = api.stop();
+    assert!(log.contains("could not write this tick"), "{log}");
+}
+
+#[test]
+fn idle_connections_and_many_requests_do_not_delay_ticks() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "100ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let addr = api.base.trim_start_matches("http://").to_string();
+    // 100 connections that never send a request, held open.
+    let idle: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert_eq!(idle.len(), 100);
+    let conn = open(&s.db());
+    let before = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples");
+    let started = Instant::now();
+    // Meanwhile, 4 clients ask for the (query-heavy) status as fast as they can.
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let url = api.url("/internal/memory/status");
+            std::thread::spawn(move || {
+                let mut n = 0;
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until {
+                    assert_eq!(http("GET", &url, None, None).0, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let served: i32 = busy.into_iter().map(|h| h.join().expect("client")).sum();
+    let elapsed = started.elapsed().as_secs_f64();
+    let ticks = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples") - before;
+    drop(idle);
+    api.stop();
+    assert!(served > 4, "only {served} status answers");
+    // 10 ticks a second were due; allow a few to be skipped on a 2-core machine.
+    assert!(
+        ticks as f64 >= elapsed * 10.0 * 0.7,
+        "{ticks} ticks in {elapsed:.1} s"
+    );
+}
