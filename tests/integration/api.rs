@@ -391,3 +391,64 @@ fn idle_connections_and_many_requests_do_not_delay_ticks() {
         "{ticks} ticks in {elapsed:.1} s"
     );
 }
+
+#[test]
+fn the_python_example_pushes_heap_and_gc_counts() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--no-system", "--self", "--interval", "200ms"],
+        &[],
+        None,
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/push_python_metrics.py"
+    );
+    let out = run(
+        std::process::Command::new("python3")
+            .args([script, "--url", &api.base, "--source", "pyapp", "--once"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "python3 (installed by .ci/run) failed: {}",
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("202"));
+    let conn = open(&s.db());
+    let metrics: Vec<String> = eventually(Duration::from_secs(10), "the pushed series", || {
+        let mut stmt = conn
+            .prepare("SELECT metric FROM series_info WHERE kind = 'custom' AND target = 'pyapp' ORDER BY metric")
+            .ok()?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .ok()?
+            .filter_map(Result::ok)
+            .collect();
+        (names.len() >= 6).then_some(names)
+    });
+    for m in [
+        "demo_cache_entries",
+        "gc_collections",
+        "gc_gen0",
+        "heap_objects",
+    ] {
+        assert!(
+            metrics.iter().any(|x| x == m),
+            "{m} missing from {metrics:?}"
+        );
+    }
+    let heap: f64 = conn
+        .query_row(
+            "SELECT value FROM samples JOIN series_info USING (series_id) WHERE target = 'pyapp' AND metric = 'heap_objects'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("heap_objects");
+    assert!(
+        heap > 1000.0,
+        "a Python interpreter tracks thousands of objects: {heap}"
+    );
+    api.stop();
+}
