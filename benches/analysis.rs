@@ -11,6 +11,7 @@ use memtrail::analysis;
 use memtrail::config::NotifySection;
 use memtrail::import::ImportedSeries;
 use memtrail::model::{Cell, Kind, TargetKey, Unit};
+use memtrail::report;
 use memtrail::store::{self, Store};
 
 const T0: i64 = 1_790_000_000_000;
@@ -126,6 +127,47 @@ fn main() {
     let trend_all = time(20, || {
         analysis::run(conn, "trend", &[], now).expect("trend")
     });
+    let base_all = time(5, || {
+        scan(
+            "SELECT count(*), sum(value) FROM samples
+             WHERE series_id IN (SELECT id FROM series) AND ts_ms >= :from AND ts_ms <= :now",
+            &[("from", Cell::Int(T0)), ("now", Cell::Int(now))],
+        )
+    });
+    let options = report::Options {
+        from_ms: T0,
+        to_ms: now,
+        target: None,
+        generated_ms: now,
+        database: "bench.db".into(),
+    };
+    if std::env::var_os("MEMTRAIL_BENCH_PARTS").is_some() {
+        let day = [("window_ms", Cell::Int(DAY_S * 1000))];
+        let range = [("from_ms", Cell::Int(T0)), ("to_ms", Cell::Int(now))];
+        let one = [
+            ("series_id", Cell::Int(sid)),
+            ("from_ms", Cell::Int(T0)),
+            ("to_ms", Cell::Int(now)),
+            ("bucket_ms", Cell::Int(144_000)),
+        ];
+        for (name, params) in [
+            ("summary", &range[..]),
+            ("trend", &day[..]),
+            ("time_to_limit", &day[..]),
+            ("downsample", &one[..]),
+        ] {
+            let d = time(3, || analysis::run(conn, name, params, now).expect("part"));
+            println!("part {name}: {:.1} ms", d.as_secs_f64() * 1e3);
+        }
+    }
+    let report_html = time(5, || {
+        report::html(&report::build(conn, &options).expect("report"))
+    });
+    let report_json = time(5, || {
+        report::json(&report::build(conn, &options).expect("report"))
+    });
+    let built = report::build(conn, &options).expect("report");
+    let (html_bytes, json_bytes) = (report::html(&built).len(), report::json(&built).len());
 
     println!();
     println!(
@@ -161,8 +203,30 @@ fn main() {
         Some(5.0),
     );
     row("trend, all 10 series", trend_all, base_trend * 10, None);
+    row(
+        "report over 24 h, all series, as HTML",
+        report_html,
+        base_all,
+        Some(1000.0),
+    );
+    row(
+        "report over 24 h, all series, as JSON",
+        report_json,
+        base_all,
+        None,
+    );
     println!(
-        "baselines: a bare range scan summing the same rows (10-min windows of all series; the 1 h window of one series)"
+        "baselines: a bare range scan summing the same rows (10-min windows of all series; the 1 h window of one series; all 864,000 rows for the report)"
+    );
+    println!(
+        "report sizes: HTML {:.0} KiB (target < 2048 KiB: {}), JSON {:.0} KiB",
+        html_bytes as f64 / 1024.0,
+        if html_bytes < 2 << 20 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        json_bytes as f64 / 1024.0
     );
 
     println!("\nquery plans (EXPLAIN QUERY PLAN):");

@@ -662,7 +662,7 @@ fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFa
         None => rule.metric.clone(),
     };
     let window = HumanDuration(Duration::from_millis(rule.window_ms.max(0) as u64));
-    let secs = |s: f64| HumanDuration(Duration::from_secs(s.max(0.0).round() as u64)).to_string();
+    let secs = crate::units::format_duration_rough;
     let condition = match (rule.comparison, observed) {
         (_, None) => "has no current value (stopped or gone)".to_string(),
         (Comparison::GreaterThan, Some(v)) => {

@@ -463,11 +463,28 @@ pub fn run(
 pub struct Cleaner {
     db: PathBuf,
     pub settings: CleanupSettings,
+    running: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Cleaner {
     pub fn new(db: PathBuf, settings: CleanupSettings) -> Cleaner {
-        Cleaner { db, settings }
+        Cleaner {
+            db,
+            settings,
+            running: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Wait for the cleanups still running (each is bounded by its actions' timeouts and the
+    /// settle delay), so stopping the recorder never cuts one off before it is recorded.
+    pub fn finish(&self) {
+        let handles = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
+        if !handles.is_empty() {
+            tracing::info!("waiting for {} cleanup run(s) to finish", handles.len());
+        }
+        for h in handles {
+            let _ = h.join();
+        }
     }
 
     pub fn spawn(&self, trigger: Trigger, level: Level, target: Target) {
@@ -480,8 +497,13 @@ impl Cleaner {
                 Err(e @ CleanupError::Busy { .. }) => tracing::info!("{e}"),
                 Err(e) => tracing::warn!(target = %what, "cleanup failed: {e}"),
             });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start a cleanup thread: {e}");
+        match spawned {
+            Ok(handle) => {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+            Err(e) => tracing::warn!("cannot start a cleanup thread: {e}"),
         }
     }
 }

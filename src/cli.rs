@@ -70,6 +70,11 @@ enum Command {
         after_help = "Examples:\n  memtrail cleanup --config memtrail.toml --pid 4242\n  memtrail cleanup --config memtrail.toml --name gunicorn --level aggressive"
     )]
     Cleanup(CleanupArgs),
+    /// Write a report of a time range: HTML with charts, Markdown, JSON or CSV.
+    #[command(
+        after_help = "Examples:\n  memtrail report -o report.html                  # the last 24 hours, format from the file name\n  memtrail report --since 2h --format md\n  memtrail report --from 2026-11-24T08:00:00Z --to 2026-11-24T20:00:00Z --target gunicorn -o day.json\n  memtrail report --since 1h --format csv --raw -o samples.csv"
+    )]
+    Report(ReportArgs),
     /// Print the commented default configuration, or check a config file.
     #[command(
         after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
@@ -224,6 +229,44 @@ struct CleanupArgs {
     format: Format,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The range: this long before --to (or now).
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    since: Option<HumanDuration>,
+    /// Start of the range (RFC 3339 or Unix time) [default: 24h before --to]
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range [default: now]
+    #[arg(long)]
+    to: Option<String>,
+    /// Only targets with this name (or this pid).
+    #[arg(long, value_name = "NAME|PID")]
+    target: Option<String>,
+    /// Format [default: from the -o file's extension, else md]
+    #[arg(short, long, value_enum)]
+    format: Option<ReportFormat>,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// CSV: every sample instead of min/avg/max per bucket.
+    #[arg(long)]
+    raw: bool,
+    /// CSV: bucket width when not --raw.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    bucket: HumanDuration,
+}
+
 #[derive(Debug, Args)]
 struct BacktestArgs {
     #[command(flatten)]
@@ -337,6 +380,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(|a| !matches!(a, AdHocError::Store(_)))
             || c.downcast_ref::<BacktestError>()
                 .is_some_and(|b| matches!(b, BacktestError::Step))
+            || c.downcast_ref::<crate::report::ReportError>()
+                .is_some_and(|r| matches!(r, crate::report::ReportError::EmptyRange))
     });
     if usage { 2 } else { 1 }
 }
@@ -393,6 +438,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => run_query(args),
+        Command::Report(args) => run_report(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Import(args) => {
             let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
@@ -546,6 +592,68 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let now = crate::recorder::now_ms();
+    let to = time_arg("to", &args.to)?.unwrap_or(now);
+    let from = match (time_arg("from", &args.from)?, args.since) {
+        (Some(f), _) => f,
+        (None, Some(d)) => to - d.0.as_millis() as i64,
+        (None, None) => to - 24 * 3_600_000,
+    };
+    let by_extension = args
+        .output
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .and_then(|e| match e.to_ascii_lowercase().as_str() {
+            "html" | "htm" => Some(ReportFormat::Html),
+            "md" | "markdown" => Some(ReportFormat::Md),
+            "json" => Some(ReportFormat::Json),
+            "csv" => Some(ReportFormat::Csv),
+            _ => None,
+        });
+    let format = args.format.or(by_extension).unwrap_or(ReportFormat::Md);
+    let options = crate::report::Options {
+        from_ms: from,
+        to_ms: to,
+        target: args.target.clone(),
+        generated_ms: now,
+        database: db.display().to_string(),
+    };
+    let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    if format == ReportFormat::Csv {
+        crate::report::csv(
+            &conn,
+            &options,
+            args.raw,
+            args.bucket.0.as_millis().max(1) as i64,
+            &mut out,
+        )?;
+    } else {
+        let report = crate::report::build(&conn, &options)?;
+        let text = match format {
+            ReportFormat::Html => crate::report::html(&report),
+            ReportFormat::Json => crate::report::json(&report),
+            _ => crate::report::markdown(&report),
+        };
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    if let Some(path) = &args.output {
+        tracing::info!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {

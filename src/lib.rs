@@ -15,6 +15,7 @@ pub mod notify;
 pub mod output;
 pub mod procfs;
 pub mod recorder;
+pub mod report;
 pub mod sampler;
 pub mod status;
 pub mod store;

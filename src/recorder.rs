@@ -268,6 +268,9 @@ impl Recorder {
             next = next_tick(start, self.settings.interval, Instant::now());
         }
         self.record_finished_deliveries();
+        if let Some(c) = &self.cleaner {
+            c.finish();
+        }
         // A launched command that outlives the recording (--duration) is asked to stop, then waited for.
         if let Some(pid) = self.command_pid
             && outcome.command_status.is_none()

@@ -37,6 +37,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("alerts_due", include_str!("../queries/alerts_due.sql")),
     ("cleanups", include_str!("../queries/cleanups.sql")),
     ("rule_states", include_str!("../queries/rule_states.sql")),
+    ("summary", include_str!("../queries/summary.sql")),
     ("status", include_str!("../queries/status.sql")),
 ];
 
@@ -784,12 +785,37 @@ fn series_id(
 /// Open an existing memtrail database read-only (ad-hoc and status queries). Never creates the
 /// file, never writes, and does not block the recorder (WAL readers do not take the write lock).
 pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    upgrade_if_behind(path, busy_timeout)?;
     open_read_only(path, busy_timeout, true)
+}
+
+/// A database last written by an older memtrail lacks the newer tables: apply the pending
+/// migrations (a short writable open) before reading it.
+fn upgrade_if_behind(path: &Path, busy_timeout: Duration) -> Result<()> {
+    let conn = open_read_only(path, busy_timeout, true)?;
+    let applied: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    drop(conn);
+    if (applied as usize) < migration_count() {
+        tracing::info!(
+            "upgrading {} from schema version {applied} to {}",
+            path.display(),
+            migration_count()
+        );
+        Store::open(path, busy_timeout)?;
+    }
+    Ok(())
 }
 
 /// A read-only connection on which TEMP tables may still be written (for backtests): the
 /// database file itself is opened with SQLITE_OPEN_READ_ONLY.
 pub fn open_scratch(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    upgrade_if_behind(path, busy_timeout)?;
     open_read_only(path, busy_timeout, false)
 }
 

@@ -131,6 +131,18 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A long duration for people, to two units: `11d 6h`, `3h 20m`, `45m`, `30s`.
+pub fn format_duration_rough(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
+    match (d, h, m) {
+        (d, h, _) if d > 0 => format!("{d}d {h}h"),
+        (_, h, m) if h > 0 => format!("{h}h {m}m"),
+        (_, _, m) if m > 0 => format!("{m}m"),
+        _ => format!("{s}s"),
+    }
+}
+
 /// Bytes for people: `1.5 GiB`, `312.0 MiB`, `812 B`.
 pub fn format_bytes(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -207,6 +219,14 @@ mod tests {
         assert_eq!(b("2GB"), Ok(2_000_000_000));
         assert!(b("12 parsecs").is_err());
         assert!(b("GiB").is_err());
+    }
+
+    #[test]
+    fn rough_durations() {
+        assert_eq!(format_duration_rough(16224.0 * 60.0), "11d 6h");
+        assert_eq!(format_duration_rough(12_000.0), "3h 20m");
+        assert_eq!(format_duration_rough(2_700.0), "45m");
+        assert_eq!(format_duration_rough(30.4), "30s");
     }
 
     #[test]

@@ -7,5 +7,6 @@ mod cleanup;
 mod config;
 mod errors;
 mod record;
+mod report;
 mod status;
 mod util;

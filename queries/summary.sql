@@ -1,0 +1,39 @@
+-- summary: each series over a time range: how many samples, min, max, average, first and last
+-- value, and the change from first to last in percent. For reports.
+--
+-- Parameters (name = default):
+--   :from_ms = required     start of the range (Unix ms, inclusive)
+--   :to_ms = now            end of the range (Unix ms, inclusive)
+--   :series_id = NULL       only this series
+--   :metric = NULL          only this metric
+--   :kind = NULL            only targets of this kind
+--   :target = NULL          only targets with this name
+--   :pid = NULL             only this pid
+-- Result columns:
+--   series_id, kind, target, pid, metric, unit, samples, min, max, avg, first_ts_ms, first,
+--   last_ts_ms, last, change_pct
+WITH sel AS MATERIALIZED (
+    SELECT * FROM series_info
+    WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
+      AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
+      AND (:pid IS NULL OR pid = :pid)
+),
+agg AS (
+    SELECT sel.series_id, count(*) AS samples, min(x.value) AS min, max(x.value) AS max,
+           avg(x.value) AS avg, min(x.ts_ms) AS first_ts_ms, max(x.ts_ms) AS last_ts_ms
+    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
+    WHERE x.ts_ms >= :from_ms AND x.ts_ms <= :to_ms
+    GROUP BY sel.series_id
+)
+SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit, agg.samples,
+       agg.min, agg.max, agg.avg,
+       agg.first_ts_ms,
+       (SELECT value FROM samples WHERE series_id = agg.series_id AND ts_ms = agg.first_ts_ms) AS first,
+       agg.last_ts_ms,
+       (SELECT value FROM samples WHERE series_id = agg.series_id AND ts_ms = agg.last_ts_ms) AS last,
+       ((SELECT value FROM samples WHERE series_id = agg.series_id AND ts_ms = agg.last_ts_ms)
+         - (SELECT value FROM samples WHERE series_id = agg.series_id AND ts_ms = agg.first_ts_ms))
+         * 100.0 / nullif(abs((SELECT value FROM samples WHERE series_id = agg.series_id AND ts_ms = agg.first_ts_ms)), 0)
+         AS change_pct
+FROM agg JOIN sel ON sel.series_id = agg.series_id
+ORDER BY CASE sel.kind WHEN 'system' THEN 0 WHEN 'process' THEN 1 ELSE 2 END, sel.target, sel.pid, sel.metric;

@@ -1,0 +1,1040 @@
+//! `memtrail report`: turns a time range of history into a document people read — Markdown, a
+//! self-contained HTML page with SVG charts, or JSON with the same content (and a schema version);
+//! CSV exports the samples themselves. Every figure comes from the analysis queries (`summary`,
+//! `trend`, `time_to_limit`, `downsample`, `cleanups`) and the audit tables; this module only
+//! arranges and draws them. Charts are drawn from min/max per pixel-wide bucket, so spikes survive
+//! and a day at 1 Hz stays small; gaps in the recording stay gaps.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::analysis::{self, AnalysisError};
+use crate::model::{Cell, Table};
+use crate::status::{format_time, format_value};
+use crate::store::{self, StoreError};
+use crate::units::{HumanDuration, format_bytes};
+
+/// Bumped whenever the JSON report changes shape.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Buckets across a chart (its plot width in pixels).
+pub const CHART_BUCKETS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the range is empty: --from must be before --to")]
+    EmptyRange,
+    #[error("cannot write the report: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only targets with this name (or this pid, when a number).
+    pub target: Option<String>,
+    pub generated_ms: i64,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Trend {
+    pub classification: Option<String>,
+    pub slope_per_hour: Option<f64>,
+    pub pct_per_hour: Option<f64>,
+    pub r2: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SeriesReport {
+    pub series_id: i64,
+    pub kind: String,
+    pub target: String,
+    pub pid: Option<i64>,
+    pub metric: String,
+    pub unit: String,
+    pub samples: i64,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub first: f64,
+    pub last: f64,
+    pub change_pct: Option<f64>,
+    pub trend: Trend,
+    pub seconds_to_limit: Option<f64>,
+    /// One sentence: leak suspected (with slope and time to limit), stable, shrinking, ...
+    pub verdict: String,
+}
+
+/// One line of a chart: per bucket (start ms, min, avg, max).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Line {
+    pub metric: String,
+    pub buckets: Vec<(i64, f64, f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Chart {
+    pub title: String,
+    pub kind: String,
+    pub target: String,
+    pub pid: Option<i64>,
+    pub unit: String,
+    pub bucket_ms: i64,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gap {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub schema_version: u32,
+    pub generated_ms: i64,
+    /// The range asked for.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// The part of it that holds samples: charts and fits span this.
+    pub data_from_ms: i64,
+    pub data_to_ms: i64,
+    pub database: String,
+    pub target_filter: Option<String>,
+    pub series: Vec<SeriesReport>,
+    pub alerts: Vec<Map<String, Value>>,
+    pub cleanups: Vec<Map<String, Value>>,
+    pub runs: Vec<Map<String, Value>>,
+    pub gaps: Vec<Gap>,
+    pub charts: Vec<Chart>,
+}
+
+/// Progress on a terminal (stderr), silent otherwise.
+pub struct Progress {
+    on: bool,
+    what: &'static str,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            what,
+        }
+    }
+    pub fn step(&self, done: usize, total: usize) {
+        if self.on && total > 0 {
+            eprint!("\r{}: {:>3}%", self.what, done * 100 / total);
+        }
+    }
+    pub fn done(&self) {
+        if self.on {
+            eprintln!("\r{}: done ", self.what);
+        }
+    }
+}
+
+fn rows(t: &Table) -> Vec<Map<String, Value>> {
+    t.rows
+        .iter()
+        .map(|r| {
+            t.columns
+                .iter()
+                .zip(r)
+                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+                .collect()
+        })
+        .collect()
+}
+
+fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
+    match target {
+        None => vec![],
+        Some(t) => match t.parse::<i64>() {
+            Ok(pid) => vec![("pid", Cell::Int(pid))],
+            Err(_) => vec![("target", Cell::Text(t.clone()))],
+        },
+    }
+}
+
+fn verdict(s: &SeriesReport) -> String {
+    let limit = s.seconds_to_limit.map_or(String::new(), |secs| {
+        format!(
+            ", reaches its limit in {}",
+            crate::units::format_duration_rough(secs)
+        )
+    });
+    let pct = s.trend.pct_per_hour.unwrap_or(0.0);
+    let r2 = s.trend.r2.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+    match s.trend.classification.as_deref() {
+        Some("increasing") if s.unit == "bytes" => {
+            format!("leak suspected: {pct:+.2} %/h (R² {r2}){limit}")
+        }
+        Some("increasing") => format!("growing: {pct:+.2} %/h (R² {r2}){limit}"),
+        Some("decreasing") => format!("shrinking: {pct:+.2} %/h (R² {r2})"),
+        Some("stable") => "stable".into(),
+        _ => "not enough data for a verdict".into(),
+    }
+}
+
+/// Gather the report for a range.
+pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
+    if o.to_ms <= o.from_ms {
+        return Err(ReportError::EmptyRange);
+    }
+    let progress = Progress::new("report");
+
+    let mut params = filters(&o.target);
+    params.push(("from_ms", Cell::Int(o.from_ms)));
+    params.push(("to_ms", Cell::Int(o.to_ms)));
+    let summary = analysis::run(conn, "summary", &params, o.to_ms)?;
+    // Fit and draw over the samples actually present, not the whole range asked for.
+    let data_from = (0..summary.rows.len())
+        .filter_map(|r| summary.get(r, "first_ts_ms").as_i64())
+        .min()
+        .unwrap_or(o.from_ms);
+    let data_to = (0..summary.rows.len())
+        .filter_map(|r| summary.get(r, "last_ts_ms").as_i64())
+        .max()
+        .unwrap_or(o.to_ms)
+        .max(data_from + 1);
+    let span = data_to - data_from;
+    let mut fit_params = filters(&o.target);
+    fit_params.push(("window_ms", Cell::Int(span)));
+    let trend = analysis::run(conn, "trend", &fit_params, data_to)?;
+    let limit = analysis::run(conn, "time_to_limit", &fit_params, data_to)?;
+    let at = |t: &Table| -> BTreeMap<i64, usize> {
+        (0..t.rows.len())
+            .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
+            .collect()
+    };
+    let (trend_at, limit_at) = (at(&trend), at(&limit));
+    let mut series = Vec::new();
+    for r in 0..summary.rows.len() {
+        let sid = summary.get(r, "series_id").as_i64().unwrap_or(0);
+        let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
+        let tr = trend_at.get(&sid).copied();
+        let tf = |c: &str| tr.and_then(|i| trend.get(i, c).as_f64());
+        let mut s = SeriesReport {
+            series_id: sid,
+            kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
+            target: summary.get(r, "target").as_str().unwrap_or("").into(),
+            pid: summary.get(r, "pid").as_i64(),
+            metric: summary.get(r, "metric").as_str().unwrap_or("").into(),
+            unit: summary.get(r, "unit").as_str().unwrap_or("").into(),
+            samples: summary.get(r, "samples").as_i64().unwrap_or(0),
+            min: f("min"),
+            max: f("max"),
+            avg: f("avg"),
+            first: f("first"),
+            last: f("last"),
+            change_pct: summary.get(r, "change_pct").as_f64(),
+            trend: Trend {
+                classification: tr
+                    .and_then(|i| trend.get(i, "classification").as_str().map(str::to_string)),
+                slope_per_hour: tf("slope_per_hour"),
+                pct_per_hour: tf("pct_per_hour"),
+                r2: tf("r2"),
+            },
+            seconds_to_limit: limit_at
+                .get(&sid)
+                .and_then(|&i| limit.get(i, "seconds_to_limit").as_f64()),
+            verdict: String::new(),
+        };
+        s.verdict = verdict(&s);
+        series.push(s);
+    }
+
+    // Alerts and cleanups inside the range (for the selected targets).
+    let keep = |target: Option<&str>, pid: Option<i64>| match &o.target {
+        None => true,
+        Some(t) => Some(t.as_str()) == target || t.parse::<i64>().ok() == pid,
+    };
+    let alerts_table = store::query_table(
+        conn,
+        "SELECT ts_ms, rule, event, severity, kind, target, pid, metric, observed, threshold, message
+         FROM alerts WHERE ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms, id",
+        &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
+    )?;
+    let alerts: Vec<_> = rows(&alerts_table)
+        .into_iter()
+        .filter(|a| {
+            keep(
+                a.get("target").and_then(Value::as_str),
+                a.get("pid").and_then(Value::as_i64),
+            )
+        })
+        .collect();
+    let cleanups_table = analysis::run(
+        conn,
+        "cleanups",
+        &[("since_ms", Cell::Int(o.from_ms))],
+        o.to_ms,
+    )?;
+    let mut cleanups: Vec<_> = rows(&cleanups_table)
+        .into_iter()
+        .filter(|c| {
+            keep(
+                c.get("target").and_then(Value::as_str),
+                c.get("pid").and_then(Value::as_i64),
+            )
+        })
+        .collect();
+    cleanups.reverse();
+    let runs_table = store::query_table(
+        conn,
+        "SELECT id, started_ms, coalesce(stopped_ms, last_tick_ms) AS stopped_ms, stop_reason, interval_ms, host, version
+         FROM runs WHERE started_ms <= :to AND coalesce(stopped_ms, last_tick_ms, started_ms) >= :from
+         ORDER BY started_ms",
+        &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
+    )?;
+    let runs = rows(&runs_table);
+    let mut gaps = Vec::new();
+    for pair in runs.windows(2) {
+        let (end, next) = (
+            pair[0].get("stopped_ms").and_then(Value::as_i64),
+            pair[1].get("started_ms").and_then(Value::as_i64),
+        );
+        let interval = pair[0]
+            .get("interval_ms")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if let (Some(end), Some(next)) = (end, next)
+            && next - end > 2 * interval
+        {
+            gaps.push(Gap {
+                from_ms: end.max(o.from_ms),
+                to_ms: next.min(o.to_ms),
+            });
+        }
+    }
+
+    // Charts: per target, its memory lines; the system's used memory.
+    let bucket_ms = (span / CHART_BUCKETS).max(1);
+    let mut groups: BTreeMap<(u8, String, Option<i64>), Vec<&SeriesReport>> = BTreeMap::new();
+    for s in &series {
+        let charted = match s.kind.as_str() {
+            "process" => matches!(s.metric.as_str(), "rss" | "pss" | "uss" | "tree_rss"),
+            "system" => s.metric == "mem_used",
+            _ => true,
+        };
+        if charted {
+            let order = match s.kind.as_str() {
+                "system" => 0,
+                "process" => 1,
+                _ => 2,
+            };
+            groups
+                .entry((order, s.target.clone(), s.pid))
+                .or_default()
+                .push(s);
+        }
+    }
+    let mut charts = Vec::new();
+    let total = groups.len();
+    for (i, ((_, target, pid), members)) in groups.into_iter().enumerate() {
+        progress.step(i, total);
+        let kind = members[0].kind.clone();
+        let mut lines = Vec::new();
+        for s in &members {
+            let t = analysis::run(
+                conn,
+                "downsample",
+                &[
+                    ("series_id", Cell::Int(s.series_id)),
+                    ("from_ms", Cell::Int(data_from)),
+                    ("to_ms", Cell::Int(data_to + 1)),
+                    ("bucket_ms", Cell::Int(bucket_ms)),
+                ],
+                o.to_ms,
+            )?;
+            lines.push(Line {
+                metric: s.metric.clone(),
+                buckets: (0..t.rows.len())
+                    .filter_map(|r| {
+                        Some((
+                            t.get(r, "bucket_ms").as_i64()?,
+                            t.get(r, "min").as_f64()?,
+                            t.get(r, "avg").as_f64()?,
+                            t.get(r, "max").as_f64()?,
+                        ))
+                    })
+                    .collect(),
+            });
+        }
+        let units: Vec<&str> = members.iter().map(|s| s.unit.as_str()).collect();
+        let total = series
+            .iter()
+            .find(|s| s.kind == "system" && s.metric == "mem_total")
+            .map(|s| format_bytes(s.last));
+        let title = match (kind.as_str(), pid) {
+            ("system", _) => match &total {
+                Some(t) => format!("system memory used (of {t})"),
+                None => "system memory used".to_string(),
+            },
+            (k, Some(p)) => format!("{k} {target} (pid {p})"),
+            (k, None) => format!("{k} {target}"),
+        };
+        charts.push(Chart {
+            title,
+            kind,
+            target,
+            pid,
+            unit: if units.iter().all(|u| *u == units[0]) {
+                units[0].to_string()
+            } else {
+                "mixed".into()
+            },
+            bucket_ms,
+            lines,
+        });
+    }
+    progress.done();
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        generated_ms: o.generated_ms,
+        from_ms: o.from_ms,
+        to_ms: o.to_ms,
+        data_from_ms: data_from,
+        data_to_ms: data_to,
+        database: o.database.clone(),
+        target_filter: o.target.clone(),
+        series,
+        alerts,
+        cleanups,
+        runs,
+        gaps,
+        charts,
+    })
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or("–".into(), f)
+}
+
+fn jtext(m: &Map<String, Value>, k: &str) -> String {
+    match m.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "–".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn jtime(m: &Map<String, Value>, k: &str) -> String {
+    m.get(k)
+        .and_then(Value::as_i64)
+        .map_or("–".into(), format_time)
+}
+
+fn jbytes(m: &Map<String, Value>, k: &str) -> String {
+    m.get(k)
+        .and_then(Value::as_f64)
+        .map_or("–".into(), format_bytes)
+}
+
+fn who(kind: &str, target: &str, pid: Option<i64>) -> String {
+    match pid {
+        Some(p) => format!("{kind} {target} ({p})"),
+        None if kind == target => kind.to_string(),
+        None => format!("{kind} {target}"),
+    }
+}
+
+/// Markdown: the tables, for a bug report or a wiki.
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let span = HumanDuration(std::time::Duration::from_millis(
+        (r.to_ms - r.from_ms).max(0) as u64,
+    ));
+    let _ = writeln!(o, "# memtrail report\n");
+    let _ = writeln!(
+        o,
+        "{} to {} ({span}), from `{}`{}. Generated {}.\n",
+        format_time(r.from_ms),
+        format_time(r.to_ms),
+        r.database,
+        r.target_filter
+            .as_ref()
+            .map_or(String::new(), |t| format!(", target {t}")),
+        format_time(r.generated_ms)
+    );
+    let _ = writeln!(o, "## Series\n");
+    let _ = writeln!(
+        o,
+        "| target | metric | last | min | max | average | change | verdict |"
+    );
+    let _ = writeln!(o, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for s in &r.series {
+        let v = |x: f64| format_value(&s.unit, x);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            who(&s.kind, &s.target, s.pid),
+            s.metric,
+            v(s.last),
+            v(s.min),
+            v(s.max),
+            v(s.avg),
+            opt(s.change_pct, |c| format!("{c:+.1} %")),
+            s.verdict
+        );
+    }
+    let _ = writeln!(o, "\n## Alerts\n");
+    if r.alerts.is_empty() {
+        let _ = writeln!(o, "None in this range.");
+    } else {
+        let _ = writeln!(o, "| time | rule | event | severity | message |");
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+        for a in &r.alerts {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                jtime(a, "ts_ms"),
+                jtext(a, "rule"),
+                jtext(a, "event"),
+                jtext(a, "severity"),
+                jtext(a, "message").replace('|', "\\|")
+            );
+        }
+    }
+    let _ = writeln!(o, "\n## Cleanups\n");
+    if r.cleanups.is_empty() {
+        let _ = writeln!(o, "None in this range.");
+    } else {
+        let _ = writeln!(
+            o,
+            "| time | trigger | level | target | outcome | before | after | freed |"
+        );
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- | ---: | ---: | ---: |");
+        for c in &r.cleanups {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} ({}) | {} | {} | {} | {} |",
+                jtime(c, "started_ms"),
+                jtext(c, "trigger"),
+                jtext(c, "level"),
+                jtext(c, "target"),
+                jtext(c, "pid"),
+                jtext(c, "outcome"),
+                jbytes(c, "rss_before"),
+                jbytes(c, "rss_after"),
+                jbytes(c, "freed_bytes")
+            );
+        }
+    }
+    let _ = writeln!(o, "\n## Recorder runs\n");
+    if r.runs.is_empty() {
+        let _ = writeln!(o, "No recorder run in this range (imported data only).");
+    } else {
+        let _ = writeln!(o, "| run | started | stopped | reason | interval |");
+        let _ = writeln!(o, "| ---: | --- | --- | --- | ---: |");
+        for run in &r.runs {
+            let interval = run.get("interval_ms").and_then(Value::as_i64).unwrap_or(0);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                jtext(run, "id"),
+                jtime(run, "started_ms"),
+                jtime(run, "stopped_ms"),
+                jtext(run, "stop_reason"),
+                HumanDuration(std::time::Duration::from_millis(interval.max(0) as u64))
+            );
+        }
+    }
+    for g in &r.gaps {
+        let _ = writeln!(
+            o,
+            "\nGap: nothing was recorded from {} to {}.",
+            format_time(g.from_ms),
+            format_time(g.to_ms)
+        );
+    }
+    o
+}
+
+/// JSON: everything in the report, charts' data included.
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_else(|_| "{}".into()) + "\n"
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const COLORS: [&str; 5] = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777"];
+
+/// An SVG chart: per line a band from min to max and the average; alerts (red) and cleanups
+/// (green) as vertical markers; gaps in the recording as grey bands. Lines break where buckets
+/// are missing.
+fn svg_chart(c: &Chart, r: &Report) -> String {
+    let (w, h, left, right, top, bottom) =
+        (CHART_BUCKETS as f64 + 90.0, 240.0, 80.0, 10.0, 10.0, 30.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let values = c
+        .lines
+        .iter()
+        .flat_map(|l| l.buckets.iter().flat_map(|b| [b.1, b.3]));
+    let (mut lo, mut hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if c.unit == "bytes" || c.unit == "percent" || c.unit == "count" {
+        lo = lo.min(0.0);
+    }
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let span = (r.data_to_ms - r.data_from_ms).max(1) as f64;
+    let x = |ts: i64| left + ((ts - r.data_from_ms) as f64 / span).clamp(0.0, 1.0) * pw;
+    let y = |v: f64| top + ph - (v - lo) / (hi - lo) * ph;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{}">"#,
+        esc(&c.title)
+    );
+    let _ = write!(
+        s,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ddd"/>"##
+    );
+    for i in 0..=4 {
+        let v = lo + (hi - lo) * i as f64 / 4.0;
+        let yy = y(v);
+        let label = format_value(&c.unit, v);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end" class="tick">{}</text>"##,
+            left + pw,
+            left - 6.0,
+            yy + 4.0,
+            esc(&label)
+        );
+    }
+    for i in 0..=4 {
+        let ts = r.data_from_ms + ((r.data_to_ms - r.data_from_ms) as f64 * i as f64 / 4.0) as i64;
+        let fmt = match r.data_to_ms - r.data_from_ms {
+            s if s <= 10 * 60_000 => "%H:%M:%S",
+            s if s <= 86_400_000 => "%H:%M",
+            _ => "%m-%d %H:%M",
+        };
+        let label = chrono::DateTime::from_timestamp_millis(ts)
+            .map_or(String::new(), |t| t.format(fmt).to_string());
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="{anchor}" class="tick">{label}</text>"#,
+            x(ts),
+            h - 10.0
+        );
+    }
+    for g in &r.gaps {
+        let _ = write!(
+            s,
+            r##"<rect class="gap" x="{:.1}" y="{top}" width="{:.1}" height="{ph}" fill="#e5e7eb"><title>not recording</title></rect>"##,
+            x(g.from_ms),
+            (x(g.to_ms) - x(g.from_ms)).max(1.0)
+        );
+    }
+    for (i, line) in c.lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        // Contiguous runs of buckets. Sparse samples leave some buckets empty as a matter of
+        // course, so a gap is a step well beyond the series' usual one (its median step).
+        let mut steps: Vec<i64> = line.buckets.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        steps.sort_unstable();
+        let usual = steps
+            .get(steps.len() / 2)
+            .copied()
+            .unwrap_or(c.bucket_ms)
+            .max(c.bucket_ms);
+        let mut runs: Vec<Vec<&(i64, f64, f64, f64)>> = Vec::new();
+        for b in &line.buckets {
+            match runs.last_mut() {
+                Some(run) if run.last().is_some_and(|p| b.0 - p.0 <= usual * 5 / 2) => run.push(b),
+                _ => runs.push(vec![b]),
+            }
+        }
+        for run in &runs {
+            let upper: Vec<String> = run
+                .iter()
+                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.3)))
+                .collect();
+            let lower: Vec<String> = run
+                .iter()
+                .rev()
+                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.1)))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polygon class="band" points="{} {}" fill="{color}" fill-opacity="0.18" stroke="{color}" stroke-opacity="0.35" stroke-width="0.5"/>"#,
+                upper.join(" "),
+                lower.join(" ")
+            );
+            let avg: Vec<String> = run
+                .iter()
+                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.2)))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline class="line" points="{}" fill="none" stroke="{color}" stroke-width="1.2"/>"#,
+                avg.join(" ")
+            );
+        }
+    }
+    let matches = |t: Option<&str>, p: Option<i64>| {
+        c.kind == "system" || (t == Some(c.target.as_str()) && p == c.pid)
+    };
+    for a in &r.alerts {
+        if !matches(
+            a.get("target").and_then(Value::as_str),
+            a.get("pid").and_then(Value::as_i64),
+        ) {
+            continue;
+        }
+        if let Some(ts) = a.get("ts_ms").and_then(Value::as_i64) {
+            let color = if jtext(a, "event") == "resolved" {
+                "#f59e0b"
+            } else {
+                "#dc2626"
+            };
+            let _ = write!(
+                s,
+                r#"<line class="marker alert" x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="{color}" stroke-dasharray="4 2"><title>{2}</title></line>"#,
+                x(ts),
+                top + ph,
+                esc(&format!(
+                    "{} {}: {}",
+                    format_time(ts),
+                    jtext(a, "event"),
+                    jtext(a, "message")
+                ))
+            );
+        }
+    }
+    for cl in &r.cleanups {
+        if !matches(
+            cl.get("target").and_then(Value::as_str),
+            cl.get("pid").and_then(Value::as_i64),
+        ) {
+            continue;
+        }
+        if let Some(ts) = cl.get("started_ms").and_then(Value::as_i64) {
+            let _ = write!(
+                s,
+                r##"<line class="marker cleanup" x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#16a34a" stroke-width="1.5"><title>{2}</title></line>"##,
+                x(ts),
+                top + ph,
+                esc(&format!(
+                    "{} cleanup ({}): freed {}",
+                    format_time(ts),
+                    jtext(cl, "trigger"),
+                    jbytes(cl, "freed_bytes")
+                ))
+            );
+        }
+    }
+    s.push_str("</svg>");
+    let legend: Vec<String> = c
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            format!(
+                r#"<span><i style="background:{}"></i>{}</span>"#,
+                COLORS[i % COLORS.len()],
+                esc(&l.metric)
+            )
+        })
+        .collect();
+    format!(
+        r#"{s}<div class="legend">{} <span><i class="alert"></i>alert</span> <span><i class="cleanup"></i>cleanup</span> <span><i class="gap"></i>not recording</span> · band: min–max per {}, line: average</div>"#,
+        legend.join(" "),
+        HumanDuration(std::time::Duration::from_millis(c.bucket_ms.max(1) as u64))
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#1f2937}\
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #e5e7eb;padding-bottom:.2rem}\
+.meta{color:#6b7280}table{border-collapse:collapse;width:100%;margin:.5rem 0;font-size:13px}\
+th,td{border-bottom:1px solid #e5e7eb;padding:.3rem .5rem;text-align:left;vertical-align:top}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f9fafb}.chart{max-width:100%;height:auto}.tick{font-size:10px;fill:#6b7280}\
+.legend{font-size:12px;color:#4b5563;margin:.2rem 0 1rem}.legend span{margin-right:.8rem}\
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:-1px}\
+.legend i.alert{background:#dc2626}.legend i.cleanup{background:#16a34a}.legend i.gap{background:#e5e7eb}\
+.leak{color:#b91c1c;font-weight:600}.ok{color:#047857}";
+
+/// HTML: one self-contained file (inline CSS and SVG, no scripts, no network).
+pub fn html(r: &Report) -> String {
+    let mut o = String::new();
+    let span = HumanDuration(std::time::Duration::from_millis(
+        (r.to_ms - r.from_ms).max(0) as u64,
+    ));
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>memtrail report {}</title><style>{STYLE}</style></head><body>",
+        esc(&format_time(r.from_ms))
+    );
+    let _ = write!(
+        o,
+        "<h1>memtrail report</h1><p class=\"meta\">{} to {} ({span}) · <code>{}</code>{} · generated {}</p>",
+        esc(&format_time(r.from_ms)),
+        esc(&format_time(r.to_ms)),
+        esc(&r.database),
+        r.target_filter
+            .as_ref()
+            .map_or(String::new(), |t| format!(" · target {}", esc(t))),
+        esc(&format_time(r.generated_ms))
+    );
+    let leaks: Vec<&SeriesReport> = r
+        .series
+        .iter()
+        .filter(|s| s.trend.classification.as_deref() == Some("increasing") && s.unit == "bytes")
+        .collect();
+    let _ = write!(
+        o,
+        "<p>{}</p>",
+        if leaks.is_empty() {
+            "<span class=\"ok\">No memory series is growing steadily over this range.</span>"
+                .to_string()
+        } else {
+            format!(
+                "<span class=\"leak\">Leak suspected in {}:</span> {}",
+                leaks.len(),
+                leaks
+                    .iter()
+                    .map(|s| {
+                        let detail = s.verdict.trim_start_matches("leak suspected: ");
+                        esc(&format!(
+                            "{} {} ({detail})",
+                            who(&s.kind, &s.target, s.pid),
+                            s.metric
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        }
+    );
+    for c in &r.charts {
+        let _ = write!(o, "<h2>{}</h2>{}", esc(&c.title), svg_chart(c, r));
+    }
+    let _ = write!(
+        o,
+        "<h2>Series</h2><table><tr><th>target</th><th>metric</th><th>last</th><th>min</th><th>max</th><th>average</th><th>change</th><th>verdict</th></tr>"
+    );
+    for s in &r.series {
+        let v = |x: f64| esc(&format_value(&s.unit, x));
+        let class = if s.verdict.starts_with("leak") {
+            " class=\"leak\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td{class}>{}</td></tr>",
+            esc(&who(&s.kind, &s.target, s.pid)),
+            esc(&s.metric),
+            v(s.last),
+            v(s.min),
+            v(s.max),
+            v(s.avg),
+            opt(s.change_pct, |c| format!("{c:+.1} %")),
+            esc(&s.verdict)
+        );
+    }
+    o.push_str("</table><h2>Alerts</h2>");
+    if r.alerts.is_empty() {
+        o.push_str("<p>None in this range.</p>");
+    } else {
+        o.push_str("<table><tr><th>time</th><th>rule</th><th>event</th><th>severity</th><th>message</th></tr>");
+        for a in &r.alerts {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&jtime(a, "ts_ms")),
+                esc(&jtext(a, "rule")),
+                esc(&jtext(a, "event")),
+                esc(&jtext(a, "severity")),
+                esc(&jtext(a, "message"))
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("<h2>Cleanups</h2>");
+    if r.cleanups.is_empty() {
+        o.push_str("<p>None in this range.</p>");
+    } else {
+        o.push_str("<table><tr><th>time</th><th>trigger</th><th>level</th><th>target</th><th>outcome</th><th>before</th><th>after</th><th>freed</th></tr>");
+        for c in &r.cleanups {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&jtime(c, "started_ms")),
+                esc(&jtext(c, "trigger")),
+                esc(&jtext(c, "level")),
+                esc(&jtext(c, "target")),
+                esc(&jtext(c, "pid")),
+                esc(&jtext(c, "outcome")),
+                jbytes(c, "rss_before"),
+                jbytes(c, "rss_after"),
+                jbytes(c, "freed_bytes")
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("<h2>Recorder runs</h2>");
+    if r.runs.is_empty() {
+        o.push_str("<p>No recorder run in this range (imported data only).</p>");
+    } else {
+        o.push_str("<table><tr><th>run</th><th>started</th><th>stopped</th><th>reason</th></tr>");
+        for run in &r.runs {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&jtext(run, "id")),
+                esc(&jtime(run, "started_ms")),
+                esc(&jtime(run, "stopped_ms")),
+                esc(&jtext(run, "stop_reason"))
+            );
+        }
+        o.push_str("</table>");
+    }
+    for g in &r.gaps {
+        let _ = write!(
+            o,
+            "<p>Gap: nothing was recorded from {} to {}.</p>",
+            esc(&format_time(g.from_ms)),
+            esc(&format_time(g.to_ms))
+        );
+    }
+    o.push_str("</body></html>\n");
+    o
+}
+
+/// CSV of the samples in the range: every sample (`raw`) or min/avg/max per `bucket_ms`.
+pub fn csv(
+    conn: &Connection,
+    o: &Options,
+    raw: bool,
+    bucket_ms: i64,
+    out: &mut dyn Write,
+) -> Result<u64, ReportError> {
+    use crate::output::csv_field;
+    let progress = Progress::new("export");
+    let series = analysis::run(
+        conn,
+        "summary",
+        &{
+            let mut p = filters(&o.target);
+            p.push(("from_ms", Cell::Int(o.from_ms)));
+            p.push(("to_ms", Cell::Int(o.to_ms)));
+            p
+        },
+        o.to_ms,
+    )?;
+    let total: i64 = (0..series.rows.len())
+        .filter_map(|r| series.get(r, "samples").as_i64())
+        .sum();
+    if raw {
+        writeln!(out, "ts_ms,time,kind,target,pid,metric,unit,value\r")?;
+    } else {
+        writeln!(
+            out,
+            "bucket_ms,time,kind,target,pid,metric,unit,min,avg,max,samples\r"
+        )?;
+    }
+    let mut done = 0i64;
+    let mut lines = 0u64;
+    for r in 0..series.rows.len() {
+        let sid = series.get(r, "series_id").as_i64().unwrap_or(0);
+        let text = |c: &str| csv_field(series.get(r, c).as_str().unwrap_or(""));
+        let pid = series
+            .get(r, "pid")
+            .as_i64()
+            .map_or(String::new(), |p| p.to_string());
+        let prefix = format!(
+            "{},{},{pid},{},{}",
+            text("kind"),
+            text("target"),
+            text("metric"),
+            text("unit")
+        );
+        let rfc = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms).map_or(String::new(), |t| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            })
+        };
+        if raw {
+            let t = store::query_table(
+                conn,
+                "SELECT ts_ms, value FROM samples WHERE series_id = :sid AND ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms",
+                &[
+                    ("sid", Cell::Int(sid)),
+                    ("from", Cell::Int(o.from_ms)),
+                    ("to", Cell::Int(o.to_ms)),
+                ],
+            )?;
+            for row in &t.rows {
+                let (Some(ts), Some(v)) = (row[0].as_i64(), row[1].as_f64()) else {
+                    continue;
+                };
+                writeln!(out, "{ts},{},{prefix},{v}\r", rfc(ts))?;
+                lines += 1;
+            }
+        } else {
+            let t = analysis::run(
+                conn,
+                "downsample",
+                &[
+                    ("series_id", Cell::Int(sid)),
+                    ("from_ms", Cell::Int(o.from_ms)),
+                    ("to_ms", Cell::Int(o.to_ms + 1)),
+                    ("bucket_ms", Cell::Int(bucket_ms)),
+                ],
+                o.to_ms,
+            )?;
+            for i in 0..t.rows.len() {
+                let b = t.get(i, "bucket_ms").as_i64().unwrap_or(0);
+                let f = |c: &str| {
+                    t.get(i, c)
+                        .as_f64()
+                        .map_or(String::new(), |v| v.to_string())
+                };
+                writeln!(
+                    out,
+                    "{b},{},{prefix},{},{},{},{}\r",
+                    rfc(b),
+                    f("min"),
+                    f("avg"),
+                    f("max"),
+                    f("samples")
+                )?;
+                lines += 1;
+            }
+        }
+        done += series.get(r, "samples").as_i64().unwrap_or(0);
+        progress.step(done as usize, total as usize);
+    }
+    progress.done();
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! `memtrail report` on a real recording: the HTML opened in a real headless browser (Debian's
+//! chromium, which `.ci/test` installs), the JSON checked against what happened.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Record memhog growing past a rule's threshold, which fires and triggers a cleanup.
+fn recording(s: &Scratch) {
+    let cfg = s.path("memtrail.toml");
+    std::fs::write(
+        &cfg,
+        "[alerts]\ndefault_rules = false\n[[rules]]\nname = \"hog_big\"\nmetric = \"rss\"\ntarget = \"memhog\"\n\
+         comparison = \"greater_than\"\nvalue = \"40MiB\"\nactions = [\"log\", \"cleanup\"]\n\
+         [cleanup]\nperiodic = \"off\"\nsettle = \"300ms\"\n[[cleanup.actions]]\nlevel = \"aggressive\"\nsignal = \"SIGUSR1\"\n",
+    )
+    .expect("config");
+    let out = run(
+        memtrail()
+            .args(["record", "--interval", "100ms", "--config"])
+            .arg(&cfg)
+            .arg("--db")
+            .arg(s.db())
+            .args([
+                "--",
+                MEMHOG,
+                "--baseline",
+                "800ms",
+                "--steps",
+                "1",
+                "--step",
+                "64MiB",
+                "--hold",
+                "2500ms",
+                "--free-on-sigusr1",
+            ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn chromium() -> &'static str {
+    let path = "/usr/bin/chromium";
+    assert!(
+        Path::new(path).exists(),
+        "this test opens the HTML report in Debian's chromium, which is not installed: \
+         run the tests with `bash .ci/test` (it installs it) or `apt-get install chromium`"
+    );
+    path
+}
+
+fn headless(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().expect("profile");
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args);
+    run(&mut cmd, Duration::from_secs(90))
+}
+
+#[test]
+fn html_report_renders_in_a_real_browser_with_charts_and_markers() {
+    let s = Scratch::new();
+    recording(&s);
+    let html = s.path("report.html");
+    let out = run(
+        memtrail()
+            .args(["report", "--since", "1h", "-o"])
+            .arg(&html)
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = std::fs::metadata(&html).expect("html").len();
+    assert!(size < 2 * 1024 * 1024, "{size} bytes");
+    let url = format!("file://{}", html.display());
+
+    let dom = headless(&["--dump-dom", &url]);
+    assert!(dom.status.success(), "{}", stderr(&dom));
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        rendered.matches("<svg class=\"chart\"").count() >= 2,
+        "system and memhog charts"
+    );
+    assert!(
+        rendered.contains("<h2>process memhog (pid"),
+        "the target's chart"
+    );
+    assert!(
+        rendered.contains("class=\"marker alert\""),
+        "the alert is marked"
+    );
+    assert!(
+        rendered.contains("class=\"marker cleanup\""),
+        "the cleanup is marked"
+    );
+    assert!(
+        rendered.contains("<polyline class=\"line\""),
+        "a drawn line"
+    );
+    // The page fetches nothing and runs nothing: chromium logs no console message and no load error.
+    let log = stderr(&dom);
+    for bad in ["CONSOLE", "Uncaught", "Failed to load resource", "net::ERR"] {
+        assert!(!log.contains(bad), "{bad} in chromium's log:\n{log}");
+    }
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = headless(&[
+        "--window-size=1200,1600",
+        &format!("--screenshot={}", shot.display()),
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot: {} bytes",
+        png.len()
+    );
+    eprintln!("report screenshot: {}", shot.display());
+}
+
+#[test]
+fn json_report_holds_what_happened() {
+    let s = Scratch::new();
+    recording(&s);
+    let out = run(
+        memtrail()
+            .args([
+                "report", "--since", "1h", "--format", "json", "--target", "memhog", "--db",
+            ])
+            .arg(s.db()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r["schema_version"], 1);
+    let rss = r["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .find(|x| x["metric"] == "rss")
+        .expect("rss");
+    let mib = |v: &serde_json::Value| v.as_f64().expect("number") / 1048576.0;
+    assert!(mib(&rss["max"]) > 64.0 && mib(&rss["min"]) < 16.0, "{rss}");
+    let events: Vec<&str> = r["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["event"].as_str())
+        .collect();
+    assert_eq!(events.first(), Some(&"firing"));
+    let cleanup = &r["cleanups"][0];
+    assert_eq!(
+        (cleanup["trigger"].as_str(), cleanup["outcome"].as_str()),
+        (Some("alert"), Some("ok"))
+    );
+    assert!(mib(&cleanup["freed_bytes"]) > 57.0, "{cleanup}");
+    assert_eq!(r["runs"].as_array().map(Vec::len), Some(1));
+    assert!(
+        r["charts"][0]["lines"][0]["buckets"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    );
+}
+
+#[test]
+fn csv_export_and_an_empty_range() {
+    let s = Scratch::new();
+    recording(&s);
+    let out = run(
+        memtrail()
+            .args([
+                "report", "--since", "1h", "--format", "csv", "--raw", "--target", "memhog", "--db",
+            ])
+            .arg(s.db()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let conn = open(&s.db());
+    let samples = count(
+        &conn,
+        "SELECT count(*) FROM samples JOIN series_info USING (series_id) WHERE target = 'memhog'",
+    );
+    assert_eq!(
+        text.lines().count() as i64,
+        samples + 1,
+        "a header and one row per sample"
+    );
+    let out = run(
+        memtrail()
+            .args([
+                "report",
+                "--from",
+                "2026-01-02T00:00:00Z",
+                "--to",
+                "2026-01-01T00:00:00Z",
+                "--db",
+            ])
+            .arg(s.db()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--from must be before --to"),
+        "{}",
+        stderr(&out)
+    );
+}
