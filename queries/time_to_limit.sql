@@ -22,22 +22,22 @@ WITH sel AS MATERIALIZED (
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
 ),
-pts AS (
-    SELECT x.series_id, x.ts_ms, x.value,
-           (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
-           x.value - first_value(x.value) OVER (PARTITION BY x.series_id ORDER BY x.ts_ms) AS y
-    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
-    WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
-),
+-- One pass straight over the primary key, series by series (grouping needs no sort). x is seconds
+-- since the window start, so squared Unix milliseconds never appear; no R² is needed here, so the
+-- values are summed as they are.
 sums AS (
-    SELECT series_id, count(*) AS n, max(ts_ms) AS last_ts_ms, sum(x) AS sx, sum(y) AS sy,
-           sum(x * x) AS sxx, sum(x * y) AS sxy, max(value - y) AS y0
-    FROM pts GROUP BY series_id
+    SELECT series_id, count(*) AS n, max(ts_ms) AS last_ts_ms,
+           sum((ts_ms - (:now_ms - :window_ms)) / 1000.0) AS sx, sum(value) AS sy,
+           sum(((ts_ms - (:now_ms - :window_ms)) / 1000.0) * ((ts_ms - (:now_ms - :window_ms)) / 1000.0)) AS sxx,
+           sum(((ts_ms - (:now_ms - :window_ms)) / 1000.0) * value) AS sxy
+    FROM samples
+    WHERE series_id IN (SELECT series_id FROM sel) AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+    GROUP BY series_id
 ),
 fit AS (
     SELECT series_id, n, last_ts_ms,
            (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) AS slope_s,
-           y0 + (sy - (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) * sx) / n
+           (sy - (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) * sx) / n
              + (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0)
                * (last_ts_ms - (:now_ms - :window_ms)) / 1000.0 AS fitted_now
     FROM sums
