@@ -406,16 +406,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => {
-            let file = match &args.config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let db = args
-                .db
-                .db
-                .clone()
-                .or(file.db.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
             let mut settings = RecordSettings::build(
                 db,
                 file.record.clone().overlay(args.partial()),
@@ -460,16 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backtest(args) => {
-            let file = match &args.config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let db = args
-                .db
-                .db
-                .clone()
-                .or(file.db.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
             let rules = rules_of(&file)?;
             let from = time_arg("from", &args.from)?;
             let to = time_arg("to", &args.to)?;
@@ -520,17 +502,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
     use crate::cleanup::{self, Target, Trigger};
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
+    let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
     let settings = CleanupSettings::build(&file.cleanup)?;
-    let db = args
-        .db
-        .db
-        .clone()
-        .or(file.db.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     let (mut pids, mut names) = (args.pids.clone(), args.names.clone());
     if pids.is_empty() && names.is_empty() {
         pids.extend(settings.pid);
@@ -698,6 +671,22 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{}", crate::output::render(&table, args.format));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config file (or the defaults) and the database: `--db`/MEMTRAIL_DB, else the file's `db`,
+/// else memtrail.db.
+fn config_and_db(
+    config: Option<&std::path::Path>,
+    db_flag: Option<PathBuf>,
+) -> Result<(FileConfig, PathBuf), ConfigError> {
+    let file = match config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let db = db_flag
+        .or(file.db.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    Ok((file, db))
 }
 
 /// The rules in force for a config: its `[[rules]]` over the defaults (unless switched off).
