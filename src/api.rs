@@ -231,19 +231,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
-fn rows(t: &Table) -> Vec<Map<String, Value>> {
-    t.rows
-        .iter()
-        .map(|r| {
-            t.columns
-                .iter()
-                .zip(r)
-                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
-                .collect()
-        })
-        .collect()
-}
-
 fn recorder_json(s: &Shared) -> Value {
     let l = s.live();
     json!({
@@ -355,9 +342,9 @@ pub fn status_json(
         "recorder": recorder,
         "targets": targets.into_values().collect::<Vec<_>>(),
         "series": series,
-        "rules": rows(&rules),
-        "history": rows(&history).into_iter().next(),
-        "last_cleanup": rows(&cleanups).into_iter().next(),
+        "rules": rules.json_rows(),
+        "history": history.json_rows().into_iter().next(),
+        "last_cleanup": cleanups.json_rows().into_iter().next(),
     }))
 }
 

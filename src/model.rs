@@ -153,6 +153,20 @@ impl Table {
         self.columns.iter().position(|c| c == name)
     }
 
+    /// Every row as a JSON object of column name to value, in column order.
+    pub fn json_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .zip(r)
+                    .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The cell of `row` in column `name` (Null when there is no such column or row).
     pub fn get(&self, row: usize, name: &str) -> &Cell {
         static NULL: Cell = Cell::Null;

@@ -97,23 +97,7 @@ pub fn table(t: &Table) -> String {
 }
 
 pub fn json(t: &Table) -> String {
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> = t
-        .rows
-        .iter()
-        .map(|r| {
-            t.columns
-                .iter()
-                .zip(r)
-                .map(|(c, v)| {
-                    (
-                        c.clone(),
-                        serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into()) + "\n"
+    serde_json::to_string_pretty(&t.json_rows()).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
 /// One CSV field, quoted as RFC 4180 requires.

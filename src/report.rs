@@ -144,19 +144,6 @@ impl Progress {
     }
 }
 
-fn rows(t: &Table) -> Vec<Map<String, Value>> {
-    t.rows
-        .iter()
-        .map(|r| {
-            t.columns
-                .iter()
-                .zip(r)
-                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
-                .collect()
-        })
-        .collect()
-}
-
 fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
     match target {
         None => vec![],
@@ -266,7 +253,8 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
          FROM alerts WHERE ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms, id",
         &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
     )?;
-    let alerts: Vec<_> = rows(&alerts_table)
+    let alerts: Vec<_> = alerts_table
+        .json_rows()
         .into_iter()
         .filter(|a| {
             keep(
@@ -281,7 +269,8 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         &[("since_ms", Cell::Int(o.from_ms))],
         o.to_ms,
     )?;
-    let mut cleanups: Vec<_> = rows(&cleanups_table)
+    let mut cleanups: Vec<_> = cleanups_table
+        .json_rows()
         .into_iter()
         .filter(|c| {
             keep(
@@ -298,7 +287,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
          ORDER BY started_ms",
         &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
     )?;
-    let runs = rows(&runs_table);
+    let runs = runs_table.json_rows();
     let mut gaps = Vec::new();
     for pair in runs.windows(2) {
         let (end, next) = (

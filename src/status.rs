@@ -47,17 +47,10 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
         running: run.stopped_ms.is_none() && pid_alive(run.pid),
         run,
     });
-    // A database from before cleanups existed has no such table: then there is none to show.
+    // The last cleanup is extra: if it cannot be read, status still shows the rest.
     let last_cleanup = crate::analysis::run(&conn, "cleanups", &[], now)
         .ok()
-        .filter(|t| !t.rows.is_empty())
-        .map(|t| {
-            t.columns
-                .iter()
-                .zip(&t.rows[0])
-                .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
-                .collect()
-        });
+        .and_then(|t| t.json_rows().into_iter().next());
     Ok(StatusReport {
         database: db.display().to_string(),
         generated_ms: now,
