@@ -69,13 +69,6 @@ pub fn parse(
     target: Option<&str>,
     start_ms: Option<i64>,
 ) -> Result<Vec<ImportedSeries>, ImportError> {
-    let format = match format {
-        ImportFormat::Auto => detect(text).ok_or_else(|| ImportError::Format {
-            path: path.into(),
-            why: "cannot tell the format: expected a CSV header `timestamp,series,metric,value`, a psrecord log (`# Elapsed time ...`) or an mprof file (`CMDLINE ...` / `MEM ...`); or give --format".into(),
-        })?,
-        f => f,
-    };
     let stem = Path::new(path)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -84,7 +77,18 @@ pub fn parse(
         ImportFormat::Csv => parse_csv(path, text)?,
         ImportFormat::Psrecord => parse_psrecord(path, text, target.unwrap_or(&stem), start_ms)?,
         ImportFormat::Mprof => parse_mprof(path, text, target)?,
-        ImportFormat::Auto => unreachable_format(path)?,
+        // detect() only ever names a concrete format.
+        ImportFormat::Auto => match detect(text) {
+            Some(found) if found != ImportFormat::Auto => {
+                return parse(path, text, found, target, start_ms);
+            }
+            _ => {
+                return Err(ImportError::Format {
+                    path: path.into(),
+                    why: "cannot tell the format: expected a CSV header `timestamp,series,metric,value`, a psrecord log (`# Elapsed time ...`) or an mprof file (`CMDLINE ...` / `MEM ...`); or give --format".into(),
+                });
+            }
+        },
     };
     if series.iter().all(|s| s.points.is_empty()) {
         return Err(ImportError::Format {
@@ -93,13 +97,6 @@ pub fn parse(
         });
     }
     Ok(series)
-}
-
-fn unreachable_format(path: &str) -> Result<Vec<ImportedSeries>, ImportError> {
-    Err(ImportError::Format {
-        path: path.into(),
-        why: "format not detected".into(),
-    })
 }
 
 fn unit_of(metric: &str) -> Unit {
