@@ -540,12 +540,7 @@ impl Store {
     /// (after a retention change or many short-lived targets). In steady state freed pages are
     /// simply reused by new samples, which is what keeps the file from growing.
     pub fn maybe_vacuum(&mut self) -> Result<u64> {
-        let pragma = |name: &str| -> Result<i64> {
-            self.conn
-                .pragma_query_value(None, name, |r| r.get(0))
-                .map_err(ctx("reading page counts"))
-        };
-        let (free, total) = (pragma("freelist_count")?, pragma("page_count")?);
+        let (total, free) = self.page_stats()?;
         if free > 256 && free * 4 > total {
             self.conn
                 .execute_batch("PRAGMA incremental_vacuum(1024)")
