@@ -26,7 +26,7 @@ WITH sel AS MATERIALIZED (
 -- since the window start, so squared Unix milliseconds never appear; no R² is needed here, so the
 -- values are summed as they are.
 sums AS (
-    SELECT series_id, count(*) AS n, max(ts_ms) AS last_ts_ms,
+    SELECT series_id, count(*) AS n,
            sum((ts_ms - (:now_ms - :window_ms)) / 1000.0) AS sx, sum(value) AS sy,
            sum(((ts_ms - (:now_ms - :window_ms)) / 1000.0) * ((ts_ms - (:now_ms - :window_ms)) / 1000.0)) AS sxx,
            sum(((ts_ms - (:now_ms - :window_ms)) / 1000.0) * value) AS sxy
@@ -40,7 +40,11 @@ fit AS (
            (sy - (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) * sx) / n
              + (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0)
                * (last_ts_ms - (:now_ms - :window_ms)) / 1000.0 AS fitted_now
-    FROM sums
+    FROM (SELECT sums.*,
+                 (SELECT ts_ms FROM samples WHERE series_id = sums.series_id
+                    AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+                  ORDER BY ts_ms DESC LIMIT 1) AS last_ts_ms
+          FROM sums)
 ),
 system_total AS (
     SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total

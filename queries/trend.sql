@@ -37,51 +37,55 @@ WITH sel AS MATERIALIZED (
     SELECT si.*,
            (SELECT value FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
-             ORDER BY ts_ms LIMIT 1) AS y0
+             ORDER BY ts_ms LIMIT 1) AS y0,
+           (SELECT ts_ms FROM samples
+             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+             ORDER BY ts_ms LIMIT 1) AS first_ts_ms,
+           (SELECT ts_ms FROM samples
+             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+             ORDER BY ts_ms DESC LIMIT 1) AS last_ts_ms
     FROM series_info AS si
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
 ),
-pts AS (
-    SELECT x.series_id, x.ts_ms, x.value,
-           (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
-           x.value - sel.y0 AS y,
-           min(CAST((x.ts_ms - (:now_ms - :window_ms)) * :buckets / :window_ms AS INTEGER), :buckets - 1)
-             AS slice
-    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
-    WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
+k(slice) AS (SELECT 0 UNION ALL SELECT slice + 1 FROM k WHERE slice + 1 < :buckets),
+-- Each series' slices as [lo, hi) ranges of the primary key, in key order: a sample at ts falls in
+-- slice floor((ts - start) * buckets / window) (the newest slice also takes ts = :now_ms). Walking
+-- these ranges in order lets the grouping below follow the primary key instead of sorting.
+bounds AS MATERIALIZED (
+    SELECT sel.series_id, sel.y0, k.slice,
+           :now_ms - :window_ms + (k.slice * :window_ms + :buckets - 1) / :buckets AS lo,
+           CASE WHEN k.slice = :buckets - 1 THEN :now_ms + 1
+                ELSE :now_ms - :window_ms + ((k.slice + 1) * :window_ms + :buckets - 1) / :buckets
+           END AS hi
+    FROM sel CROSS JOIN k
+    WHERE sel.y0 IS NOT NULL
+    ORDER BY sel.series_id, k.slice
 ),
 slices AS (
-    SELECT series_id, slice, count(*) AS n, sum(x) AS sx, sum(y) AS sy, sum(x * x) AS sxx,
-           sum(x * y) AS sxy, sum(y * y) AS syy, sum(value) AS sv,
-           min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,
+    SELECT series_id, count(*) AS n, sum(x) AS sx, sum(y) AS sy, sum(x * x) AS sxx,
+           sum(x * y) AS sxy, sum(y * y) AS syy,
            (slice + 0.5) * (:window_ms / 1000.0) / :buckets AS bx, min(y) AS fy
-    FROM pts GROUP BY series_id, slice
-),
-rolling AS (
-    SELECT series_id,
-           sum(n) OVER w AS n, sum(sx) OVER w AS sx, sum(sy) OVER w AS sy,
-           sum(sxx) OVER w AS sxx, sum(sxy) OVER w AS sxy, sum(syy) OVER w AS syy,
-           sum(sv) OVER w AS sv, min(first_ts_ms) OVER w AS first_ts_ms, last_ts_ms,
-           count(*) OVER w AS nb, sum(bx) OVER w AS sbx, sum(fy) OVER w AS sfy,
-           sum(bx * bx) OVER w AS sbxx, sum(bx * fy) OVER w AS sbxy, sum(fy * fy) OVER w AS sfyy,
-           row_number() OVER (PARTITION BY series_id ORDER BY slice DESC) AS newest
-    FROM slices
-    WINDOW w AS (PARTITION BY series_id ORDER BY slice
-                 RANGE BETWEEN :buckets PRECEDING AND CURRENT ROW)
+    FROM (SELECT b.series_id, b.slice, (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
+                 x.value - b.y0 AS y
+          FROM bounds AS b CROSS JOIN samples AS x
+            ON x.series_id = b.series_id AND x.ts_ms >= b.lo AND x.ts_ms < b.hi)
+    GROUP BY series_id, slice
 ),
 fit AS (
-    SELECT r.series_id, r.n, r.first_ts_ms, r.last_ts_ms, r.sv / r.n AS mean, sel.y0, r.sx, r.sy,
+    SELECT s.series_id, n, sx, sy, nb, sel.y0, sel.first_ts_ms, sel.last_ts_ms, sel.y0 + sy / n AS mean,
            (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) AS slope_s,
            (n * sxy - sx * sy) * (n * sxy - sx * sy)
              / nullif((n * sxx - sx * sx) * (n * syy - sy * sy), 0) AS r2,
-           r.nb,
            (nb * sbxy - sbx * sfy) / nullif(nb * sbxx - sbx * sbx, 0) AS floor_slope_s,
            (nb * sbxy - sbx * sfy) * (nb * sbxy - sbx * sfy)
              / nullif((nb * sbxx - sbx * sbx) * (nb * sfyy - sfy * sfy), 0) AS floor_r2
-    FROM rolling AS r JOIN sel ON sel.series_id = r.series_id
-    WHERE r.newest = 1
+    FROM (SELECT series_id, sum(n) AS n, sum(sx) AS sx, sum(sy) AS sy, sum(sxx) AS sxx,
+                 sum(sxy) AS sxy, sum(syy) AS syy, count(*) AS nb, sum(bx) AS sbx, sum(fy) AS sfy,
+                 sum(bx * bx) AS sbxx, sum(bx * fy) AS sbxy, sum(fy * fy) AS sfyy
+          FROM slices GROUP BY series_id) AS s
+    JOIN sel ON sel.series_id = s.series_id
 ),
 judged AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,

@@ -1,5 +1,6 @@
 //! The analysis queries on synthetic histories whose answers are known exactly.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
@@ -511,4 +512,119 @@ fn too_little_history_is_insufficient_data() {
         c, "insufficient_data",
         "20 minutes cover under half of a 1 h window"
     );
+}
+
+/// Irregular histories (jittered intervals, gaps) in three series, and windows that do not line up
+/// with the samples: `trend` and `downsample` must agree with a plain reference computation, so
+/// the slice and bucket edges (each walked as a primary-key range) never drop or double a sample.
+#[test]
+fn slices_and_buckets_match_a_reference_on_irregular_histories() {
+    let mut noise = Noise(11);
+    let mut checked = 0;
+    for case in 0..12 {
+        let h = History::new();
+        let mut all = Vec::new();
+        for s in 0..3 {
+            let mut pts = Vec::new();
+            // Half the cases dense (a sample every few ms, so edges are hit exactly), half sparse.
+            let step = if case % 2 == 0 { 4.0 } else { 9_000.0 };
+            let mut ts = T0 + (noise.next().abs() * step * 5.0) as i64;
+            for i in 0..(5 + (noise.next().abs() * 400.0) as usize) {
+                ts += 1 + (noise.next().abs() * step) as i64;
+                if noise.next() > 0.95 {
+                    ts += (step * 30.0) as i64;
+                }
+                let v = 1e6 * (1.0 + s as f64) + i as f64 * 100.0 * noise.next();
+                pts.push((ts, v + 5000.0 * noise.next()));
+            }
+            all.push((
+                h.series("process", &format!("p{case}_{s}"), "rss", "bytes", &pts),
+                pts,
+            ));
+        }
+        for _ in 0..4 {
+            let scale = if case % 2 == 0 { 1_000.0 } else { 1_000_000.0 };
+            let now = T0 + (noise.next().abs() * 4.0 * scale) as i64;
+            let window = 1 + (noise.next().abs() * 3.0 * scale) as i64;
+            let buckets = 1 + (noise.next().abs() * 30.0) as i64;
+            let bucket_ms = 1 + (noise.next().abs() * scale / 5.0) as i64;
+            let params = [
+                ("window_ms", Cell::Int(window)),
+                ("buckets", Cell::Int(buckets)),
+                ("min_samples", Cell::Int(1)),
+            ];
+            let t = run(h.conn(), "trend", &params, now).expect("trend");
+            let from = now - window;
+            let ranged = [
+                ("from_ms", Cell::Int(from)),
+                ("to_ms", Cell::Int(now)),
+                ("bucket_ms", Cell::Int(bucket_ms)),
+            ];
+            let d = run(h.conn(), "downsample", &ranged, now).expect("downsample");
+            for (sid, pts) in &all {
+                // trend: counts per slice and the least-squares slope over the window.
+                let inside: Vec<(i64, f64)> = pts
+                    .iter()
+                    .copied()
+                    .filter(|p| p.0 >= from && p.0 <= now)
+                    .collect();
+                let row = (0..t.rows.len()).find(|&r| t.get(r, "series_id").as_i64() == Some(*sid));
+                let Some(r) = row else {
+                    assert!(inside.is_empty(), "series {sid} missing from trend");
+                    continue;
+                };
+                assert_eq!(t.get(r, "samples").as_i64(), Some(inside.len() as i64));
+                let slices: BTreeSet<i64> = inside
+                    .iter()
+                    .map(|p| ((p.0 - from) * buckets / window).min(buckets - 1))
+                    .collect();
+                assert_eq!(
+                    t.get(r, "floor_buckets").as_i64(),
+                    Some(slices.len() as i64)
+                );
+                let n = inside.len() as f64;
+                let xs: Vec<f64> = inside
+                    .iter()
+                    .map(|p| (p.0 - from) as f64 / 1000.0)
+                    .collect();
+                let (mx, my) = (
+                    xs.iter().sum::<f64>() / n,
+                    inside.iter().map(|p| p.1).sum::<f64>() / n,
+                );
+                let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+                let sxy: f64 = xs
+                    .iter()
+                    .zip(&inside)
+                    .map(|(x, p)| (x - mx) * (p.1 - my))
+                    .sum();
+                if inside.len() > 2 && sxx > 1.0 {
+                    let slope_h = sxy / sxx * 3600.0;
+                    let got = f(&t, r, "slope_per_hour");
+                    assert!(
+                        close(got, slope_h, 1e-6 * slope_h.abs().max(1.0)),
+                        "{got} vs {slope_h}"
+                    );
+                }
+                assert!(close(f(&t, r, "mean"), my, 1e-6 * my.abs()));
+                // downsample: per bucket, the true count, min and max.
+                let mut want: BTreeMap<i64, (i64, f64, f64)> = BTreeMap::new();
+                for p in pts.iter().filter(|p| p.0 >= from && p.0 < now) {
+                    let b = from + (p.0 - from) / bucket_ms * bucket_ms;
+                    let e = want.entry(b).or_insert((0, f64::MAX, f64::MIN));
+                    *e = (e.0 + 1, e.1.min(p.1), e.2.max(p.1));
+                }
+                let got: BTreeMap<i64, (i64, f64, f64)> = (0..d.rows.len())
+                    .filter(|&r| d.get(r, "series_id").as_i64() == Some(*sid))
+                    .map(|r| {
+                        let b = d.get(r, "bucket_ms").as_i64().unwrap_or(-1);
+                        let c = d.get(r, "samples").as_i64().unwrap_or(-1);
+                        (b, (c, f(&d, r, "min"), f(&d, r, "max")))
+                    })
+                    .collect();
+                assert_eq!(got, want, "series {sid}, bucket {bucket_ms} ms");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 80, "only {checked} series checked");
 }
