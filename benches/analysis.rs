@@ -161,12 +161,12 @@ fn main() {
         }
     }
     let report_html = time(5, || {
-        report::html(&report::build(conn, &options).expect("report"))
+        report::html(&report::build(&path, &options).expect("report"))
     });
     let report_json = time(5, || {
-        report::json(&report::build(conn, &options).expect("report"))
+        report::json(&report::build(&path, &options).expect("report"))
     });
-    let built = report::build(conn, &options).expect("report");
+    let built = report::build(&path, &options).expect("report");
     let (html_bytes, json_bytes) = (report::html(&built).len(), report::json(&built).len());
 
     println!();

@@ -614,7 +614,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             &mut out,
         )?;
     } else {
-        let report = crate::report::build(&conn, &options)?;
+        let report = crate::report::build(&db, &options)?;
         let text = match format {
             ReportFormat::Html => crate::report::html(&report),
             ReportFormat::Json => crate::report::json(&report),

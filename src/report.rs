@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -23,6 +25,8 @@ use crate::units::{HumanDuration, format_bytes};
 pub const SCHEMA_VERSION: u32 = 1;
 /// Buckets across a chart (its plot width in pixels).
 pub const CHART_BUCKETS: i64 = 600;
+/// How long a report waits for a lock (the recorder holds its write lock only briefly).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -174,17 +178,20 @@ fn verdict(s: &SeriesReport) -> String {
     }
 }
 
-/// Gather the report for a range.
-pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
+/// Gather the report for a range from the database at `db`. After the summary, the remaining
+/// passes over the samples run on two read-only connections side by side (WAL: neither blocks
+/// the recorder, nor each other).
+pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     if o.to_ms <= o.from_ms {
         return Err(ReportError::EmptyRange);
     }
+    let conn = store::open_reader(db, BUSY_TIMEOUT)?;
     let progress = Progress::new("report");
 
     let mut params = filters(&o.target);
     params.push(("from_ms", Cell::Int(o.from_ms)));
     params.push(("to_ms", Cell::Int(o.to_ms)));
-    let summary = analysis::run(conn, "summary", &params, o.to_ms)?;
+    let summary = analysis::run(&conn, "summary", &params, o.to_ms)?;
     // Fit and draw over the samples actually present, not the whole range asked for.
     let data_from = (0..summary.rows.len())
         .filter_map(|r| summary.get(r, "first_ts_ms").as_i64())
@@ -196,50 +203,78 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         .unwrap_or(o.to_ms)
         .max(data_from + 1);
     let span = data_to - data_from;
+    let mut series: Vec<SeriesReport> = (0..summary.rows.len())
+        .map(|r| {
+            let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
+            SeriesReport {
+                series_id: summary.get(r, "series_id").as_i64().unwrap_or(0),
+                kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
+                target: summary.get(r, "target").as_str().unwrap_or("").into(),
+                pid: summary.get(r, "pid").as_i64(),
+                metric: summary.get(r, "metric").as_str().unwrap_or("").into(),
+                unit: summary.get(r, "unit").as_str().unwrap_or("").into(),
+                samples: summary.get(r, "samples").as_i64().unwrap_or(0),
+                min: f("min"),
+                max: f("max"),
+                avg: f("avg"),
+                first: f("first"),
+                last: f("last"),
+                change_pct: summary.get(r, "change_pct").as_f64(),
+                trend: Trend {
+                    classification: None,
+                    slope_per_hour: None,
+                    pct_per_hour: None,
+                    r2: None,
+                },
+                seconds_to_limit: None,
+                verdict: String::new(),
+            }
+        })
+        .collect();
+
     let mut fit_params = filters(&o.target);
     fit_params.push(("window_ms", Cell::Int(span)));
-    let trend = analysis::run(conn, "trend", &fit_params, data_to)?;
-    let limit = analysis::run(conn, "time_to_limit", &fit_params, data_to)?;
+    // The two passes over the samples split about evenly: the trend fit on one thread; the time
+    // to limit and the charts on this one.
+    let fit = || -> Result<Table, ReportError> {
+        let conn = store::open_reader(db, BUSY_TIMEOUT)?;
+        Ok(analysis::run(&conn, "trend", &fit_params, data_to)?)
+    };
+    let bucket_ms = (span / CHART_BUCKETS).max(1);
+    let rest = || -> Result<(Table, Vec<Chart>), ReportError> {
+        let limit = analysis::run(&conn, "time_to_limit", &fit_params, data_to)?;
+        let span = (data_from, data_to);
+        let charts = charts(&conn, &series, span, bucket_ms, o.to_ms, &progress)?;
+        Ok((limit, charts))
+    };
+    let (trend, rest) = std::thread::scope(|s| {
+        let trend = s.spawn(fit);
+        let rest = rest();
+        (trend.join(), rest)
+    });
+    let trend = trend.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let (limit, charts) = rest?;
+    progress.done();
     let at = |t: &Table| -> BTreeMap<i64, usize> {
         (0..t.rows.len())
             .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
             .collect()
     };
     let (trend_at, limit_at) = (at(&trend), at(&limit));
-    let mut series = Vec::new();
-    for r in 0..summary.rows.len() {
-        let sid = summary.get(r, "series_id").as_i64().unwrap_or(0);
-        let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
-        let tr = trend_at.get(&sid).copied();
-        let tf = |c: &str| tr.and_then(|i| trend.get(i, c).as_f64());
-        let mut s = SeriesReport {
-            series_id: sid,
-            kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
-            target: summary.get(r, "target").as_str().unwrap_or("").into(),
-            pid: summary.get(r, "pid").as_i64(),
-            metric: summary.get(r, "metric").as_str().unwrap_or("").into(),
-            unit: summary.get(r, "unit").as_str().unwrap_or("").into(),
-            samples: summary.get(r, "samples").as_i64().unwrap_or(0),
-            min: f("min"),
-            max: f("max"),
-            avg: f("avg"),
-            first: f("first"),
-            last: f("last"),
-            change_pct: summary.get(r, "change_pct").as_f64(),
-            trend: Trend {
-                classification: tr
-                    .and_then(|i| trend.get(i, "classification").as_str().map(str::to_string)),
+    for s in &mut series {
+        if let Some(&i) = trend_at.get(&s.series_id) {
+            let tf = |c: &str| trend.get(i, c).as_f64();
+            s.trend = Trend {
+                classification: trend.get(i, "classification").as_str().map(str::to_string),
                 slope_per_hour: tf("slope_per_hour"),
                 pct_per_hour: tf("pct_per_hour"),
                 r2: tf("r2"),
-            },
-            seconds_to_limit: limit_at
-                .get(&sid)
-                .and_then(|&i| limit.get(i, "seconds_to_limit").as_f64()),
-            verdict: String::new(),
-        };
-        s.verdict = verdict(&s);
-        series.push(s);
+            };
+        }
+        s.seconds_to_limit = limit_at
+            .get(&s.series_id)
+            .and_then(|&i| limit.get(i, "seconds_to_limit").as_f64());
+        s.verdict = verdict(s);
     }
 
     // Alerts and cleanups inside the range (for the selected targets).
@@ -248,7 +283,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         Some(t) => Some(t.as_str()) == target || t.parse::<i64>().ok() == pid,
     };
     let alerts_table = store::query_table(
-        conn,
+        &conn,
         "SELECT ts_ms, rule, event, severity, kind, target, pid, metric, observed, threshold, message
          FROM alerts WHERE ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms, id",
         &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
@@ -264,7 +299,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         })
         .collect();
     let cleanups_table = analysis::run(
-        conn,
+        &conn,
         "cleanups",
         &[("since_ms", Cell::Int(o.from_ms))],
         o.to_ms,
@@ -281,7 +316,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         .collect();
     cleanups.reverse();
     let runs_table = store::query_table(
-        conn,
+        &conn,
         "SELECT id, started_ms, coalesce(stopped_ms, last_tick_ms) AS stopped_ms, stop_reason, interval_ms, host, version
          FROM runs WHERE started_ms <= :to AND coalesce(stopped_ms, last_tick_ms, started_ms) >= :from
          ORDER BY started_ms",
@@ -308,10 +343,36 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
         }
     }
 
-    // Charts: per target, its memory lines; the system's used memory.
-    let bucket_ms = (span / CHART_BUCKETS).max(1);
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        generated_ms: o.generated_ms,
+        from_ms: o.from_ms,
+        to_ms: o.to_ms,
+        data_from_ms: data_from,
+        data_to_ms: data_to,
+        database: o.database.clone(),
+        target_filter: o.target.clone(),
+        series,
+        alerts,
+        cleanups,
+        runs,
+        gaps,
+        charts,
+    })
+}
+
+/// One chart per target (its memory lines) and the system's used memory, each line downsampled
+/// to min/avg/max per bucket over `(from, to)` inclusive.
+fn charts(
+    conn: &Connection,
+    series: &[SeriesReport],
+    (data_from, data_to): (i64, i64),
+    bucket_ms: i64,
+    now_ms: i64,
+    progress: &Progress,
+) -> Result<Vec<Chart>, ReportError> {
     let mut groups: BTreeMap<(u8, String, Option<i64>), Vec<&SeriesReport>> = BTreeMap::new();
-    for s in &series {
+    for s in series {
         let charted = match s.kind.as_str() {
             "process" => matches!(s.metric.as_str(), "rss" | "pss" | "uss" | "tree_rss"),
             "system" => s.metric == "mem_used",
@@ -345,7 +406,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
                     ("to_ms", Cell::Int(data_to + 1)),
                     ("bucket_ms", Cell::Int(bucket_ms)),
                 ],
-                o.to_ms,
+                now_ms,
             )?;
             lines.push(Line {
                 metric: s.metric.clone(),
@@ -388,23 +449,7 @@ pub fn build(conn: &Connection, o: &Options) -> Result<Report, ReportError> {
             lines,
         });
     }
-    progress.done();
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        generated_ms: o.generated_ms,
-        from_ms: o.from_ms,
-        to_ms: o.to_ms,
-        data_from_ms: data_from,
-        data_to_ms: data_to,
-        database: o.database.clone(),
-        target_filter: o.target.clone(),
-        series,
-        alerts,
-        cleanups,
-        runs,
-        gaps,
-        charts,
-    })
+    Ok(charts)
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {

@@ -26,6 +26,11 @@ impl History {
         self.store.connection()
     }
 
+    /// The database file, for code that opens its own connections.
+    pub fn path(&self) -> std::path::PathBuf {
+        self._dir.path().join("h.db")
+    }
+
     /// Add a target (if new) and one series with the given points; returns the series id.
     pub fn series(
         &self,

@@ -109,21 +109,21 @@ fn golden(name: &str, actual: &str) {
 #[test]
 fn markdown_matches_the_golden_file() {
     let h = history();
-    let r = build(h.conn(), &options(None)).expect("report");
+    let r = build(&h.path(), &options(None)).expect("report");
     golden("report.md", &markdown(&r));
 }
 
 #[test]
 fn json_matches_the_golden_file() {
     let h = history();
-    let r = build(h.conn(), &options(None)).expect("report");
+    let r = build(&h.path(), &options(None)).expect("report");
     golden("report.json", &json(&r));
 }
 
 #[test]
 fn verdicts_gaps_and_markers_come_from_the_history() {
     let h = history();
-    let r = build(h.conn(), &options(None)).expect("report");
+    let r = build(&h.path(), &options(None)).expect("report");
     let api = r.series.iter().find(|s| s.target == "api").expect("api");
     assert_eq!(api.trend.classification.as_deref(), Some("increasing"));
     assert!(api.verdict.starts_with("leak suspected"), "{}", api.verdict);
@@ -179,10 +179,10 @@ fn verdicts_gaps_and_markers_come_from_the_history() {
 #[test]
 fn a_target_filter_keeps_only_that_target() {
     let h = history();
-    let r = build(h.conn(), &options(Some("worker"))).expect("report");
+    let r = build(&h.path(), &options(Some("worker"))).expect("report");
     assert!(r.series.iter().all(|s| s.target == "worker"));
     assert!(r.alerts.is_empty() && r.cleanups.is_empty());
-    let r = build(h.conn(), &options(Some("4242"))).expect("by pid");
+    let r = build(&h.path(), &options(Some("4242"))).expect("by pid");
     assert!(r.series.iter().all(|s| s.target == "api") && r.alerts.len() == 2);
 }
 
