@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cleanup::{CleanupSettings, Level};
 use crate::config::{
-    ConfigError, DEFAULT_CONFIG, DEFAULT_DB, FileConfig, OrOff, RecordPartial, RecordSettings,
+    ConfigError, DEFAULT_CONFIG, FileConfig, OrOff, RecordPartial, RecordSettings,
 };
 use crate::import::{ImportError, ImportFormat};
 use crate::model::Cell;
@@ -32,6 +32,15 @@ pub struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Log lines as text (colored on a terminal) or as JSON objects, one per line, for collectors.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        env = "MEMTRAIL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,11 +89,35 @@ enum Command {
         after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
     )]
     Config(ConfigArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or PowerShell.
+    #[command(
+        after_help = "Examples:\n  memtrail completions bash > /etc/bash_completion.d/memtrail\n  memtrail completions zsh > \"${fpath[1]}/_memtrail\"\n  memtrail completions fish > ~/.config/fish/completions/memtrail.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  memtrail man | man -l -\n  memtrail man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write memtrail.1 and memtrail-<command>.1 into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
 struct DbArg {
-    /// SQLite database file [default: memtrail.db, or `db` in the config file]
+    /// SQLite database file [default: `db` in the config file, else memtrail.db; under systemd,
+    /// in $STATE_DIRECTORY]
     #[arg(long, env = "MEMTRAIL_DB", value_name = "PATH")]
     db: Option<PathBuf>,
 }
@@ -346,17 +379,22 @@ pub struct UsageError(pub String);
 /// Parse, run, and turn the result into an exit code. Errors are printed once, here.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     if !matches!(cli.command, Command::Record(_)) {
         // Output commands end quietly when the reader goes away (`memtrail query ... | head`),
         // like other Unix tools; the recorder keeps Rust's default of ignoring SIGPIPE.
         // SAFETY: setting a signal disposition to its default has no preconditions.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    let json_logs = cli.log_format == LogFormat::Json;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("memtrail: error: {e:#}");
+            if json_logs {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("memtrail: error: {e:#}");
+            }
             ExitCode::from(exit_code(&e))
         }
     }
@@ -386,7 +424,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if usage { 2 } else { 1 }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let level = match (quiet, verbose) {
         (true, _) => "warn",
@@ -396,11 +434,16 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = EnvFilter::try_from_env("MEMTRAIL_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},refinery_core=warn")));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -424,7 +467,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::recorder::record(settings)
         }
         Command::Status(args) => {
-            let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let db = args.db.db.unwrap_or_else(crate::config::default_db);
             crate::status::print(&db, args.format, args.window.0)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -432,7 +475,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => run_report(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Import(args) => {
-            let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+            let db = args.db.db.unwrap_or_else(crate::config::default_db);
             let path = args.file.display().to_string();
             let text = std::fs::read_to_string(&args.file).map_err(|source| ImportError::Read {
                 path: path.clone(),
@@ -466,13 +509,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "memtrail", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => write_man(dir.as_deref()),
         Command::Config(args) => match args.action {
             Some(ConfigAction::Check { file }) => {
                 let config = FileConfig::load(&file)?;
-                let db = config
-                    .db
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+                let db = config.db.clone().unwrap_or_else(crate::config::default_db);
                 let mut settings = RecordSettings::build(db, config.record.clone(), vec![])?;
                 settings.rules = rules_of(&config)?;
                 settings.notify = config.notify.clone();
@@ -569,7 +616,7 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
 
 fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let db = args.db.db.unwrap_or_else(crate::config::default_db);
     let now = crate::recorder::now_ms();
     let to = time_arg("to", &args.to)?.unwrap_or(now);
     let from = match (time_arg("from", &args.from)?, args.since) {
@@ -649,7 +696,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let db = args.db.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let db = args.db.db.unwrap_or_else(crate::config::default_db);
     let table = match (&args.sql, &args.name) {
         (Some(sql), _) => {
             let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
@@ -673,8 +720,23 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `memtrail man`: the top page on stdout, or every command's page into `dir`.
+fn write_man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir)
+        .map_err(|e| anyhow::anyhow!("cannot write man pages to {}: {e}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The config file (or the defaults) and the database: `--db`/MEMTRAIL_DB, else the file's `db`,
-/// else memtrail.db.
+/// else memtrail.db (in $STATE_DIRECTORY under systemd).
 fn config_and_db(
     config: Option<&std::path::Path>,
     db_flag: Option<PathBuf>,
@@ -685,7 +747,7 @@ fn config_and_db(
     };
     let db = db_flag
         .or(file.db.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+        .unwrap_or_else(crate::config::default_db);
     Ok((file, db))
 }
 

@@ -12,13 +12,26 @@ use serde::{Deserialize, Deserializer};
 
 use crate::units::{ByteSize, HumanDuration};
 
-/// The default database file, relative to the working directory.
+/// The default database file, relative to the working directory (or systemd's state directory).
 pub const DEFAULT_DB: &str = "memtrail.db";
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The commented default configuration printed by `memtrail config --default`. A test checks that
 /// it parses to exactly the built-in defaults, so the two cannot drift apart.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Where the database goes when neither `--db`/`MEMTRAIL_DB` nor the config file names one: in
+/// systemd's state directory (`StateDirectory=` sets `$STATE_DIRECTORY`; the first of several)
+/// when run by systemd, else `memtrail.db` in the working directory.
+pub fn default_db() -> PathBuf {
+    default_db_in(std::env::var_os("STATE_DIRECTORY").as_deref())
+}
+
+fn default_db_in(state_directory: Option<&std::ffi::OsStr>) -> PathBuf {
+    state_directory
+        .and_then(|dirs| std::env::split_paths(dirs).find(|d| !d.as_os_str().is_empty()))
+        .map_or_else(|| PathBuf::from(DEFAULT_DB), |dir| dir.join(DEFAULT_DB))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -610,5 +623,23 @@ mod tests {
         let s = build("[record]\nsmaps_interval = \"off\"\nsmaps_max_rss = \"unlimited\"\n")
             .expect("valid");
         assert_eq!((s.smaps_interval, s.smaps_max_rss), (None, None));
+    }
+
+    #[test]
+    fn default_db_goes_to_the_first_state_directory() {
+        use std::ffi::OsStr;
+        assert_eq!(default_db_in(None), PathBuf::from("memtrail.db"));
+        assert_eq!(
+            default_db_in(Some(OsStr::new("/var/lib/memtrail"))),
+            PathBuf::from("/var/lib/memtrail/memtrail.db")
+        );
+        assert_eq!(
+            default_db_in(Some(OsStr::new("/var/lib/a:/var/lib/b"))),
+            PathBuf::from("/var/lib/a/memtrail.db")
+        );
+        assert_eq!(
+            default_db_in(Some(OsStr::new(""))),
+            PathBuf::from("memtrail.db")
+        );
     }
 }
