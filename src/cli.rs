@@ -23,7 +23,7 @@ use crate::units::{ByteSize, HumanDuration};
     name = "memtrail",
     version,
     about = "Record process and system memory into SQLite and catch leaks early",
-    after_help = "Examples:\n  memtrail record --name postgres --interval 1s\n  memtrail record -- python app.py\n  memtrail status --db /var/lib/memtrail/memtrail.db"
+    after_help = "Examples:\n  memtrail record --name postgres --interval 1s\n  memtrail record -- python app.py\n  memtrail status --db /var/lib/memtrail/memtrail.db\n\nExit codes:\n  0  ok (a recorder stopped by SIGINT/SIGTERM or --duration too)\n  1  runtime failure (database, lock, I/O)\n  2  usage or config error\n  N  record -- CMD: the command's own exit code"
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace). Also MEMTRAIL_LOG=debug.

@@ -6,6 +6,7 @@ mod api;
 mod cleanup;
 mod config;
 mod errors;
+mod operator;
 mod record;
 mod report;
 mod status;
