@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod backtest;
+pub mod cgroup;
 pub mod cleanup;
 pub mod cli;
 pub mod config;

@@ -379,12 +379,23 @@ impl Store {
         )
         .map_err(|e| classify_open(path, e))?;
         configure(&conn, busy_timeout).map_err(|e| classify_open(path, e))?;
+        // A migration that rebuilds a table (SQLite's way to change a CHECK) drops the old one:
+        // with foreign keys on, that would cascade into series and samples. SQLite's documented
+        // procedure runs such changes with foreign keys off (the pragma is a no-op inside the
+        // migration's own transaction, hence here), then restores the setting.
+        let fk: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .map_err(|e| classify_open(path, e))?;
+        conn.pragma_update(None, "foreign_keys", false)
+            .map_err(|e| classify_open(path, e))?;
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_path_buf(),
                 source,
             })?;
+        conn.pragma_update(None, "foreign_keys", fk)
+            .map_err(|e| classify_open(path, e))?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -1085,6 +1096,63 @@ mod tests {
             migration_count()
         );
         assert_eq!(count(c, "SELECT count(*) FROM samples"), 2);
+    }
+
+    /// Version 4 rebuilds targets and rules: history written under version 3 survives it (foreign
+    /// keys are on in this build, so a careless rebuild would cascade into series and samples).
+    #[test]
+    fn upgrade_to_v4_keeps_history_and_accepts_cgroups() {
+        let dir = tmp();
+        let path = dir.path().join("old.db");
+        {
+            let mut c = Connection::open(&path).expect("open");
+            c.pragma_update(None, "foreign_keys", true).expect("fk");
+            embedded::migrations::runner()
+                .set_target(refinery::Target::Version(3))
+                .run(&mut c)
+                .expect("migrate to v3");
+            c.execute_batch(
+                "INSERT INTO targets (id, kind, pid, start_time_ms, name, first_seen_ms, last_seen_ms)
+                   VALUES (1, 'process', 7, 1000, 'app', 0, 10);
+                 INSERT INTO series (id, target_id, metric, unit) VALUES (1, 1, 'rss', 'bytes');
+                 INSERT INTO samples VALUES (1, 0, 1.0), (1, 10, 2.0);
+                 INSERT INTO rules VALUES ('r', 'rss', 'process', NULL, NULL, 'greater_than', 1, 0,
+                   0, 0, 0, NULL, 0, NULL, 'warning', '[\"log\"]');",
+            )
+            .expect("v3 history");
+            let err = c.execute(
+                "INSERT INTO targets (kind, name, first_seen_ms, last_seen_ms) VALUES ('cgroup', '/a', 0, 0)",
+                [],
+            );
+            assert!(err.is_err(), "v3 refuses cgroup targets");
+        }
+        let s = Store::open(&path, Duration::from_secs(1)).expect("upgrade");
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM samples"), 2);
+        assert_eq!(
+            count(c, "SELECT count(*) FROM series_info WHERE target = 'app'"),
+            1
+        );
+        assert_eq!(count(c, "SELECT count(*) FROM rules"), 1);
+        assert_eq!(
+            count(c, "PRAGMA foreign_keys"),
+            1,
+            "restored after migrating"
+        );
+        c.execute(
+            "INSERT INTO targets (kind, name, first_seen_ms, last_seen_ms) VALUES ('cgroup', '/a', 0, 0)",
+            [],
+        )
+        .expect("v4 takes cgroup targets");
+        let mut check = c.prepare("PRAGMA foreign_key_check").expect("prepare");
+        assert!(
+            check
+                .query([])
+                .expect("check")
+                .next()
+                .expect("row")
+                .is_none()
+        );
     }
 
     #[test]

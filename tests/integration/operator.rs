@@ -45,12 +45,7 @@ fn every_example_config_loads_with_its_rules() {
             memtrail().args(["config", "check"]).arg(file),
             Duration::from_secs(20),
         );
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            file.display(),
-            stderr(&out)
-        );
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
         let shown = stdout(&out);
         assert!(shown.contains(": ok"), "{shown}");
         // The effective rules: the defaults and every rule the file declares.
@@ -82,7 +77,13 @@ fn completions_generate_for_each_shell() {
         assert!(out.status.success(), "{shell}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains(marker), "{shell}: no {marker:?}");
-        for word in ["record", "report", "interval", "log-format", "smaps-max-rss"] {
+        for word in [
+            "record",
+            "report",
+            "interval",
+            "log-format",
+            "smaps-max-rss",
+        ] {
             assert!(text.contains(word), "{shell} completion lacks {word}");
         }
     }
@@ -200,7 +201,14 @@ fn json_logs_are_one_object_per_line() {
     let s = Scratch::new();
     let out = run(
         memtrail()
-            .args(["--log-format", "json", "record", "--self", "--duration", "1s"])
+            .args([
+                "--log-format",
+                "json",
+                "record",
+                "--self",
+                "--duration",
+                "1s",
+            ])
             .arg("--db")
             .arg(s.db()),
         Duration::from_secs(30),
