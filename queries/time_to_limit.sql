@@ -5,8 +5,9 @@
 -- Parameters (name = default):
 --   :now_ms = now           as of this time (Unix ms)
 --   :window_ms = 3600000    the window the line is fitted over (1 h)
---   :limit = NULL           the limit in the series' unit; NULL = the system's total memory for
---                           bytes series, 100 for percent series
+--   :limit = NULL           the limit in the series' unit; NULL = the target's own `limit` series
+--                           (a cgroup's memory limit) for bytes series, else the system's total
+--                           memory; 100 for percent series
 --   :min_samples = 10       fewer samples in the window: no prediction
 --   :series_id = NULL       only this series
 --   :metric = NULL          only this metric
@@ -54,8 +55,13 @@ system_total AS (
 limited AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
            fit.n AS samples, fit.last_ts_ms, fit.fitted_now, fit.slope_s * 3600 AS slope_per_hour,
-           coalesce(:limit, CASE sel.unit WHEN 'percent' THEN 100.0
-                                          WHEN 'bytes' THEN (SELECT total FROM system_total) END)
+           coalesce(:limit, CASE sel.unit
+               WHEN 'percent' THEN 100.0
+               WHEN 'bytes' THEN coalesce(
+                 (SELECT x.value FROM series AS l JOIN samples AS x ON x.series_id = l.id
+                  WHERE l.target_id = sel.target_id AND l.metric = 'limit'
+                  ORDER BY x.ts_ms DESC LIMIT 1),
+                 (SELECT total FROM system_total)) END)
              AS limit_value,
            fit.slope_s
     FROM fit JOIN sel ON sel.series_id = fit.series_id

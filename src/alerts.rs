@@ -34,15 +34,18 @@ pub enum Comparison {
     PercentChange,
     Slope,
     TimeToLimit,
+    /// A counter's growth over the window (e.g. new OOM kills).
+    Increase,
 }
 
 impl Comparison {
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 6] = [
         "greater_than",
         "less_than",
         "percent_change",
         "slope",
         "time_to_limit",
+        "increase",
     ];
 
     pub fn parse(s: &str) -> Option<Comparison> {
@@ -52,6 +55,7 @@ impl Comparison {
             "percent_change" => Comparison::PercentChange,
             "slope" => Comparison::Slope,
             "time_to_limit" => Comparison::TimeToLimit,
+            "increase" => Comparison::Increase,
             _ => return None,
         })
     }
@@ -64,7 +68,10 @@ impl Comparison {
     fn windowed(self) -> bool {
         matches!(
             self,
-            Comparison::PercentChange | Comparison::Slope | Comparison::TimeToLimit
+            Comparison::PercentChange
+                | Comparison::Slope
+                | Comparison::TimeToLimit
+                | Comparison::Increase
         )
     }
 }
@@ -98,6 +105,39 @@ pub const SYSTEM_METRICS: [&str; 8] = [
     "pressure_some_avg10",
     "pressure_full_avg10",
 ];
+pub const CGROUP_METRICS: [&str; 16] = [
+    "usage",
+    "limit",
+    "limit_percent",
+    "has_limit",
+    "high",
+    "swap",
+    "anon",
+    "file",
+    "kernel",
+    "events_high",
+    "events_max",
+    "oom",
+    "oom_kill",
+    "failcnt",
+    "pressure_some_avg10",
+    "pressure_full_avg10",
+];
+
+/// The kinds of target that record `metric` (first: the one a rule without `kind` means).
+pub fn kinds_of(metric: &str) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    if PROCESS_METRICS.contains(&metric) {
+        kinds.push("process");
+    }
+    if SYSTEM_METRICS.contains(&metric) {
+        kinds.push("system");
+    }
+    if CGROUP_METRICS.contains(&metric) {
+        kinds.push("cgroup");
+    }
+    kinds
+}
 
 /// A checked rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,7 +166,8 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The built-in rules (the seed monitor's defaults): process RSS above 1024 MiB, system memory
-/// above 85 % used, and process RSS growing more than 20 % in 10 minutes (15-minute cooldown).
+/// above 85 % used, and process RSS growing more than 20 % in 10 minutes (15-minute cooldown);
+/// for cgroups, usage above 90 % of the group's limit and any new OOM kill in the group.
 pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
     let actions = default_actions(notify);
     let base = |name: &str, metric: &str, kind: &str, comparison, threshold: f64| Rule {
@@ -171,6 +212,24 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
                 "process",
                 Comparison::PercentChange,
                 20.0,
+            )
+        },
+        base(
+            "cgroup_near_limit",
+            "limit_percent",
+            "cgroup",
+            Comparison::GreaterThan,
+            90.0,
+        ),
+        Rule {
+            window_ms: 5 * 60_000,
+            severity: "critical".into(),
+            ..base(
+                "cgroup_oom_kill",
+                "oom_kill",
+                "cgroup",
+                Comparison::Increase,
+                0.0,
             )
         },
     ]
@@ -231,31 +290,30 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
             Comparison::ALL.join(", ")
         )
     })?;
-    let inferred = if PROCESS_METRICS.contains(&c.metric.as_str()) {
-        Some("process")
-    } else if SYSTEM_METRICS.contains(&c.metric.as_str()) {
-        Some("system")
-    } else {
-        None
-    };
-    let kind = match (c.kind.as_deref(), inferred) {
-        (Some(k), _) if !["process", "system", "custom"].contains(&k) => {
-            return Err(format!("unknown kind {k:?}: use process, system or custom"));
-        }
-        (Some("custom"), _) => Some("custom".to_string()),
-        (Some(k), Some(m)) if k != m => {
+    let kinds = kinds_of(&c.metric);
+    let kind = match (c.kind.as_deref(), kinds.first()) {
+        (Some(k), _) if !["process", "system", "custom", "cgroup"].contains(&k) => {
             return Err(format!(
-                "metric {:?} belongs to {m} targets, not {k}",
-                c.metric
+                "unknown kind {k:?}: use process, system, cgroup or custom"
             ));
         }
-        (_, Some(m)) => Some(m.to_string()),
+        (Some("custom"), _) => Some("custom".to_string()),
+        (Some(k), Some(_)) if !kinds.contains(&k) => {
+            return Err(format!(
+                "metric {:?} belongs to {} targets, not {k}",
+                c.metric,
+                kinds.join(" and ")
+            ));
+        }
+        (Some(k), Some(_)) => Some(k.to_string()),
+        (None, Some(m)) => Some(m.to_string()),
         (_, None) => {
             return Err(format!(
-                "unknown metric {:?}: use one of {}, {} (or kind = \"custom\" for an application's own metric)",
+                "unknown metric {:?}: use one of {}, {}, {} (or kind = \"custom\" for an application's own metric)",
                 c.metric,
                 PROCESS_METRICS.join(", "),
-                SYSTEM_METRICS.join(", ")
+                SYSTEM_METRICS.join(", "),
+                CGROUP_METRICS.join(", ")
             ));
         }
     };
@@ -294,6 +352,7 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
         (Some(w), _) => ms(w.0),
         (None, Comparison::PercentChange) => 10 * 60_000,
         (None, Comparison::Slope | Comparison::TimeToLimit) => 60 * 60_000,
+        (None, Comparison::Increase) => 5 * 60_000,
         (None, _) => 0,
     };
     let hysteresis = c.hysteresis.unwrap_or(threshold.abs() * 0.05);
@@ -469,6 +528,7 @@ fn observe(
             }
             ("time_to_limit", "seconds_to_limit")
         }
+        Comparison::Increase => ("increase", "increase"),
     };
     let t = analysis::run(conn, query, &params, now_ms)?;
     Ok((0..t.rows.len())
@@ -689,6 +749,13 @@ fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFa
             format!(
                 "grows {v:.2} %/h over {window} (trend; threshold {:.2} %/h)",
                 rule.threshold
+            )
+        }
+        (Comparison::Increase, Some(v)) => {
+            format!(
+                "rose by {} in {window} (threshold {})",
+                format_value(unit, v),
+                format_value(unit, rule.threshold)
             )
         }
         (Comparison::TimeToLimit, Some(v)) => {

@@ -51,7 +51,7 @@ pub struct Cli {
 enum Command {
     /// Record memory samples into the database until stopped.
     #[command(
-        after_help = "Examples:\n  memtrail record                        # system + the 10 largest processes, every 5s\n  memtrail record --pid 4242 --interval 1s --retention 7d\n  memtrail record --name gunicorn --include-children\n  memtrail record --interval 100ms -- ./my-service --port 8080"
+        after_help = "Examples:\n  memtrail record                        # system + the 10 largest processes, every 5s\n  memtrail record --pid 4242 --interval 1s --retention 7d\n  memtrail record --name gunicorn --include-children\n  memtrail record --unit nginx           # the service's cgroup against its memory limit\n  memtrail record --interval 100ms -- ./my-service --port 8080"
     )]
     Record(RecordArgs),
     /// Show the latest value, last hour's min/max and sample count of every series.
@@ -144,6 +144,13 @@ struct RecordArgs {
     /// Watch every process with this name, including ones that start later (repeatable).
     #[arg(short, long = "name", value_name = "NAME")]
     names: Vec<String>,
+    /// Watch a cgroup's memory against its own limit: a directory of the memory hierarchy, e.g.
+    /// /system.slice/nginx.service or /sys/fs/cgroup/... (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<String>,
+    /// Watch a systemd unit's cgroup (NAME or NAME.service; repeatable).
+    #[arg(long = "unit", value_name = "NAME")]
+    units: Vec<String>,
     /// Watch memtrail itself.
     #[arg(long = "self")]
     watch_self: bool,
@@ -191,6 +198,8 @@ impl RecordArgs {
             duration: self.duration,
             pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
             names: (!self.names.is_empty()).then(|| self.names.clone()),
+            cgroups: (!self.cgroups.is_empty()).then(|| self.cgroups.clone()),
+            units: (!self.units.is_empty()).then(|| self.units.clone()),
             watch_self: some_if(self.watch_self, true),
             top: self.top,
             system: some_if(self.no_system, false),

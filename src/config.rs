@@ -274,6 +274,8 @@ pub struct RecordPartial {
     pub duration: Option<HumanDuration>,
     pub pids: Option<Vec<u32>>,
     pub names: Option<Vec<String>>,
+    pub cgroups: Option<Vec<String>>,
+    pub units: Option<Vec<String>>,
     #[serde(rename = "self")]
     pub watch_self: Option<bool>,
     pub top: Option<usize>,
@@ -294,6 +296,8 @@ impl RecordPartial {
             duration: over.duration.or(self.duration),
             pids: over.pids.or(self.pids),
             names: over.names.or(self.names),
+            cgroups: over.cgroups.or(self.cgroups),
+            units: over.units.or(self.units),
             watch_self: over.watch_self.or(self.watch_self),
             top: over.top.or(self.top),
             system: over.system.or(self.system),
@@ -311,6 +315,10 @@ impl RecordPartial {
 pub struct Targets {
     pub pids: Vec<u32>,
     pub names: Vec<String>,
+    /// cgroup directories (absolute, or paths in the memory hierarchy).
+    pub cgroups: Vec<String>,
+    /// systemd units whose cgroups are watched.
+    pub units: Vec<String>,
     pub watch_self: bool,
     /// `record -- CMD ARGS...`: launch and watch this command (and its children).
     pub command: Vec<String>,
@@ -322,6 +330,8 @@ impl Targets {
     pub fn explicit(&self) -> bool {
         !self.pids.is_empty()
             || !self.names.is_empty()
+            || !self.cgroups.is_empty()
+            || !self.units.is_empty()
             || self.watch_self
             || !self.command.is_empty()
     }
@@ -403,6 +413,8 @@ impl RecordSettings {
             targets: Targets {
                 pids: p.pids.unwrap_or_default(),
                 names,
+                cgroups: p.cgroups.unwrap_or_default(),
+                units: p.units.unwrap_or_default(),
                 watch_self: p.watch_self.unwrap_or(false),
                 command,
                 top: p.top.unwrap_or(10),
@@ -441,6 +453,14 @@ impl RecordSettings {
             (
                 "names",
                 list(t.names.iter().map(|n| format!("{n:?}")).collect()),
+            ),
+            (
+                "cgroups",
+                list(t.cgroups.iter().map(|n| format!("{n:?}")).collect()),
+            ),
+            (
+                "units",
+                list(t.units.iter().map(|n| format!("{n:?}")).collect()),
             ),
             ("self", t.watch_self.to_string()),
             (

@@ -8,6 +8,8 @@ pub enum Kind {
     Process,
     System,
     Custom,
+    /// A cgroup (container, systemd unit): memory against the group's own limit.
+    Cgroup,
 }
 
 impl Kind {
@@ -16,6 +18,7 @@ impl Kind {
             Kind::Process => "process",
             Kind::System => "system",
             Kind::Custom => "custom",
+            Kind::Cgroup => "cgroup",
         }
     }
 }

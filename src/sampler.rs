@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{CgroupError, Group, Hierarchy};
 use crate::config::RecordSettings;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
 use crate::procfs::{self, Kernel, ProcStat};
@@ -15,6 +16,8 @@ use crate::procfs::{self, Kernel, ProcStat};
 pub enum SamplerError {
     #[error("no process with pid {0}: check it is running (`ps -p {0}`) and that /proc is mounted")]
     NoSuchPid(u32),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
 }
 
 /// Why a process is watched.
@@ -25,6 +28,10 @@ pub enum Origin {
     SelfProcess,
     Command,
     Top,
+    /// A cgroup given with --cgroup or --unit.
+    Cgroup,
+    /// The cgroup of a watched process, recorded because it has a memory limit of its own.
+    ProcessGroup,
 }
 
 #[derive(Debug)]
@@ -60,6 +67,19 @@ pub struct Sampler {
     next_discovery: Instant,
     tracked: Vec<Tracked>,
     waiting: HashSet<String>,
+    /// The memory cgroup hierarchy: found at start when cgroups are given, else on first need
+    /// (Some(None): looked, none readable).
+    hierarchy: Option<Option<Hierarchy>>,
+    groups: Vec<TrackedGroup>,
+}
+
+#[derive(Debug)]
+struct TrackedGroup {
+    key: TargetKey,
+    group: Group,
+    origin: Origin,
+    /// The group's own limit was missing at the last reading (logged when that changes).
+    unlimited: Option<bool>,
 }
 
 /// Sums over a process tree.
@@ -103,7 +123,22 @@ impl Sampler {
             next_discovery: now,
             tracked: Vec::new(),
             waiting: HashSet::new(),
+            hierarchy: None,
+            groups: Vec::new(),
         };
+        let t = &s.targets;
+        if !t.cgroups.is_empty() || !t.units.is_empty() {
+            let h = Hierarchy::detect()?;
+            for path in &t.cgroups {
+                let g = h.resolve(path)?;
+                sampler.add_group(g, Origin::Cgroup);
+            }
+            for unit in &t.units {
+                let g = h.resolve_unit(unit)?;
+                sampler.add_group(g, Origin::Cgroup);
+            }
+            sampler.hierarchy = Some(Some(h));
+        }
         for &pid in &s.targets.pids {
             sampler
                 .track(pid, Origin::Pid, now)
@@ -123,6 +158,37 @@ impl Sampler {
         self.track(pid, Origin::Command, now)
             .map(|_| ())
             .ok_or(SamplerError::NoSuchPid(pid))
+    }
+
+    fn add_group(&mut self, group: Group, origin: Origin) -> Option<TargetKey> {
+        if self.groups.iter().any(|g| g.group.dir == group.dir) {
+            return None;
+        }
+        let key = TargetKey {
+            kind: Kind::Cgroup,
+            pid: None,
+            start_time_ms: None,
+            name: group.name.clone(),
+        };
+        self.groups.push(TrackedGroup {
+            key: key.clone(),
+            group,
+            origin,
+            unlimited: None,
+        });
+        Some(key)
+    }
+
+    /// A watched process in a cgroup with a memory limit of its own: record that group too (the
+    /// kernel acts at the group's limit, whatever the host has free).
+    fn add_group_of(&mut self, pid: u32) -> Option<TargetKey> {
+        let h = self
+            .hierarchy
+            .get_or_insert_with(|| Hierarchy::detect().ok())
+            .as_ref()?;
+        let group = h.of_pid(pid)?;
+        group.read()?.limit?;
+        self.add_group(group, Origin::ProcessGroup)
     }
 
     fn track(&mut self, pid: u32, origin: Origin, now: Instant) -> Option<TargetKey> {
@@ -147,18 +213,28 @@ impl Sampler {
             next_smaps: now,
             smaps_skip_logged: false,
         });
+        if matches!(origin, Origin::Pid | Origin::Command) {
+            self.add_group_of(pid);
+        }
         Some(key)
     }
 
     /// The processes watched now.
     pub fn watched(&self) -> impl Iterator<Item = (&TargetKey, Origin)> {
-        self.tracked.iter().map(|t| (&t.key, t.origin))
+        self.tracked
+            .iter()
+            .map(|t| (&t.key, t.origin))
+            .chain(self.groups.iter().map(|g| (&g.key, g.origin)))
     }
 
     /// False once nothing is left that could ever be sampled again (only `--pid` targets were
     /// given, they have all exited, and system memory is not recorded).
     pub fn has_work(&self) -> bool {
-        self.system || self.top > 0 || !self.names.is_empty() || !self.tracked.is_empty()
+        self.system
+            || self.top > 0
+            || !self.names.is_empty()
+            || !self.tracked.is_empty()
+            || !self.groups.is_empty()
     }
 
     /// Read one tick. `now` drives the discovery and smaps cadences; `ts_ms` stamps the readings.
@@ -236,9 +312,40 @@ impl Sampler {
             });
             true
         });
+        let system = self.system.then(system_sample);
+        if !self.groups.is_empty() {
+            // A group without a limit of its own is measured against the host's memory.
+            let host_total = system
+                .as_ref()
+                .and_then(|s| s.values.iter().find(|v| v.metric == "mem_total"))
+                .map(|v| v.value)
+                .or_else(|| procfs::read_meminfo().map(|m| m.total as f64));
+            self.groups.retain_mut(|g| match g.group.read() {
+                Some(r) => {
+                    let unlimited = r.limit.is_none();
+                    if g.unlimited != Some(unlimited) && unlimited {
+                        tracing::info!(
+                            subject = %g.key,
+                            "the group has no memory limit of its own (max): its limit_percent is of the host's memory"
+                        );
+                    }
+                    g.unlimited = Some(unlimited);
+                    snap.targets.push(TargetSample {
+                        key: g.key.clone(),
+                        cmdline: g.group.dir.display().to_string(),
+                        values: group_values(&r, host_total),
+                    });
+                    true
+                }
+                None => {
+                    changes.gone.push(g.key.clone());
+                    false
+                }
+            });
+        }
         snap.gone = changes.gone.clone();
-        if self.system {
-            snap.targets.push(system_sample());
+        if let Some(system) = system {
+            snap.targets.push(system);
         }
         (snap, changes)
     }
@@ -307,6 +414,52 @@ impl Sampler {
             }
         }
     }
+}
+
+/// A cgroup's figures. `limit` is the group's own limit, or the host's total memory when it has
+/// none (`has_limit` 0 says which); `limit_percent` is usage against that.
+pub fn group_values(r: &crate::cgroup::Reading, host_total: Option<f64>) -> Vec<Value> {
+    let b = |m: &'static str, v: u64| Value::new(m, Unit::Bytes, v as f64);
+    let c = |m: &'static str, v: u64| Value::new(m, Unit::Count, v as f64);
+    let mut values = vec![b("usage", r.usage)];
+    let limit = r.limit.map(|l| l as f64).or(host_total);
+    values.push(c("has_limit", u64::from(r.limit.is_some())));
+    if let Some(limit) = limit.filter(|l| *l > 0.0) {
+        values.push(Value::new("limit", Unit::Bytes, limit));
+        values.push(Value::new(
+            "limit_percent",
+            Unit::Percent,
+            r.usage as f64 * 100.0 / limit,
+        ));
+    }
+    let optional = [
+        ("high", r.high, Unit::Bytes),
+        ("swap", r.swap, Unit::Bytes),
+        ("anon", r.anon, Unit::Bytes),
+        ("file", r.file, Unit::Bytes),
+        ("kernel", r.kernel, Unit::Bytes),
+        ("events_high", r.events_high, Unit::Count),
+        ("events_max", r.events_max, Unit::Count),
+        ("oom", r.oom, Unit::Count),
+        ("oom_kill", r.oom_kill, Unit::Count),
+        ("failcnt", r.failcnt, Unit::Count),
+    ];
+    for (metric, v, unit) in optional {
+        if let Some(v) = v {
+            values.push(Value::new(metric, unit, v as f64));
+        }
+    }
+    if let Some(p) = &r.pressure {
+        values.push(Value::new(
+            "pressure_some_avg10",
+            Unit::Percent,
+            p.some_avg10,
+        ));
+        if let Some(full) = p.full_avg10 {
+            values.push(Value::new("pressure_full_avg10", Unit::Percent, full));
+        }
+    }
+    values
 }
 
 /// System-wide memory: total, available, used, used %, swap, and PSI pressure when present.

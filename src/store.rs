@@ -33,6 +33,7 @@ pub const QUERIES: &[(&str, &str)] = &[
         "time_to_limit",
         include_str!("../queries/time_to_limit.sql"),
     ),
+    ("increase", include_str!("../queries/increase.sql")),
     ("downsample", include_str!("../queries/downsample.sql")),
     ("alerts_due", include_str!("../queries/alerts_due.sql")),
     ("cleanups", include_str!("../queries/cleanups.sql")),

@@ -276,7 +276,7 @@ fn config_rules_replace_defaults_by_name() {
     )
     .expect("parse");
     let all = build_rules(&file.rules, true, &file.notify).expect("valid");
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), default_rules(&file.notify).len());
     let sys = all
         .iter()
         .find(|r| r.name == "system_memory_high")
@@ -308,4 +308,42 @@ fn the_commented_rule_example_in_the_default_config_is_valid() {
     );
     assert_eq!(r.limit, None);
     assert_eq!(r.actions, vec!["log".to_string(), "webhook".to_string()]);
+}
+
+#[test]
+fn cgroup_metrics_and_shared_names() {
+    // swap belongs to processes and cgroups: the kind chooses, no kind means process.
+    let r = rule(
+        "metric = \"swap\"\nkind = \"cgroup\"\ncomparison = \"greater_than\"\nvalue = \"1GiB\"\n",
+    );
+    assert_eq!(r.kind.as_deref(), Some("cgroup"));
+    let r = rule("metric = \"swap\"\ncomparison = \"greater_than\"\nvalue = 1\n");
+    assert_eq!(r.kind.as_deref(), Some("process"));
+    let r = rule("metric = \"oom_kill\"\ncomparison = \"increase\"\nvalue = 0\n");
+    assert_eq!(
+        (r.kind.as_deref(), r.comparison, r.window_ms),
+        (Some("cgroup"), Comparison::Increase, 300_000)
+    );
+    let err = rules("[[rules]]\nname = \"r\"\nmetric = \"rss\"\nkind = \"cgroup\"\ncomparison = \"greater_than\"\nvalue = 1\n")
+        .expect_err("rss is not a cgroup metric")
+        .to_string();
+    assert!(
+        err.contains("belongs to process targets, not cgroup"),
+        "{err}"
+    );
+    // The defaults watch every cgroup's limit and OOM kills.
+    let defaults = default_rules(&Default::default());
+    let oom = defaults
+        .iter()
+        .find(|r| r.name == "cgroup_oom_kill")
+        .expect("oom rule");
+    assert_eq!((oom.comparison, oom.threshold), (Comparison::Increase, 0.0));
+    let near = defaults
+        .iter()
+        .find(|r| r.name == "cgroup_near_limit")
+        .expect("limit rule");
+    assert_eq!(
+        (near.metric.as_str(), near.threshold),
+        ("limit_percent", 90.0)
+    );
 }

@@ -332,6 +332,74 @@ fn time_to_limit_extends_the_fitted_line() {
 }
 
 #[test]
+fn time_to_limit_uses_a_cgroups_own_limit() {
+    let h = History::new();
+    // A group using 1000 + 10/s against its own 8000 limit; the host has 13000.
+    let pts: Vec<_> = (0..=60)
+        .map(|i| (T0 + i * 10_000, 1000.0 + 10.0 * (i * 10) as f64))
+        .collect();
+    let usage = h.series("cgroup", "/app", "usage", "bytes", &pts);
+    let limit: Vec<_> = pts.iter().map(|&(t, _)| (t, 8000.0)).collect();
+    h.series("cgroup", "/app", "limit", "bytes", &limit);
+    let total: Vec<_> = pts.iter().map(|&(t, _)| (t, 13_000.0)).collect();
+    h.series("system", "system", "mem_total", "bytes", &total);
+    let now = T0 + 600_000;
+    let params = [
+        ("window_ms", Cell::Int(600_000)),
+        ("metric", Cell::Text("usage".into())),
+    ];
+    let t = run(h.conn(), "time_to_limit", &params, now).expect("run");
+    let r = one(&t, usage);
+    // (8000 - 7000) / 10 per second = 100 s, not the 600 s the host's total would give.
+    assert_eq!(f(&t, r, "limit_value"), 8000.0);
+    assert!(
+        close(f(&t, r, "seconds_to_limit"), 100.0, 1e-9),
+        "{:?}",
+        t.rows[r]
+    );
+}
+
+#[test]
+fn increase_counts_new_counter_growth_in_the_window() {
+    let h = History::new();
+    // oom_kill: 3 before memtrail saw it, one kill at +120 s, one at +240 s; then a reset (the
+    // counter starts again at 0 and reaches 1).
+    let at = |s: i64| T0 + s * 1000;
+    let mut pts = Vec::new();
+    for s in (0..=300).step_by(10) {
+        let v = 3.0 + f64::from(s >= 120) + f64::from(s >= 240);
+        pts.push((at(s), v));
+    }
+    pts.extend([(at(310), 0.0), (at(320), 1.0)]);
+    let kills = h.series("cgroup", "/app", "oom_kill", "count", &pts);
+    let quiet: Vec<_> = pts.iter().map(|&(t, _)| (t, 7.0)).collect();
+    let calm = h.series("cgroup", "/other", "oom_kill", "count", &quiet);
+    let q = |now: i64, window: i64| {
+        run(
+            h.conn(),
+            "increase",
+            &[
+                ("window_ms", Cell::Int(window)),
+                ("metric", Cell::Text("oom_kill".into())),
+            ],
+            now,
+        )
+        .expect("run")
+    };
+    // The whole history: 2 rises + the reset's 0 + 1 = 3; the starting 3 is not growth.
+    let t = q(at(320), 400_000);
+    assert_eq!(f(&t, one(&t, kills), "increase"), 3.0);
+    assert_eq!(f(&t, one(&t, calm), "increase"), 0.0);
+    // A 5-minute window ending at 230 s holds the kill at 120 s only.
+    let t = q(at(230), 300_000);
+    assert_eq!(f(&t, one(&t, kills), "increase"), 1.0);
+    assert_eq!(f(&t, one(&t, kills), "last_value"), 4.0);
+    // 100 s to 230 s later (130..230): no new kill (the one at 120 s fell out of the window).
+    let t = q(at(230), 100_000);
+    assert_eq!(f(&t, one(&t, kills), "increase"), 0.0);
+}
+
+#[test]
 fn threshold_compares_the_newest_value() {
     let h = History::new();
     let big = h.series("process", "big", "rss", "bytes", &[(T0, 2e9)]);
