@@ -337,6 +337,18 @@ pub fn status_json(
             "limit_at_ms": cell(&to_limit, limit_at.get(&sid), "limit_at_ms"),
         }));
     }
+    // A cgroup's usage against its limit (or the host's memory when it has none), said plainly.
+    for ((kind, target, _), t) in targets.iter_mut() {
+        if kind != "cgroup" {
+            continue;
+        }
+        let limit = t
+            .get("metrics")
+            .and_then(|m| crate::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64()));
+        if let Some(l) = limit {
+            t.insert("memory_limit".into(), json!(l));
+        }
+    }
     Ok(json!({
         "generated_ms": now,
         "recorder": recorder,
@@ -371,6 +383,26 @@ async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {
                 }))
             })
             .collect();
+        let cgroup_keys: Vec<&str> = watched
+            .iter()
+            .filter(|k| k.kind == crate::model::Kind::Cgroup)
+            .map(|k| k.name.as_str())
+            .collect();
+        let hierarchy = (!cgroup_keys.is_empty())
+            .then(crate::cgroup::Hierarchy::detect)
+            .and_then(Result::ok);
+        let host_total = procfs::read_meminfo().map(|m| m.total as f64);
+        let cgroups: Vec<Value> = cgroup_keys
+            .iter()
+            .filter_map(|name| {
+                let reading = hierarchy.as_ref()?.resolve(name).ok()?.read()?;
+                let values: Map<String, Value> = crate::sampler::group_values(&reading, host_total)
+                    .iter()
+                    .map(|v| (v.metric.to_string(), json!(v.value)))
+                    .collect();
+                Some(json!({ "cgroup": name, "metrics": values }))
+            })
+            .collect();
         let system: Map<String, Value> = system_sample()
             .values
             .iter()
@@ -380,7 +412,7 @@ async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {
         for ((source, metric), value) in custom {
             by_source.entry(source).or_default().insert(metric, json!(value));
         }
-        Ok(json!({ "ts_ms": now_ms(), "system": system, "processes": processes, "custom": by_source }))
+        Ok(json!({ "ts_ms": now_ms(), "system": system, "processes": processes, "cgroups": cgroups, "custom": by_source }))
     })
     .await?;
     Ok(axum::Json(body).into_response())

@@ -376,13 +376,16 @@ fn charts(
         let charted = match s.kind.as_str() {
             "process" => matches!(s.metric.as_str(), "rss" | "pss" | "uss" | "tree_rss"),
             "system" => s.metric == "mem_used",
+            // Usage with the ceiling the kernel acts at.
+            "cgroup" => matches!(s.metric.as_str(), "usage" | "limit" | "anon" | "file"),
             _ => true,
         };
         if charted {
             let order = match s.kind.as_str() {
                 "system" => 0,
-                "process" => 1,
-                _ => 2,
+                "cgroup" => 1,
+                "process" => 2,
+                _ => 3,
             };
             groups
                 .entry((order, s.target.clone(), s.pid))
@@ -432,6 +435,18 @@ fn charts(
                 Some(t) => format!("system memory used (of {t})"),
                 None => "system memory used".to_string(),
             },
+            ("cgroup", _) => {
+                let last = |metric: &str| {
+                    series
+                        .iter()
+                        .find(|s| s.kind == "cgroup" && s.target == target && s.metric == metric)
+                        .map(|s| s.last)
+                };
+                match crate::status::LimitStatus::of(&target, last) {
+                    Some(l) => format!("cgroup {target}: {}", l.summary),
+                    None => format!("cgroup {target}"),
+                }
+            }
             (k, Some(p)) => format!("{k} {target} (pid {p})"),
             (k, None) => format!("{k} {target}"),
         };

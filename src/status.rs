@@ -21,7 +21,74 @@ pub struct StatusReport {
     pub recorder: Option<RecorderState>,
     /// The newest cleanup run (a row of the `cleanups` query), if any.
     pub last_cleanup: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Each cgroup's latest usage against its limit.
+    pub limits: Vec<LimitStatus>,
     pub series: Vec<SeriesStatus>,
+}
+
+/// A cgroup's usage against its memory limit. A group without a limit of its own (`max`) is
+/// measured against the host's memory, and `own_limit` is false to say so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitStatus {
+    pub target: String,
+    pub usage: f64,
+    pub limit: Option<f64>,
+    pub own_limit: bool,
+    pub percent: Option<f64>,
+    pub summary: String,
+}
+
+impl LimitStatus {
+    /// From a group's latest `usage`, `limit` and `has_limit` values.
+    pub fn of(target: &str, latest: impl Fn(&str) -> Option<f64>) -> Option<LimitStatus> {
+        let usage = latest("usage")?;
+        let limit = latest("limit").filter(|l| *l > 0.0);
+        let own_limit = latest("has_limit").is_some_and(|h| h > 0.0);
+        let percent = limit.map(|l| usage * 100.0 / l);
+        let summary = match (limit, own_limit) {
+            (Some(l), true) => format!(
+                "usage {} of its {} limit ({:.1} %)",
+                format_bytes(usage),
+                format_bytes(l),
+                usage * 100.0 / l
+            ),
+            (Some(l), false) => format!(
+                "usage {}; no memory limit of its own (max): measured against the host's {} ({:.1} %)",
+                format_bytes(usage),
+                format_bytes(l),
+                usage * 100.0 / l
+            ),
+            (None, _) => format!("usage {}; no limit known", format_bytes(usage)),
+        };
+        Some(LimitStatus {
+            target: target.to_string(),
+            usage,
+            limit,
+            own_limit,
+            percent,
+            summary,
+        })
+    }
+}
+
+fn limits_of(series: &[SeriesStatus]) -> Vec<LimitStatus> {
+    let mut targets: Vec<&str> = series
+        .iter()
+        .filter(|s| s.kind == "cgroup")
+        .map(|s| s.target.as_str())
+        .collect();
+    targets.dedup();
+    targets
+        .into_iter()
+        .filter_map(|t| {
+            LimitStatus::of(t, |metric| {
+                series
+                    .iter()
+                    .find(|s| s.kind == "cgroup" && s.target == t && s.metric == metric)
+                    .map(|s| s.latest)
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +124,7 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
         window_ms,
         recorder,
         last_cleanup,
+        limits: limits_of(&series),
         series,
     })
 }
@@ -156,7 +224,19 @@ pub fn render_table(r: &StatusReport) -> String {
                 let _ = write!(out, " (pid {pid})");
             }
             if let Some(gone) = s.gone_ms {
-                let _ = write!(out, " - exited {}", format_time(gone));
+                let what = if s.kind == "cgroup" {
+                    "removed"
+                } else {
+                    "exited"
+                };
+                let _ = write!(out, " - {what} {}", format_time(gone));
+            }
+            if let Some(l) = r
+                .limits
+                .iter()
+                .find(|l| s.kind == "cgroup" && l.target == s.target)
+            {
+                let _ = write!(out, "\n  {}", l.summary);
             }
             let _ = writeln!(
                 out,

@@ -3,6 +3,7 @@
 
 mod analysis;
 mod api;
+mod cgroup;
 mod cleanup;
 mod config;
 mod errors;
