@@ -32,7 +32,10 @@
 --   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage, mean,
 --   slope_per_hour (units/h), pct_per_hour, intercept (fitted value at the window start),
 --   fitted_now (fitted value at the newest sample), r2, growth_pct,
---   floor_buckets, floor_pct_per_hour, floor_r2, floor_growth_pct, classification
+--   floor_buckets, floor_pct_per_hour, floor_r2, floor_growth_pct, classification,
+--   limit_value, seconds_to_limit (when the fitted line reaches the limit, as time_to_limit.sql
+--   computes it from the same fit: the target's own `limit` series for bytes, else the system's
+--   total memory; 100 for percent; NULL when the line is not rising or below :min_samples)
 WITH sel AS MATERIALIZED (
     SELECT si.*,
            (SELECT value FROM samples
@@ -87,6 +90,11 @@ fit AS (
           FROM slices GROUP BY series_id) AS s
     JOIN sel ON sel.series_id = s.series_id
 ),
+system_total AS (
+    SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total
+    FROM series_info AS si WHERE si.kind = 'system' AND si.metric = 'mem_total'
+    LIMIT 1
+),
 judged AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
            fit.n AS samples, fit.first_ts_ms, fit.last_ts_ms,
@@ -106,10 +114,20 @@ judged AS (
            CASE WHEN fit.nb * 2 >= :buckets THEN fit.floor_r2 END AS floor_r2,
            CASE WHEN fit.nb * 2 >= :buckets
                 THEN fit.floor_slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
-                     / nullif(abs(fit.mean), 0) END AS floor_growth_pct
+                     / nullif(abs(fit.mean), 0) END AS floor_growth_pct,
+           fit.slope_s,
+           CASE sel.unit
+             WHEN 'percent' THEN 100.0
+             WHEN 'bytes' THEN coalesce(
+               (SELECT x.value FROM series AS l JOIN samples AS x ON x.series_id = l.id
+                WHERE l.target_id = sel.target_id AND l.metric = 'limit'
+                ORDER BY x.ts_ms DESC LIMIT 1),
+               (SELECT total FROM system_total)) END AS limit_value
     FROM fit JOIN sel ON sel.series_id = fit.series_id
 )
-SELECT *,
+SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage,
+       mean, slope_per_hour, pct_per_hour, intercept, fitted_now, r2, growth_pct, floor_buckets,
+       floor_pct_per_hour, floor_r2, floor_growth_pct,
        CASE
          WHEN samples < :min_samples OR coverage < :min_coverage THEN 'insufficient_data'
          WHEN (r2 >= :min_r2 AND pct_per_hour >= :min_pct_per_hour AND growth_pct >= :min_growth_pct)
@@ -119,6 +137,9 @@ SELECT *,
            OR (floor_r2 >= :min_r2 AND floor_pct_per_hour <= -:min_pct_per_hour
                AND floor_growth_pct <= -:min_growth_pct) THEN 'decreasing'
          ELSE 'stable'
-       END AS classification
+       END AS classification,
+       limit_value,
+       CASE WHEN samples >= :min_samples AND slope_s > 0 AND limit_value IS NOT NULL
+            THEN max(0.0, (limit_value - fitted_now) / slope_s) END AS seconds_to_limit
 FROM judged
 ORDER BY pct_per_hour DESC;

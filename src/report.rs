@@ -178,9 +178,75 @@ fn verdict(s: &SeriesReport) -> String {
     }
 }
 
-/// Gather the report for a range from the database at `db`. After the summary, the remaining
-/// passes over the samples run on two read-only connections side by side (WAL: neither blocks
-/// the recorder, nor each other).
+/// Which series a chart draws: a process's memory lines, the system's used memory, a cgroup's
+/// usage with the ceiling the kernel acts at; every custom metric.
+fn charted(kind: &str, metric: &str) -> bool {
+    match kind {
+        "process" => matches!(metric, "rss" | "pss" | "uss" | "tree_rss"),
+        "system" => metric == "mem_used",
+        "cgroup" => matches!(metric, "usage" | "limit" | "anon" | "file"),
+        _ => true,
+    }
+}
+
+/// One pass over the samples that a report needs.
+enum Job {
+    Summary,
+    Trend(i64),
+    Downsample(i64),
+}
+
+/// Run the jobs on as many read-only connections as there are cores (at most 4), each worker
+/// taking the next job when it finishes one; results come back in job order. WAL lets them read
+/// side by side without blocking the recorder or each other.
+fn pool(
+    db: &Path,
+    jobs: &[Job],
+    progress: &Progress,
+    work: impl Fn(&Connection, &Job) -> Result<Table, ReportError> + Sync,
+) -> Result<Vec<Table>, ReportError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+        .min(jobs.len().max(1));
+    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let results: Mutex<Vec<Option<Table>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| -> Result<(), ReportError> {
+        let worker = || -> Result<(), ReportError> {
+            let conn = store::open_reader(db, BUSY_TIMEOUT)?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else {
+                    return Ok(());
+                };
+                let table = work(&conn, job).inspect_err(|_| {
+                    // Stop the others at their next job.
+                    next.store(jobs.len(), Ordering::Relaxed);
+                })?;
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(table);
+                progress.step(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len());
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
+        for h in handles {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        }
+        Ok(())
+    })?;
+    Ok(results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
+}
+
+/// Gather the report for a range from the database at `db`. The passes over the samples (the
+/// summary, each series' trend fit, each charted series' buckets) run side by side on read-only
+/// connections; every figure still comes from the analysis queries.
 pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     if o.to_ms <= o.from_ms {
         return Err(ReportError::EmptyRange);
@@ -191,23 +257,83 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     let mut params = filters(&o.target);
     params.push(("from_ms", Cell::Int(o.from_ms)));
     params.push(("to_ms", Cell::Int(o.to_ms)));
-    let summary = analysis::run(&conn, "summary", &params, o.to_ms)?;
-    // Fit and draw over the samples actually present, not the whole range asked for.
-    let data_from = (0..summary.rows.len())
-        .filter_map(|r| summary.get(r, "first_ts_ms").as_i64())
-        .min()
-        .unwrap_or(o.from_ms);
-    let data_to = (0..summary.rows.len())
-        .filter_map(|r| summary.get(r, "last_ts_ms").as_i64())
+    // Where the samples are (primary-key seeks only): fits and charts span that, not the whole
+    // range asked for.
+    let span = analysis::run(&conn, "span", &params, o.to_ms)?;
+    let ends = |col: &str| -> Vec<i64> {
+        (0..span.rows.len())
+            .filter_map(|r| span.get(r, col).as_i64())
+            .collect()
+    };
+    let data_from = ends("first_ts_ms").into_iter().min().unwrap_or(o.from_ms);
+    let data_to = ends("last_ts_ms")
+        .into_iter()
         .max()
         .unwrap_or(o.to_ms)
         .max(data_from + 1);
-    let span = data_to - data_from;
+    let window = data_to - data_from;
+    let bucket_ms = (window / CHART_BUCKETS).max(1);
+
+    let mut jobs = vec![Job::Summary];
+    for r in 0..span.rows.len() {
+        let Some(sid) = span.get(r, "series_id").as_i64() else {
+            continue;
+        };
+        jobs.push(Job::Trend(sid));
+        let (kind, metric) = (span.get(r, "kind"), span.get(r, "metric"));
+        if charted(kind.as_str().unwrap_or(""), metric.as_str().unwrap_or("")) {
+            jobs.push(Job::Downsample(sid));
+        }
+    }
+    let tables = pool(db, &jobs, &progress, |conn, job| {
+        Ok(match job {
+            Job::Summary => analysis::run(conn, "summary", &params, o.to_ms)?,
+            Job::Trend(sid) => analysis::run(
+                conn,
+                "trend",
+                &[
+                    ("series_id", Cell::Int(*sid)),
+                    ("window_ms", Cell::Int(window)),
+                ],
+                data_to,
+            )?,
+            Job::Downsample(sid) => analysis::run(
+                conn,
+                "downsample",
+                &[
+                    ("series_id", Cell::Int(*sid)),
+                    ("from_ms", Cell::Int(data_from)),
+                    ("to_ms", Cell::Int(data_to + 1)),
+                    ("bucket_ms", Cell::Int(bucket_ms)),
+                ],
+                o.to_ms,
+            )?,
+        })
+    })?;
+    progress.done();
+    let mut summary = Table::default();
+    let mut trends: BTreeMap<i64, Table> = BTreeMap::new();
+    let mut buckets: BTreeMap<i64, Table> = BTreeMap::new();
+    for (job, table) in jobs.iter().zip(tables) {
+        match job {
+            Job::Summary => summary = table,
+            Job::Trend(sid) => {
+                trends.insert(*sid, table);
+            }
+            Job::Downsample(sid) => {
+                buckets.insert(*sid, table);
+            }
+        }
+    }
+
     let mut series: Vec<SeriesReport> = (0..summary.rows.len())
         .map(|r| {
             let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
-            SeriesReport {
-                series_id: summary.get(r, "series_id").as_i64().unwrap_or(0),
+            let series_id = summary.get(r, "series_id").as_i64().unwrap_or(0);
+            let trend = trends.get(&series_id).filter(|t| !t.rows.is_empty());
+            let tf = |c: &str| trend.and_then(|t| t.get(0, c).as_f64());
+            let mut s = SeriesReport {
+                series_id,
                 kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
                 target: summary.get(r, "target").as_str().unwrap_or("").into(),
                 pid: summary.get(r, "pid").as_i64(),
@@ -221,61 +347,22 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
                 last: f("last"),
                 change_pct: summary.get(r, "change_pct").as_f64(),
                 trend: Trend {
-                    classification: None,
-                    slope_per_hour: None,
-                    pct_per_hour: None,
-                    r2: None,
+                    classification: trend
+                        .and_then(|t| t.get(0, "classification").as_str())
+                        .map(str::to_string),
+                    slope_per_hour: tf("slope_per_hour"),
+                    pct_per_hour: tf("pct_per_hour"),
+                    r2: tf("r2"),
                 },
-                seconds_to_limit: None,
+                // From the same fit, as time_to_limit.sql computes it.
+                seconds_to_limit: tf("seconds_to_limit"),
                 verdict: String::new(),
-            }
+            };
+            s.verdict = verdict(&s);
+            s
         })
         .collect();
-
-    let mut fit_params = filters(&o.target);
-    fit_params.push(("window_ms", Cell::Int(span)));
-    // The two passes over the samples split about evenly: the trend fit on one thread; the time
-    // to limit and the charts on this one.
-    let fit = || -> Result<Table, ReportError> {
-        let conn = store::open_reader(db, BUSY_TIMEOUT)?;
-        Ok(analysis::run(&conn, "trend", &fit_params, data_to)?)
-    };
-    let bucket_ms = (span / CHART_BUCKETS).max(1);
-    let rest = || -> Result<(Table, Vec<Chart>), ReportError> {
-        let limit = analysis::run(&conn, "time_to_limit", &fit_params, data_to)?;
-        let span = (data_from, data_to);
-        let charts = charts(&conn, &series, span, bucket_ms, o.to_ms, &progress)?;
-        Ok((limit, charts))
-    };
-    let (trend, rest) = std::thread::scope(|s| {
-        let trend = s.spawn(fit);
-        let rest = rest();
-        (trend.join(), rest)
-    });
-    let trend = trend.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    let (limit, charts) = rest?;
-    progress.done();
-    let at = |t: &Table| -> BTreeMap<i64, usize> {
-        (0..t.rows.len())
-            .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
-            .collect()
-    };
-    let (trend_at, limit_at) = (at(&trend), at(&limit));
-    for s in &mut series {
-        if let Some(&i) = trend_at.get(&s.series_id) {
-            let tf = |c: &str| trend.get(i, c).as_f64();
-            s.trend = Trend {
-                classification: trend.get(i, "classification").as_str().map(str::to_string),
-                slope_per_hour: tf("slope_per_hour"),
-                pct_per_hour: tf("pct_per_hour"),
-                r2: tf("r2"),
-            };
-        }
-        s.seconds_to_limit = limit_at
-            .get(&s.series_id)
-            .and_then(|&i| limit.get(i, "seconds_to_limit").as_f64());
-        s.verdict = verdict(s);
-    }
+    let charts = charts(&series, &buckets, bucket_ms);
 
     // Alerts and cleanups inside the range (for the selected targets).
     let keep = |target: Option<&str>, pid: Option<i64>| match &o.target {
@@ -361,26 +448,12 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     })
 }
 
-/// One chart per target (its memory lines) and the system's used memory, each line downsampled
-/// to min/avg/max per bucket over `(from, to)` inclusive.
-fn charts(
-    conn: &Connection,
-    series: &[SeriesReport],
-    (data_from, data_to): (i64, i64),
-    bucket_ms: i64,
-    now_ms: i64,
-    progress: &Progress,
-) -> Result<Vec<Chart>, ReportError> {
+/// One chart per target (its memory lines) and the system's used memory, from each line's
+/// downsampled buckets (min/avg/max per bucket).
+fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i64) -> Vec<Chart> {
     let mut groups: BTreeMap<(u8, String, Option<i64>), Vec<&SeriesReport>> = BTreeMap::new();
     for s in series {
-        let charted = match s.kind.as_str() {
-            "process" => matches!(s.metric.as_str(), "rss" | "pss" | "uss" | "tree_rss"),
-            "system" => s.metric == "mem_used",
-            // Usage with the ceiling the kernel acts at.
-            "cgroup" => matches!(s.metric.as_str(), "usage" | "limit" | "anon" | "file"),
-            _ => true,
-        };
-        if charted {
+        if charted(&s.kind, &s.metric) {
             let order = match s.kind.as_str() {
                 "system" => 0,
                 "cgroup" => 1,
@@ -394,37 +467,26 @@ fn charts(
         }
     }
     let mut charts = Vec::new();
-    let total = groups.len();
-    for (i, ((_, target, pid), members)) in groups.into_iter().enumerate() {
-        progress.step(i, total);
+    for ((_, target, pid), members) in groups {
         let kind = members[0].kind.clone();
-        let mut lines = Vec::new();
-        for s in &members {
-            let t = analysis::run(
-                conn,
-                "downsample",
-                &[
-                    ("series_id", Cell::Int(s.series_id)),
-                    ("from_ms", Cell::Int(data_from)),
-                    ("to_ms", Cell::Int(data_to + 1)),
-                    ("bucket_ms", Cell::Int(bucket_ms)),
-                ],
-                now_ms,
-            )?;
-            lines.push(Line {
+        let lines = members
+            .iter()
+            .map(|s| Line {
                 metric: s.metric.clone(),
-                buckets: (0..t.rows.len())
-                    .filter_map(|r| {
-                        Some((
-                            t.get(r, "bucket_ms").as_i64()?,
-                            t.get(r, "min").as_f64()?,
-                            t.get(r, "avg").as_f64()?,
-                            t.get(r, "max").as_f64()?,
-                        ))
-                    })
-                    .collect(),
-            });
-        }
+                buckets: buckets.get(&s.series_id).map_or_else(Vec::new, |t| {
+                    (0..t.rows.len())
+                        .filter_map(|r| {
+                            Some((
+                                t.get(r, "bucket_ms").as_i64()?,
+                                t.get(r, "min").as_f64()?,
+                                t.get(r, "avg").as_f64()?,
+                                t.get(r, "max").as_f64()?,
+                            ))
+                        })
+                        .collect()
+                }),
+            })
+            .collect();
         let units: Vec<&str> = members.iter().map(|s| s.unit.as_str()).collect();
         let total = series
             .iter()
@@ -464,7 +526,7 @@ fn charts(
             lines,
         });
     }
-    Ok(charts)
+    charts
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {

@@ -34,6 +34,7 @@ pub const QUERIES: &[(&str, &str)] = &[
         include_str!("../queries/time_to_limit.sql"),
     ),
     ("increase", include_str!("../queries/increase.sql")),
+    ("span", include_str!("../queries/span.sql")),
     ("downsample", include_str!("../queries/downsample.sql")),
     ("alerts_due", include_str!("../queries/alerts_due.sql")),
     ("cleanups", include_str!("../queries/cleanups.sql")),

@@ -359,6 +359,66 @@ fn time_to_limit_uses_a_cgroups_own_limit() {
     );
 }
 
+/// The report takes the time to limit from `trend` (one pass instead of two): it must be the
+/// same as `time_to_limit` for every series, whichever limit applies.
+#[test]
+fn trend_time_to_limit_matches_time_to_limit() {
+    let h = History::new();
+    let pts: Vec<_> = (0..=60)
+        .map(|i| {
+            (
+                T0 + i * 10_000,
+                1000.0 + 10.0 * (i * 10) as f64 + (i % 3) as f64,
+            )
+        })
+        .collect();
+    let at = |v: f64| pts.iter().map(|&(t, _)| (t, v)).collect::<Vec<_>>();
+    let ids = [
+        h.series("process", "leaky", "rss", "bytes", &pts),
+        h.series("process", "steady", "rss", "bytes", &at(5000.0)),
+        h.series("cgroup", "/app", "usage", "bytes", &pts),
+        h.series("cgroup", "/app", "limit", "bytes", &at(8000.0)),
+        h.series(
+            "system",
+            "system",
+            "mem_used_percent",
+            "percent",
+            &pts[..40],
+        ),
+    ];
+    h.series("system", "system", "mem_total", "bytes", &at(13_000.0));
+    let now = T0 + 600_000;
+    let params = [("window_ms", Cell::Int(600_000))];
+    let trend = run(h.conn(), "trend", &params, now).expect("trend");
+    let ttl = run(h.conn(), "time_to_limit", &params, now).expect("ttl");
+    for id in ids {
+        let (a, b) = (one(&trend, id), one(&ttl, id));
+        assert_eq!(
+            trend.get(a, "limit_value"),
+            ttl.get(b, "limit_value"),
+            "series {id}"
+        );
+        match (
+            trend.get(a, "seconds_to_limit").as_f64(),
+            ttl.get(b, "seconds_to_limit").as_f64(),
+        ) {
+            (Some(x), Some(y)) => assert!(close(x, y, 1e-9), "series {id}: {x} vs {y}"),
+            (x, y) => assert_eq!(x, y, "series {id}"),
+        }
+    }
+    assert!(
+        trend
+            .get(one(&trend, ids[0]), "seconds_to_limit")
+            .as_f64()
+            .is_some()
+    );
+    assert_eq!(
+        trend.get(one(&trend, ids[1]), "seconds_to_limit"),
+        &Cell::Null
+    );
+    assert_eq!(f(&trend, one(&trend, ids[2]), "limit_value"), 8000.0);
+}
+
 #[test]
 fn increase_counts_new_counter_growth_in_the_window() {
     let h = History::new();
