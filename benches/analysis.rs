@@ -159,6 +159,16 @@ fn main() {
             let d = time(3, || analysis::run(conn, name, params, now).expect("part"));
             println!("part {name}: {:.1} ms", d.as_secs_f64() * 1e3);
         }
+        for rule in default_rules(&NotifySection::default()) {
+            let name = rule.name.clone();
+            let one = Engine::new(vec![rule]);
+            let mut at = now;
+            let d = time(10, || {
+                at += 1000;
+                one.evaluate(conn, at).expect("evaluate")
+            });
+            println!("part rule {name}: {:.2} ms", d.as_secs_f64() * 1e3);
+        }
     }
     let report_html = time(5, || {
         report::html(&report::build(&path, &options).expect("report"))

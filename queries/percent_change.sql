@@ -1,7 +1,7 @@
 -- percent_change: for each series, the newest value against the earliest value inside the
--- window, in percent. The window is a frame over timestamps (RANGE BETWEEN :window_ms PRECEDING),
--- so the same expression gives a rolling percent change at every sample. A series is reported only
--- once its samples cover at least :min_coverage of the window: no false growth right after start.
+-- window, in percent. Both ends are found by primary-key seeks (no scan of the window), so a rule
+-- on every series costs two seeks per series. A series is reported only once its samples cover at
+-- least :min_coverage of the window: no false growth right after start.
 --
 -- Parameters (name = default):
 --   :now_ms = now           as of this time (Unix ms)
@@ -21,20 +21,29 @@ WITH sel AS MATERIALIZED (
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
 ),
-framed AS (
-    SELECT x.series_id, x.ts_ms, x.value,
-           first_value(x.ts_ms) OVER w AS first_ts_ms,
-           first_value(x.value) OVER w AS first_value,
-           row_number() OVER (PARTITION BY x.series_id ORDER BY x.ts_ms DESC) AS newest
-    FROM sel CROSS JOIN samples AS x ON x.series_id = sel.series_id
-    WHERE x.ts_ms >= :now_ms - :window_ms AND x.ts_ms <= :now_ms
-    WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts_ms
-                 RANGE BETWEEN :window_ms PRECEDING AND CURRENT ROW)
+ends AS (
+    SELECT sel.series_id,
+           (SELECT ts_ms FROM samples WHERE series_id = sel.series_id
+              AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+            ORDER BY ts_ms LIMIT 1) AS first_ts_ms,
+           (SELECT ts_ms FROM samples WHERE series_id = sel.series_id
+              AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
+            ORDER BY ts_ms DESC LIMIT 1) AS ts_ms
+    FROM sel
+),
+f AS (
+    SELECT ends.series_id, ends.first_ts_ms, ends.ts_ms,
+           (SELECT value FROM samples WHERE series_id = ends.series_id AND ts_ms = ends.first_ts_ms)
+             AS first_value,
+           (SELECT value FROM samples WHERE series_id = ends.series_id AND ts_ms = ends.ts_ms)
+             AS value
+    FROM ends
+    WHERE ends.ts_ms IS NOT NULL
 )
 SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
        f.first_ts_ms, f.first_value, f.ts_ms, f.value,
        (f.ts_ms - f.first_ts_ms) * 1.0 / :window_ms AS coverage,
        (f.value - f.first_value) * 100.0 / nullif(abs(f.first_value), 0) AS percent_change
-FROM framed AS f JOIN sel ON sel.series_id = f.series_id
-WHERE f.newest = 1 AND f.ts_ms - f.first_ts_ms >= :min_coverage * :window_ms
+FROM f JOIN sel ON sel.series_id = f.series_id
+WHERE f.ts_ms - f.first_ts_ms >= :min_coverage * :window_ms
 ORDER BY percent_change DESC;
