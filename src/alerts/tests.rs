@@ -347,3 +347,56 @@ fn cgroup_metrics_and_shared_names() {
         ("limit_percent", 90.0)
     );
 }
+
+#[test]
+fn default_cgroup_rules_fire_near_the_limit_and_on_a_new_oom_kill() {
+    let h = History::new();
+    // A group at 80 % of its limit, 95 % from minute 5; one OOM kill at minute 10.
+    let pts = |f: &dyn Fn(f64) -> f64| -> Vec<(i64, f64)> {
+        (0..=20 * 6)
+            .map(|i| (T0 + i * 10_000, f(i as f64 / 6.0)))
+            .collect()
+    };
+    h.series(
+        "cgroup",
+        "/app",
+        "limit_percent",
+        "percent",
+        &pts(&|m| if m < 5.0 { 80.0 } else { 95.0 }),
+    );
+    h.series(
+        "cgroup",
+        "/app",
+        "oom_kill",
+        "count",
+        &pts(&|m| if m < 10.0 { 2.0 } else { 3.0 }),
+    );
+    let rules: Vec<Rule> = default_rules(&Default::default())
+        .into_iter()
+        .filter(|r| r.kind.as_deref() == Some("cgroup"))
+        .collect();
+    install(h.conn(), &rules).expect("install");
+    let engine = Engine::new(rules);
+    let mut fired = Vec::new();
+    let mut now = T0;
+    while now <= T0 + 20 * MIN {
+        for e in engine.evaluate(h.conn(), now).expect("evaluate") {
+            fired.push((now - T0, e.rule.clone(), e.event.clone()));
+        }
+        now += 10_000;
+    }
+    let at = |rule: &str| -> Vec<(i64, String)> {
+        fired
+            .iter()
+            .filter(|(_, r, _)| r == rule)
+            .map(|(t, _, e)| (*t, e.clone()))
+            .collect()
+    };
+    assert_eq!(at("cgroup_near_limit"), ev(&[(5 * MIN, "firing")]));
+    // The counter already at 2 is not news; the kill seen at minute 10 (the rise from the sample
+    // at 9:50) is, until 9:50 leaves the 5-minute window at minute 15.
+    assert_eq!(
+        at("cgroup_oom_kill"),
+        ev(&[(10 * MIN, "firing"), (15 * MIN, "resolved")])
+    );
+}

@@ -115,9 +115,11 @@ fn limited_group_usage_limit_and_oom_kill() {
     };
     let s = Scratch::new();
     let db = s.db();
-    let rec = spawn_recorder(
+    let api = ApiRecorder::start(
         &db,
         &["--cgroup", &g.name, "--no-system", "--interval", "200ms"],
+        &[],
+        None,
     );
     // Usage rises by what memhog holds, and the group's own limit is recorded.
     let mut hog = g.spawn_hog(40);
@@ -156,9 +158,32 @@ fn limited_group_usage_limit_and_oom_kill() {
         .ok()
     });
     assert!(fired.contains(&g.name), "{fired}");
-    signal(&rec, libc::SIGTERM);
-    let out = wait_output(rec, Duration::from_secs(20));
-    assert!(out.status.success(), "{}", stderr(&out));
+    // The API shows usage against the limit, live and from the history.
+    let (code, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+    assert_eq!(code, 200, "{body}");
+    let status = json(&body);
+    let group = status["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "cgroup"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(group["target"], g.name.as_str(), "{body}");
+    assert_eq!(group["memory_limit"]["limit"], (64 * MIB) as f64, "{body}");
+    assert_eq!(group["memory_limit"]["own_limit"], true, "{body}");
+    let (code, body) = http("GET", &api.url("/internal/memory/metrics"), None, None);
+    assert_eq!(code, 200, "{body}");
+    let live = json(&body);
+    assert_eq!(live["cgroups"][0]["cgroup"], g.name.as_str(), "{body}");
+    assert_eq!(
+        live["cgroups"][0]["metrics"]["limit"],
+        (64 * MIB) as f64,
+        "{body}"
+    );
+    let log = api.stop();
+    assert!(
+        log.contains("cgroup_oom_kill"),
+        "the alert is logged: {log}"
+    );
     kill(&mut hog);
 
     let out = run(
@@ -177,6 +202,25 @@ fn limited_group_usage_limit_and_oom_kill() {
     assert_eq!(v["limits"][0]["target"], g.name.as_str());
     assert_eq!(v["limits"][0]["own_limit"], true);
     assert_eq!(v["limits"][0]["limit"], (64 * MIB) as f64);
+    // The report's chart for the group says the same.
+    let out = run(
+        memtrail()
+            .args(["report", "--since", "1h", "--format", "json", "--db"])
+            .arg(&db),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let titles: Vec<String> = report["charts"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["title"].to_string()).collect())
+        .unwrap_or_default();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains(&g.name) && t.contains("of its 64.0 MiB limit")),
+        "{titles:?}"
+    );
 }
 
 #[test]
