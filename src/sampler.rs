@@ -450,16 +450,21 @@ pub fn group_values(r: &crate::cgroup::Reading, host_total: Option<f64>) -> Vec<
         }
     }
     if let Some(p) = &r.pressure {
-        values.push(Value::new(
-            "pressure_some_avg10",
-            Unit::Percent,
-            p.some_avg10,
-        ));
-        if let Some(full) = p.full_avg10 {
-            values.push(Value::new("pressure_full_avg10", Unit::Percent, full));
-        }
+        push_pressure(&mut values, p);
     }
     values
+}
+
+/// PSI memory pressure (the share of time some / all tasks stalled on memory, 10 s average).
+fn push_pressure(values: &mut Vec<Value>, p: &procfs::Pressure) {
+    values.push(Value::new(
+        "pressure_some_avg10",
+        Unit::Percent,
+        p.some_avg10,
+    ));
+    if let Some(full) = p.full_avg10 {
+        values.push(Value::new("pressure_full_avg10", Unit::Percent, full));
+    }
 }
 
 /// System-wide memory: total, available, used, used %, swap, and PSI pressure when present.
@@ -476,14 +481,7 @@ pub fn system_sample() -> TargetSample {
         ]);
     }
     if let Some(p) = procfs::read_pressure() {
-        values.push(Value::new(
-            "pressure_some_avg10",
-            Unit::Percent,
-            p.some_avg10,
-        ));
-        if let Some(full) = p.full_avg10 {
-            values.push(Value::new("pressure_full_avg10", Unit::Percent, full));
-        }
+        push_pressure(&mut values, &p);
     }
     TargetSample {
         key: TargetKey::system(),
