@@ -326,7 +326,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         }
     }
 
-    let mut series: Vec<SeriesReport> = (0..summary.rows.len())
+    let series: Vec<SeriesReport> = (0..summary.rows.len())
         .map(|r| {
             let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
             let series_id = summary.get(r, "series_id").as_i64().unwrap_or(0);
