@@ -58,18 +58,21 @@ pub fn names() -> Vec<&'static str> {
     store::QUERIES.iter().map(|(n, _)| *n).collect()
 }
 
-pub fn catalog() -> Vec<NamedQuery> {
-    store::QUERIES
-        .iter()
-        .map(|(name, sql)| parse_header(name, sql))
-        .collect()
+/// Every named query with its header parsed, once per process (rules run them every second).
+pub fn catalog() -> &'static [NamedQuery] {
+    static CATALOG: std::sync::OnceLock<Vec<NamedQuery>> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(|| {
+        store::QUERIES
+            .iter()
+            .map(|(name, sql)| parse_header(name, sql))
+            .collect()
+    })
 }
 
-pub fn find(name: &str) -> Result<NamedQuery, AnalysisError> {
-    store::QUERIES
+pub fn find(name: &str) -> Result<&'static NamedQuery, AnalysisError> {
+    catalog()
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, sql)| parse_header(n, sql))
+        .find(|q| q.name == name)
         .ok_or_else(|| AnalysisError::UnknownQuery {
             name: name.to_string(),
         })
