@@ -190,7 +190,11 @@ impl Recorder {
                 tracing::info!(subject = %key, "watching");
             }
             for key in &changes.gone {
-                tracing::info!(subject = %key, "process exited; recorded as gone");
+                if key.kind == crate::model::Kind::Cgroup {
+                    tracing::info!(subject = %key, "cgroup removed; recorded as gone");
+                } else {
+                    tracing::info!(subject = %key, "process exited; recorded as gone");
+                }
             }
             for name in &changes.newly_waiting {
                 tracing::warn!(

@@ -331,3 +331,34 @@ fn missing_cgroup_and_unit_are_usage_errors() {
         assert!(stderr(&out).contains(said), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_removed_group_is_recorded_as_gone() {
+    let Some(g) = TestGroup::create("removed", Some(32 * MIB)) else {
+        return;
+    };
+    let s = Scratch::new();
+    let db = s.db();
+    let rec = spawn_recorder(
+        &db,
+        &["--cgroup", &g.name, "--no-system", "--interval", "200ms"],
+    );
+    eventually(Duration::from_secs(20), "the group's samples", || {
+        let conn = rusqlite::Connection::open(&db).ok()?;
+        latest(&conn, &g.name, "usage").map(|_| ())
+    });
+    // Removing the group (the test's own) ends the only target: the recorder stops by itself.
+    drop(g);
+    let out = wait_output(rec, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = open(&db);
+    let gone: Option<i64> = conn
+        .query_row(
+            "SELECT gone_ms FROM targets WHERE kind = 'cgroup'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the group's target row");
+    assert!(gone.is_some(), "{}", stderr(&out));
+    assert_eq!(stop_reason(&conn), "targets gone");
+}
