@@ -354,7 +354,18 @@ pub struct Store {
     path: PathBuf,
     targets: HashMap<TargetKey, i64>,
     series: SeriesCache,
+    /// The `last_seen_ms` last written for each target, and the `runs.last_tick_ms` last written:
+    /// rewriting them every tick dirtied two more pages per commit for nothing (pruning works in
+    /// hours, and a crashed run is closed at its last written tick, at most a second early).
+    seen_written: HashMap<i64, i64>,
+    tick_written_ms: Option<i64>,
+    /// The newest tick committed (written to `runs.last_tick_ms` when the run ends).
+    last_tick_ms: Option<i64>,
 }
+
+/// How stale `targets.last_seen_ms` and `runs.last_tick_ms` may get before a tick rewrites them.
+const SEEN_EVERY_MS: i64 = 60_000;
+const TICK_EVERY_MS: i64 = 1_000;
 
 /// Prepared statements kept per connection. A tick, a rule evaluation and a prune use a few dozen
 /// distinct statements between them; rusqlite's default of 16 made them evict each other, so
@@ -409,6 +420,9 @@ impl Store {
             path: path.to_path_buf(),
             targets: HashMap::new(),
             series: HashMap::new(),
+            seen_written: HashMap::new(),
+            tick_written_ms: None,
+            last_tick_ms: None,
         })
     }
 
@@ -418,6 +432,8 @@ impl Store {
 
     /// Close runs a crashed recorder left open (we hold the lock, so none is live), then start ours.
     pub fn begin_run(&mut self, info: &RunInfo) -> Result<i64> {
+        self.tick_written_ms = None;
+        self.last_tick_ms = None;
         self.conn
             .execute(
                 "UPDATE runs SET stopped_ms = coalesce(last_tick_ms, started_ms), stop_reason = 'crashed'
@@ -446,8 +462,9 @@ impl Store {
     pub fn end_run(&mut self, run_id: i64, stopped_ms: i64, reason: &str) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE runs SET stopped_ms = ?2, stop_reason = ?3 WHERE id = ?1",
-                params![run_id, stopped_ms, reason],
+                "UPDATE runs SET stopped_ms = ?2, stop_reason = ?3,
+                 last_tick_ms = coalesce(?4, last_tick_ms) WHERE id = ?1",
+                params![run_id, stopped_ms, reason, self.last_tick_ms],
             )
             .map_err(ctx("recording the end of this run"))?;
         Ok(())
@@ -456,10 +473,14 @@ impl Store {
     /// Write one tick in one transaction. Returns the number of samples written.
     pub fn write_tick(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
         let result = self.write_tick_inner(run_id, snap);
-        if result.is_err() {
+        if result.is_ok() {
+            self.last_tick_ms = Some(snap.ts_ms);
+        } else {
             // The transaction rolled back: ids cached during it may not exist.
             self.targets.clear();
             self.series.clear();
+            self.seen_written.clear();
+            self.tick_written_ms = None;
         }
         result
     }
@@ -472,9 +493,16 @@ impl Store {
         let mut written = 0;
         for t in &snap.targets {
             let target_id = target_id(&tx, &mut self.targets, &t.key, &t.cmdline, snap.ts_ms)?;
-            tx.prepare_cached("UPDATE targets SET last_seen_ms = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![target_id, snap.ts_ms]))
-                .map_err(ctx("updating a target"))?;
+            if self
+                .seen_written
+                .get(&target_id)
+                .is_none_or(|&w| snap.ts_ms - w >= SEEN_EVERY_MS)
+            {
+                tx.prepare_cached("UPDATE targets SET last_seen_ms = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![target_id, snap.ts_ms]))
+                    .map_err(ctx("updating a target"))?;
+                self.seen_written.insert(target_id, snap.ts_ms);
+            }
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
@@ -500,9 +528,15 @@ impl Store {
                 .map_err(ctx("marking a target gone"))?;
             }
         }
-        tx.prepare_cached("UPDATE runs SET last_tick_ms = ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![run_id, snap.ts_ms]))
-            .map_err(ctx("updating the run"))?;
+        if self
+            .tick_written_ms
+            .is_none_or(|w| snap.ts_ms - w >= TICK_EVERY_MS)
+        {
+            tx.prepare_cached("UPDATE runs SET last_tick_ms = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![run_id, snap.ts_ms]))
+                .map_err(ctx("updating the run"))?;
+            self.tick_written_ms = Some(snap.ts_ms);
+        }
         tx.commit().map_err(ctx("committing the tick"))?;
         Ok(written)
     }
@@ -1281,6 +1315,43 @@ mod tests {
             count(s.connection(), "SELECT count(*) FROM samples"),
             10 * (day + 1)
         );
+    }
+
+    /// At 10 Hz a tick rewrites `runs.last_tick_ms` at most once a second and each target's
+    /// `last_seen_ms` at most once a minute; the end of the run writes the true last tick.
+    #[test]
+    fn bookkeeping_rows_are_rewritten_sparingly() {
+        let dir = tmp();
+        let mut s = open(&dir);
+        let run = s
+            .begin_run(&RunInfo {
+                started_ms: 0,
+                interval_ms: 100,
+                retention_ms: 3_600_000,
+                host: "h".into(),
+                settings_json: "{}".into(),
+            })
+            .expect("run");
+        let one = |s: &Store, sql: &str| count(s.connection(), sql);
+        for ts in (0..=1_500).step_by(100) {
+            s.write_tick(run, &snapshot(ts, &[proc_key(1)], 2))
+                .expect("tick");
+        }
+        // Written at 0 and 1000, not at every tick since.
+        assert_eq!(one(&s, "SELECT last_tick_ms FROM runs"), 1_000);
+        assert_eq!(one(&s, "SELECT last_seen_ms FROM targets"), 0);
+        assert_eq!(
+            one(&s, "SELECT count(*) FROM samples"),
+            32,
+            "every sample is written"
+        );
+        s.write_tick(run, &snapshot(60_000, &[proc_key(1)], 2))
+            .expect("tick");
+        assert_eq!(one(&s, "SELECT last_seen_ms FROM targets"), 60_000);
+        s.write_tick(run, &snapshot(60_100, &[proc_key(1)], 2))
+            .expect("tick");
+        s.end_run(run, 60_150, "signal").expect("end");
+        assert_eq!(one(&s, "SELECT last_tick_ms FROM runs"), 60_100);
     }
 
     #[test]
