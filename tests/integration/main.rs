@@ -9,6 +9,7 @@ mod config;
 mod errors;
 mod operator;
 mod record;
+mod reliability;
 mod report;
 mod status;
 mod util;
