@@ -15,6 +15,8 @@ pub mod model;
 pub mod notify;
 pub mod output;
 pub mod procfs;
+#[cfg(test)]
+mod proptests;
 pub mod recorder;
 pub mod report;
 pub mod sampler;
