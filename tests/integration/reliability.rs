@@ -85,3 +85,62 @@ fn kill_9_mid_write_loses_nothing_committed() {
     let last_seen = seen_before_kill.last().copied().unwrap_or(0);
     assert!(after.iter().filter(|&&t| t > last_seen).count() >= 5);
 }
+
+/// Another user's process: memtrail running as `nobody` watches a root process whose
+/// `/proc/PID/fd` it may not read. What is readable is recorded, what is not is left out (no
+/// `fds` series), and nothing panics.
+#[test]
+fn another_users_process_is_recorded_without_what_cannot_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED another_users_process_is_recorded_without_what_cannot_be_read: not root, so the recorder cannot be started as another user"
+        );
+        return;
+    }
+    let s = Scratch::new();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let db = s.db();
+    let (mut hog, _) = spawn_hog(8, false);
+    let mut cmd = memtrail();
+    cmd.args([
+        "record",
+        "--pid",
+        &hog.id().to_string(),
+        "--interval",
+        "200ms",
+    ])
+    .args(["--duration", "1s", "--no-system", "--db"])
+    .arg(&db)
+    .current_dir(s.dir.path());
+    // SAFETY: setgid/setuid are async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd, Duration::from_secs(30));
+    kill(&mut hog);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = open(&db);
+    let metric_count = |metric: &str| {
+        count(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM samples JOIN series_info USING (series_id) WHERE metric = '{metric}'"
+            ),
+        )
+    };
+    assert!(metric_count("rss") >= 3, "{}", stderr(&out));
+    assert_eq!(
+        metric_count("fds"),
+        0,
+        "root's fd directory is not readable by nobody"
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
