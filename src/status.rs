@@ -45,18 +45,16 @@ impl LimitStatus {
         let limit = latest("limit").filter(|l| *l > 0.0);
         let own_limit = latest("has_limit").is_some_and(|h| h > 0.0);
         let percent = limit.map(|l| usage * 100.0 / l);
-        let summary = match (limit, own_limit) {
-            (Some(l), true) => format!(
-                "usage {} of its {} limit ({:.1} %)",
+        let summary = match (limit.zip(percent), own_limit) {
+            (Some((l, pct)), true) => format!(
+                "usage {} of its {} limit ({pct:.1} %)",
                 format_bytes(usage),
-                format_bytes(l),
-                usage * 100.0 / l
+                format_bytes(l)
             ),
-            (Some(l), false) => format!(
-                "usage {}; no memory limit of its own (max): measured against the host's {} ({:.1} %)",
+            (Some((l, pct)), false) => format!(
+                "usage {}; no memory limit of its own (max): measured against the host's {} ({pct:.1} %)",
                 format_bytes(usage),
-                format_bytes(l),
-                usage * 100.0 / l
+                format_bytes(l)
             ),
             (None, _) => format!("usage {}; no limit known", format_bytes(usage)),
         };
