@@ -59,6 +59,7 @@ struct Live {
     ticks: u64,
     samples: u64,
     failed_ticks: u64,
+    held: Held,
     tick_seconds: f64,
     watched: Vec<TargetKey>,
     cleanup_targets: Vec<Target>,
@@ -66,10 +67,20 @@ struct Live {
     custom_latest: BTreeMap<(String, String), f64>,
 }
 
+/// Ticks held in memory because the database could not be written.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Held {
+    pub ticks: usize,
+    pub samples: usize,
+    pub dropped_ticks: u64,
+}
+
 /// One tick's facts, for health and the live endpoints.
 pub struct TickReport {
     pub ts_ms: i64,
+    /// Samples written this tick (held ones included), or why nothing could be.
     pub written: Result<usize, String>,
+    pub held: Held,
     pub took: Duration,
     pub watched: Vec<TargetKey>,
     pub cleanup_targets: Vec<Target>,
@@ -114,6 +125,7 @@ impl Shared {
                 l.last_error = Some(e);
             }
         }
+        l.held = t.held;
         l.watched = t.watched;
         l.cleanup_targets = t.cleanup_targets;
     }
@@ -242,6 +254,9 @@ fn recorder_json(s: &Shared) -> Value {
         "last_tick_ms": l.last_tick_ms,
         "last_tick_seconds": l.tick_seconds,
         "last_error": l.last_error,
+        "held_ticks": l.held.ticks,
+        "held_samples": l.held.samples,
+        "dropped_ticks": l.held.dropped_ticks,
     })
 }
 
@@ -631,13 +646,21 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
             t.elapsed().as_secs_f64(),
             s.interval.as_secs_f64()
         )),
-        (_, Some(e)) => Some(format!("the last write failed: {e}")),
+        (_, Some(e)) => Some(format!(
+            "the last write failed: {e}; {} ticks ({} samples) are held in memory until the database accepts writes",
+            l.held.ticks, l.held.samples
+        )),
         _ => None,
     };
     let age_ms = l.last_tick.map(|t| t.elapsed().as_millis() as u64);
     match problem {
-        None => axum::Json(json!({ "status": "ok", "last_tick_age_ms": age_ms, "ticks": l.ticks }))
-            .into_response(),
+        None => axum::Json(json!({
+            "status": "ok",
+            "last_tick_age_ms": age_ms,
+            "ticks": l.ticks,
+            "held_ticks": l.held.ticks,
+        }))
+        .into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(
@@ -651,13 +674,14 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
     let recorder = {
         let l = s.live();
-        (
-            l.ticks,
-            l.samples,
-            l.failed_ticks,
-            l.tick_seconds,
-            l.last_tick_ms,
-        )
+        RecorderFigures {
+            ticks: l.ticks,
+            samples: l.samples,
+            failed_ticks: l.failed_ticks,
+            tick_seconds: l.tick_seconds,
+            last_tick_ms: l.last_tick_ms,
+            held: l.held,
+        }
     };
     let max_age_ms = (s.interval.as_millis() as i64 * 3).max(10_000);
     let db = s.db.clone();
@@ -694,11 +718,18 @@ fn label(v: &str) -> String {
 
 /// Render the latest value of every series, the alert states and the recorder's own counters in
 /// the Prometheus text exposition format (0.0.4).
-pub fn exposition(
-    latest: &Table,
-    rules: &Table,
-    recorder: (u64, u64, u64, f64, Option<i64>),
-) -> String {
+/// The recorder's own counters, as the metrics endpoint exports them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecorderFigures {
+    pub ticks: u64,
+    pub samples: u64,
+    pub failed_ticks: u64,
+    pub tick_seconds: f64,
+    pub last_tick_ms: Option<i64>,
+    pub held: Held,
+}
+
+pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> String {
     // family -> (help, type, lines)
     let mut families: BTreeMap<String, (String, &str, Vec<String>)> = BTreeMap::new();
     for r in 0..latest.rows.len() {
@@ -774,7 +805,14 @@ pub fn exposition(
             text("metric")
         ));
     }
-    let (ticks, samples, failed, tick_seconds, last_tick_ms) = recorder;
+    let RecorderFigures {
+        ticks,
+        samples,
+        failed_ticks: failed,
+        tick_seconds,
+        last_tick_ms,
+        held,
+    } = recorder;
     let mut own = |name: &str, help: &str, kind: &'static str, value: String| {
         families.insert(
             name.into(),
@@ -804,6 +842,18 @@ pub fn exposition(
         "How long the last tick took (sample and write).",
         "gauge",
         tick_seconds.to_string(),
+    );
+    own(
+        "memtrail_recorder_held_samples",
+        "Samples held in memory because the database could not be written.",
+        "gauge",
+        held.samples.to_string(),
+    );
+    own(
+        "memtrail_recorder_dropped_ticks_total",
+        "Held ticks dropped because the write buffer was full.",
+        "counter",
+        held.dropped_ticks.to_string(),
     );
     if let Some(ms) = last_tick_ms {
         own(
@@ -911,7 +961,13 @@ mod tests {
         let text = exposition(
             &latest,
             &Table::default(),
-            (3, 30, 0, 0.001, Some(1_700_000_000_000)),
+            RecorderFigures {
+                ticks: 3,
+                samples: 30,
+                tick_seconds: 0.001,
+                last_tick_ms: Some(1_700_000_000_000),
+                ..Default::default()
+            },
         );
         assert!(
             text.contains(

@@ -175,6 +175,9 @@ struct RecordArgs {
     /// How long a write waits for another connection's lock [default: 5s]
     #[arg(long, value_name = "DURATION")]
     busy_timeout: Option<HumanDuration>,
+    /// Samples held in memory while the database cannot be written (disk full, locked) [default: 100000]
+    #[arg(long, value_name = "SAMPLES")]
+    write_buffer: Option<usize>,
     /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
     #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
     listen: Option<String>,
@@ -208,6 +211,7 @@ impl RecordArgs {
             smaps_max_rss: self.smaps_max_rss,
             discovery_interval: self.discovery_interval,
             busy_timeout: self.busy_timeout,
+            write_buffer: self.write_buffer,
         }
     }
 }

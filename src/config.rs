@@ -285,6 +285,7 @@ pub struct RecordPartial {
     pub smaps_max_rss: Option<OrOff<ByteSize>>,
     pub discovery_interval: Option<HumanDuration>,
     pub busy_timeout: Option<HumanDuration>,
+    pub write_buffer: Option<usize>,
 }
 
 impl RecordPartial {
@@ -306,6 +307,7 @@ impl RecordPartial {
             smaps_max_rss: over.smaps_max_rss.or(self.smaps_max_rss),
             discovery_interval: over.discovery_interval.or(self.discovery_interval),
             busy_timeout: over.busy_timeout.or(self.busy_timeout),
+            write_buffer: over.write_buffer.or(self.write_buffer),
         }
     }
 }
@@ -351,6 +353,9 @@ pub struct RecordSettings {
     pub smaps_max_rss: Option<u64>,
     pub discovery_interval: Duration,
     pub busy_timeout: Duration,
+    /// At most this many samples are held in memory while the database cannot be written (a full
+    /// disk, a lock held past the busy timeout); the oldest are dropped beyond it.
+    pub write_buffer: usize,
     /// Alert rules evaluated after each tick (set by the caller from the config file).
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
@@ -358,6 +363,10 @@ pub struct RecordSettings {
     /// The HTTP API, or None when it is off.
     pub api: Option<crate::api::ApiSettings>,
 }
+
+/// Samples held in memory while writes fail: about 4 MB, and at the default targets (10
+/// processes and the system, 1 tick each 5 s) more than an hour of history.
+pub const DEFAULT_WRITE_BUFFER: usize = 100_000;
 
 fn dur(s: &str) -> Duration {
     s.parse::<HumanDuration>().map(|h| h.0).unwrap_or_default()
@@ -405,6 +414,12 @@ impl RecordSettings {
         if smaps_interval.is_some_and(|d| d.is_zero()) {
             return invalid("smaps_interval must be more than 0, or \"off\"".into());
         }
+        let write_buffer = p.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);
+        if write_buffer == 0 {
+            return invalid(format!(
+                "write_buffer must be at least 1 sample (default {DEFAULT_WRITE_BUFFER}): it holds what cannot be written yet"
+            ));
+        }
         Ok(RecordSettings {
             db,
             interval,
@@ -430,6 +445,7 @@ impl RecordSettings {
                 .map_or(dur("5s"), |d| d.0)
                 .max(interval),
             busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
+            write_buffer,
             rules: Vec::new(),
             notify: NotifySection::default(),
             cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
@@ -488,6 +504,7 @@ impl RecordSettings {
             ),
             ("discovery_interval", d(self.discovery_interval)),
             ("busy_timeout", d(self.busy_timeout)),
+            ("write_buffer", format!("{} samples", self.write_buffer)),
             (
                 "rules",
                 list(self.rules.iter().map(|r| r.name.clone()).collect()),

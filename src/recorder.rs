@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::alerts::Engine;
-use crate::api::{Shared, TickReport};
+use crate::api::{Held, Shared, TickReport};
 use crate::cleanup::{Cleaner, Level, Target, Trigger};
 use crate::config::RecordSettings;
 use crate::notify::Notifier;
@@ -66,6 +66,79 @@ pub struct Outcome {
     pub samples: u64,
     pub failed_ticks: u64,
 }
+
+/// Ticks not yet written, oldest first, bounded by a number of samples: while the database cannot
+/// be written (a full disk, a lock held past the busy timeout), the newest history waits here and
+/// the oldest is dropped beyond the bound.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    ticks: std::collections::VecDeque<crate::model::Snapshot>,
+    samples: usize,
+    max_samples: usize,
+    /// Ticks dropped to stay within the bound, since the recorder started.
+    pub dropped_ticks: u64,
+}
+
+impl Backlog {
+    pub fn new(max_samples: usize) -> Backlog {
+        Backlog {
+            max_samples,
+            ..Default::default()
+        }
+    }
+
+    /// Add the newest tick; returns how many of the oldest were dropped to make room. The newest
+    /// tick is always kept.
+    pub fn push(&mut self, snap: crate::model::Snapshot) -> u64 {
+        self.samples += snap.value_count();
+        self.ticks.push_back(snap);
+        let mut dropped = 0;
+        while self.samples > self.max_samples && self.ticks.len() > 1 {
+            if let Some(old) = self.ticks.pop_front() {
+                self.samples -= old.value_count();
+                dropped += 1;
+            }
+        }
+        self.dropped_ticks += dropped;
+        dropped
+    }
+
+    pub fn ticks(&self) -> usize {
+        self.ticks.len()
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Write the held ticks, oldest first, `FLUSH_BATCH` per transaction, until none is left or
+    /// `budget` has passed. Returns the samples written, or the first error (what failed stays
+    /// held, so nothing is lost by trying).
+    pub fn flush(
+        &mut self,
+        store: &mut Store,
+        run_id: i64,
+        budget: Duration,
+    ) -> Result<usize, crate::store::StoreError> {
+        let started = Instant::now();
+        let mut written = 0;
+        while !self.ticks.is_empty() {
+            let n = self.ticks.len().min(FLUSH_BATCH);
+            let batch = &self.ticks.make_contiguous()[..n];
+            written += store.write_ticks(run_id, batch)?;
+            for old in self.ticks.drain(..n) {
+                self.samples -= old.value_count();
+            }
+            if started.elapsed() >= budget {
+                break;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Held ticks written per transaction when the database accepts writes again.
+const FLUSH_BATCH: usize = 500;
 
 /// Wall-clock now, Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -122,6 +195,8 @@ impl Recorder {
             .and_then(|c| c.settings.periodic)
             .map(|p| start + p);
         let mut last_error_log: Option<Instant> = None;
+        let mut last_drop_log: Option<Instant> = None;
+        let mut backlog = Backlog::new(self.settings.write_buffer);
         let mut signals = 0;
         let mut pending_stop: Option<StopReason> = None;
         'run: loop {
@@ -204,10 +279,27 @@ impl Recorder {
                 );
             }
             self.record_finished_deliveries();
-            let written = self.store.write_tick(self.run_id, &snap);
+            let held_before = backlog.ticks();
+            let dropped = backlog.push(snap);
+            if dropped > 0
+                && last_drop_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
+            {
+                last_drop_log = Some(tick_at);
+                tracing::error!(
+                    dropped_ticks = backlog.dropped_ticks,
+                    "the write buffer is full ({} samples, write_buffer): dropping the oldest held ticks",
+                    self.settings.write_buffer
+                );
+            }
+            let written = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
             self.shared.tick_done(TickReport {
                 ts_ms: ts,
                 written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
+                held: Held {
+                    ticks: backlog.ticks(),
+                    samples: backlog.samples(),
+                    dropped_ticks: backlog.dropped_ticks,
+                },
                 took: tick_at.elapsed(),
                 watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
                 cleanup_targets: self.cleanup_targets(),
@@ -215,7 +307,13 @@ impl Recorder {
             match written {
                 Ok(n) => {
                     outcome.samples += n as u64;
-                    if tick_at >= next_evaluation {
+                    if held_before > 0 && backlog.ticks() == 0 {
+                        tracing::info!(
+                            ticks = held_before + 1,
+                            "the database accepts writes again: the ticks held in memory are written"
+                        );
+                    }
+                    if backlog.ticks() == 0 && tick_at >= next_evaluation {
                         next_evaluation = tick_at + EVALUATE_EVERY;
                         self.evaluate_rules(ts);
                     }
@@ -226,14 +324,18 @@ impl Recorder {
                         last_error_log = Some(tick_at);
                         tracing::error!(
                             failed_ticks = outcome.failed_ticks,
-                            "could not write this tick: {e}; still recording"
+                            held_ticks = backlog.ticks(),
+                            held_samples = backlog.samples(),
+                            "could not write this tick: {e}; it is held in memory with the others not yet written (at most {} samples, write_buffer) and written when the database accepts writes; still recording",
+                            self.settings.write_buffer
                         );
                     }
                 }
             }
             outcome.ticks += 1;
 
-            if tick_at >= next_prune {
+            // While ticks are held, the database refuses writes: a prune or vacuum would too.
+            if backlog.ticks() == 0 && tick_at >= next_prune {
                 next_prune = tick_at + PRUNE_EVERY;
                 let cutoff = ts - self.settings.retention.as_millis() as i64;
                 match self.store.prune(cutoff, PRUNE_BATCH) {
@@ -252,7 +354,7 @@ impl Recorder {
                     cleaner.spawn(Trigger::Periodic, Level::Normal, t);
                 }
             }
-            if tick_at >= next_vacuum {
+            if backlog.ticks() == 0 && tick_at >= next_vacuum {
                 next_vacuum = tick_at + VACUUM_EVERY;
                 if let Err(e) = self.store.maybe_vacuum() {
                     tracing::warn!("incremental vacuum failed: {e}");
@@ -463,6 +565,9 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     let mut sampler = Sampler::new(&settings, Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;
+    // A tick waits for another writer's lock at most half an interval: past that it is held in
+    // memory and written with the next one, so a long writer never stops the sampling.
+    store.set_busy_timeout(settings.busy_timeout.min(settings.interval / 2))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -610,6 +715,62 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tick(ts_ms: i64, values: usize) -> crate::model::Snapshot {
+        use crate::model::{TargetKey, TargetSample, Unit, Value};
+        crate::model::Snapshot {
+            ts_ms,
+            targets: vec![TargetSample {
+                key: TargetKey::system(),
+                cmdline: String::new(),
+                values: (0..values)
+                    .map(|_| Value::new("mem_used", Unit::Bytes, 1.0))
+                    .collect(),
+            }],
+            gone: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_backlog_keeps_the_newest_ticks_within_its_bound() {
+        let mut b = Backlog::new(10);
+        assert_eq!(b.push(tick(1, 4)), 0);
+        assert_eq!(b.push(tick(2, 4)), 0);
+        assert_eq!((b.ticks(), b.samples()), (2, 8));
+        // 12 > 10: the oldest goes.
+        assert_eq!(b.push(tick(3, 4)), 1);
+        assert_eq!((b.ticks(), b.samples(), b.dropped_ticks), (2, 8, 1));
+        assert_eq!(b.ticks.front().map(|t| t.ts_ms), Some(2));
+        // A tick larger than the whole bound is still kept (alone): the newest is never dropped.
+        assert_eq!(b.push(tick(4, 25)), 2);
+        assert_eq!((b.ticks(), b.samples(), b.dropped_ticks), (1, 25, 3));
+        assert_eq!(b.ticks.front().map(|t| t.ts_ms), Some(4));
+    }
+
+    #[test]
+    fn a_held_tick_is_written_once_the_store_accepts_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("m.db");
+        let mut store = Store::open(&db, Duration::from_millis(10)).expect("open");
+        let mut b = Backlog::new(1000);
+        b.push(tick(1_000, 3));
+        // Another connection holds the write lock: the flush fails and keeps the tick.
+        let other = rusqlite::Connection::open(&db).expect("other");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        assert!(b.flush(&mut store, 1, Duration::from_secs(1)).is_err());
+        b.push(tick(2_000, 3));
+        assert_eq!((b.ticks(), b.samples()), (2, 6));
+        other.execute_batch("COMMIT").expect("unlock");
+        assert_eq!(b.flush(&mut store, 1, Duration::from_secs(1)).ok(), Some(6));
+        assert_eq!((b.ticks(), b.samples()), (0, 0));
+        let n: i64 = store
+            .connection()
+            .query_row("SELECT count(DISTINCT ts_ms) FROM samples", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 2);
+    }
 
     #[test]
     fn ticks_stay_on_the_grid_and_skip_missed_ones() {

@@ -352,6 +352,14 @@ pub struct Finish<'a> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    ids: WriteCache,
+    /// The newest tick committed (written to `runs.last_tick_ms` when the run ends).
+    last_tick_ms: Option<i64>,
+}
+
+/// What the writer remembers between ticks so a tick writes only its samples.
+#[derive(Default)]
+struct WriteCache {
     targets: HashMap<TargetKey, i64>,
     series: SeriesCache,
     /// The `last_seen_ms` last written for each target, and the `runs.last_tick_ms` last written:
@@ -359,8 +367,6 @@ pub struct Store {
     /// hours, and a crashed run is closed at its last written tick, at most a second early).
     seen_written: HashMap<i64, i64>,
     tick_written_ms: Option<i64>,
-    /// The newest tick committed (written to `runs.last_tick_ms` when the run ends).
-    last_tick_ms: Option<i64>,
 }
 
 /// How stale `targets.last_seen_ms` and `runs.last_tick_ms` may get before a tick rewrites them.
@@ -418,10 +424,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
-            targets: HashMap::new(),
-            series: HashMap::new(),
-            seen_written: HashMap::new(),
-            tick_written_ms: None,
+            ids: WriteCache::default(),
             last_tick_ms: None,
         })
     }
@@ -430,9 +433,16 @@ impl Store {
         &self.path
     }
 
+    /// How long a write waits for another connection's lock before it fails (SQLITE_BUSY).
+    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.conn
+            .busy_timeout(timeout)
+            .map_err(ctx("setting the busy timeout"))
+    }
+
     /// Close runs a crashed recorder left open (we hold the lock, so none is live), then start ours.
     pub fn begin_run(&mut self, info: &RunInfo) -> Result<i64> {
-        self.tick_written_ms = None;
+        self.ids.tick_written_ms = None;
         self.last_tick_ms = None;
         self.conn
             .execute(
@@ -472,70 +482,32 @@ impl Store {
 
     /// Write one tick in one transaction. Returns the number of samples written.
     pub fn write_tick(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
-        let result = self.write_tick_inner(run_id, snap);
+        self.write_ticks(run_id, std::slice::from_ref(snap))
+    }
+
+    /// Write ticks (oldest first) in one transaction: all of them or, on an error, none.
+    /// Returns the number of samples written.
+    pub fn write_ticks(&mut self, run_id: i64, snaps: &[Snapshot]) -> Result<usize> {
+        let result = self.write_ticks_inner(run_id, snaps);
         if result.is_ok() {
-            self.last_tick_ms = Some(snap.ts_ms);
+            if let Some(last) = snaps.last() {
+                self.last_tick_ms = Some(last.ts_ms);
+            }
         } else {
             // The transaction rolled back: ids cached during it may not exist.
-            self.targets.clear();
-            self.series.clear();
-            self.seen_written.clear();
-            self.tick_written_ms = None;
+            self.ids = WriteCache::default();
         }
         result
     }
 
-    fn write_tick_inner(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
+    fn write_ticks_inner(&mut self, run_id: i64, snaps: &[Snapshot]) -> Result<usize> {
         let tx = self
             .conn
             .transaction()
             .map_err(ctx("starting the tick's transaction"))?;
         let mut written = 0;
-        for t in &snap.targets {
-            let target_id = target_id(&tx, &mut self.targets, &t.key, &t.cmdline, snap.ts_ms)?;
-            if self
-                .seen_written
-                .get(&target_id)
-                .is_none_or(|&w| snap.ts_ms - w >= SEEN_EVERY_MS)
-            {
-                tx.prepare_cached("UPDATE targets SET last_seen_ms = ?2 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![target_id, snap.ts_ms]))
-                    .map_err(ctx("updating a target"))?;
-                self.seen_written.insert(target_id, snap.ts_ms);
-            }
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(ctx("preparing the sample insert"))?;
-            for v in &t.values {
-                if !v.value.is_finite() {
-                    continue;
-                }
-                let sid = series_id(&tx, &mut self.series, target_id, &v.metric, v.unit)?;
-                insert
-                    .execute(params![sid, snap.ts_ms, v.value])
-                    .map_err(ctx("inserting a sample"))?;
-                written += 1;
-            }
-        }
-        for key in &snap.gone {
-            if let Some(id) = lookup_target(&tx, &mut self.targets, key)? {
-                tx.execute(
-                    "UPDATE targets SET gone_ms = ?2 WHERE id = ?1 AND gone_ms IS NULL",
-                    params![id, snap.ts_ms],
-                )
-                .map_err(ctx("marking a target gone"))?;
-            }
-        }
-        if self
-            .tick_written_ms
-            .is_none_or(|w| snap.ts_ms - w >= TICK_EVERY_MS)
-        {
-            tx.prepare_cached("UPDATE runs SET last_tick_ms = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![run_id, snap.ts_ms]))
-                .map_err(ctx("updating the run"))?;
-            self.tick_written_ms = Some(snap.ts_ms);
+        for snap in snaps {
+            written += write_one(&tx, &mut self.ids, run_id, snap)?;
         }
         tx.commit().map_err(ctx("committing the tick"))?;
         Ok(written)
@@ -583,8 +555,8 @@ impl Store {
             .map_err(ctx("pruning targets"))?;
         tx.commit().map_err(ctx("committing a prune"))?;
         if pruned.targets > 0 {
-            self.targets.clear();
-            self.series.clear();
+            self.ids.targets.clear();
+            self.ids.series.clear();
         }
         Ok(pruned)
     }
@@ -634,14 +606,14 @@ impl Store {
             ) else {
                 continue;
             };
-            let tid = target_id(&tx, &mut self.targets, &s.key, &s.cmdline, first)?;
+            let tid = target_id(&tx, &mut self.ids.targets, &s.key, &s.cmdline, first)?;
             tx.execute(
                 "UPDATE targets SET first_seen_ms = min(first_seen_ms, ?2), last_seen_ms = max(last_seen_ms, ?3)
                  WHERE id = ?1",
                 params![tid, first, last],
             )
             .map_err(ctx("updating an imported target"))?;
-            let sid = series_id(&tx, &mut self.series, tid, &s.metric, s.unit)?;
+            let sid = series_id(&tx, &mut self.ids.series, tid, &s.metric, s.unit)?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
@@ -739,6 +711,63 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// One tick's rows, inside the caller's transaction.
+fn write_one(
+    tx: &Transaction,
+    ids: &mut WriteCache,
+    run_id: i64,
+    snap: &Snapshot,
+) -> Result<usize> {
+    let mut written = 0;
+    for t in &snap.targets {
+        let target_id = target_id(tx, &mut ids.targets, &t.key, &t.cmdline, snap.ts_ms)?;
+        if ids
+            .seen_written
+            .get(&target_id)
+            .is_none_or(|&w| snap.ts_ms - w >= SEEN_EVERY_MS)
+        {
+            tx.prepare_cached("UPDATE targets SET last_seen_ms = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![target_id, snap.ts_ms]))
+                .map_err(ctx("updating a target"))?;
+            ids.seen_written.insert(target_id, snap.ts_ms);
+        }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(ctx("preparing the sample insert"))?;
+        for v in &t.values {
+            if !v.value.is_finite() {
+                continue;
+            }
+            let sid = series_id(tx, &mut ids.series, target_id, &v.metric, v.unit)?;
+            insert
+                .execute(params![sid, snap.ts_ms, v.value])
+                .map_err(ctx("inserting a sample"))?;
+            written += 1;
+        }
+    }
+    for key in &snap.gone {
+        if let Some(id) = lookup_target(tx, &mut ids.targets, key)? {
+            tx.execute(
+                "UPDATE targets SET gone_ms = ?2 WHERE id = ?1 AND gone_ms IS NULL",
+                params![id, snap.ts_ms],
+            )
+            .map_err(ctx("marking a target gone"))?;
+        }
+    }
+    if ids
+        .tick_written_ms
+        .is_none_or(|w| snap.ts_ms - w >= TICK_EVERY_MS)
+    {
+        tx.prepare_cached("UPDATE runs SET last_tick_ms = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run_id, snap.ts_ms]))
+            .map_err(ctx("updating the run"))?;
+        ids.tick_written_ms = Some(snap.ts_ms);
+    }
+    Ok(written)
 }
 
 fn lookup_target(

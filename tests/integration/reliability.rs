@@ -144,3 +144,237 @@ fn another_users_process_is_recorded_without_what_cannot_be_read() {
     );
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// The distinct tick times of the system target, oldest first.
+fn system_ticks(db: &std::path::Path) -> Vec<i64> {
+    let conn = open(db);
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT ts_ms FROM samples JOIN series_info USING (series_id)
+             WHERE kind = 'system' ORDER BY ts_ms",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The longest gap between consecutive ticks, in ms.
+fn longest_gap(ticks: &[i64]) -> i64 {
+    ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}
+
+fn held_ticks(api: &ApiRecorder) -> i64 {
+    let (_, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+    json(&body)["recorder"]["held_ticks"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("held_ticks in {body}"))
+}
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(test: &str, at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!(
+                "SKIPPED {test}: not root, so no small filesystem can be mounted to fill; the disk-full checks did not run"
+            );
+            return None;
+        }
+        std::fs::create_dir_all(&at).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk { dir: at }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED {test}: mounting a tmpfs failed ({}); the disk-full checks did not run",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED {test}: cannot run mount ({e}); the disk-full checks did not run"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Fill the filesystem holding `path` with one file until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0xA5u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+    let _ = f.sync_all();
+}
+
+/// The database's filesystem fills up: the recorder holds the newest ticks in memory, logs the
+/// failure once (not once per tick), `/healthz` says so; when space returns the held ticks are
+/// written, so the history has no hole, and the file passes `integrity_check`.
+#[test]
+fn a_full_disk_holds_ticks_in_memory_and_writes_them_when_space_returns() {
+    let test = "a_full_disk_holds_ticks_in_memory_and_writes_them_when_space_returns";
+    let s = Scratch::new();
+    let Some(disk) = SmallDisk::mount(test, s.path("small"), "16m") else {
+        return;
+    };
+    let db = disk.dir.join("memtrail.db");
+    let api = ApiRecorder::start(&db, &["--self", "--interval", "100ms"], &[], None);
+    wait_for_samples(&db, 10);
+    let filler = disk.dir.join("filler");
+    fill(&filler);
+    let reason = eventually(Duration::from_secs(60), "/healthz to turn 503", || {
+        let (code, body) = http("GET", &api.url("/healthz"), None, None);
+        (code == 503).then(|| json(&body)["reason"].as_str().unwrap_or("").to_string())
+    });
+    assert!(reason.contains("full"), "{reason}");
+    assert!(reason.contains("held in memory"), "{reason}");
+    // Keep it full for a while: ticks pile up in memory and the recorder keeps sampling.
+    let held_a = held_ticks(&api);
+    std::thread::sleep(Duration::from_secs(3));
+    let held_b = held_ticks(&api);
+    assert!(
+        held_b >= held_a + 15,
+        "held ticks should grow at ~10/s while the disk is full: {held_a} then {held_b}"
+    );
+    std::fs::remove_file(&filler).expect("space returns");
+    eventually(Duration::from_secs(20), "/healthz to recover", || {
+        (http("GET", &api.url("/healthz"), None, None).0 == 200 && held_ticks(&api) == 0)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let log = api.stop();
+    assert_eq!(
+        log.matches("could not write this tick").count(),
+        1,
+        "logged once a minute, not per tick: {log}"
+    );
+    assert!(log.contains("accepts writes again"), "{log}");
+    let conn = open(&db);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+    let ticks = system_ticks(&db);
+    // 100 ms ticks with nothing lost across several seconds of a full disk: no hole longer than a
+    // few skipped ticks (a loaded 2-core machine may skip some).
+    assert!(
+        longest_gap(&ticks) < 1_000,
+        "a hole of {} ms in {} ticks",
+        longest_gap(&ticks),
+        ticks.len()
+    );
+    drop(disk);
+}
+
+/// Long readers (an ad-hoc query, a report export, a read transaction held open) and another
+/// writer holding the write lock for 3 s: sampling never waits (ticks taken meanwhile are held and
+/// written once the lock is free), and the readers are never blocked by the recorder.
+#[test]
+fn long_readers_and_a_lock_holder_neither_stall_ticks_nor_lose_them() {
+    let s = Scratch::new();
+    let db = s.db();
+    let api = ApiRecorder::start(&db, &["--self", "--interval", "100ms"], &[], None);
+    wait_for_samples(&db, 10);
+
+    // A reader keeps a read transaction open across everything below.
+    let reader = open(&db);
+    reader.execute_batch("BEGIN").expect("begin");
+    let frozen = count(&reader, "SELECT count(*) FROM samples");
+
+    // A slow ad-hoc query and a report export run meanwhile.
+    let slow_query = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            run(
+                memtrail().args(["query", "--db"]).arg(&db).args([
+                    "--sql",
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)
+                     SELECT count(*) AS n, (SELECT count(*) FROM samples) > 0 AS has_samples FROM n",
+                ]),
+                Duration::from_secs(60),
+            )
+        })
+    };
+    let export = {
+        let db = db.clone();
+        let out = s.path("report.html");
+        std::thread::spawn(move || {
+            run(
+                memtrail()
+                    .args(["report", "--format", "html", "--db"])
+                    .arg(&db)
+                    .arg("--output")
+                    .arg(&out),
+                Duration::from_secs(60),
+            )
+        })
+    };
+
+    // Another writer takes the write lock and holds it for 3 s.
+    let writer = open(&db);
+    let locked_at = Instant::now();
+    writer.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+    let mut held_max = 0;
+    while locked_at.elapsed() < Duration::from_secs(3) {
+        held_max = held_max.max(held_ticks(&api));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    writer.execute_batch("COMMIT").expect("release");
+    let lock_ms = locked_at.elapsed().as_millis();
+
+    let q = slow_query.join().expect("query thread");
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert!(String::from_utf8_lossy(&q.stdout).contains("3000000"));
+    let r = export.join().expect("report thread");
+    assert!(r.status.success(), "{}", stderr(&r));
+    // The reader's snapshot stayed put while the recorder wrote.
+    assert_eq!(count(&reader, "SELECT count(*) FROM samples"), frozen);
+    reader.execute_batch("COMMIT").expect("end read");
+
+    eventually(
+        Duration::from_secs(10),
+        "the held ticks to be written",
+        || (held_ticks(&api) == 0).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = api.stop();
+    assert!(
+        held_max >= 10,
+        "ticks taken during the {lock_ms} ms lock were held (at most {held_max} seen): {log}"
+    );
+    let ticks = system_ticks(&db);
+    assert!(
+        longest_gap(&ticks) < 1_000,
+        "a hole of {} ms in {} ticks: the lock stalled sampling\n{log}",
+        longest_gap(&ticks),
+        ticks.len()
+    );
+}
