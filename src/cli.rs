@@ -181,8 +181,8 @@ struct RecordArgs {
     /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
     #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
     listen: Option<String>,
-    /// Do not serve the HTTP API.
-    #[arg(long, conflicts_with = "listen")]
+    /// Do not serve the HTTP API (wins over --listen and MEMTRAIL_LISTEN).
+    #[arg(long)]
     no_api: bool,
     /// File holding the bearer token POSTs need (also MEMTRAIL_TOKEN); required beyond loopback.
     #[arg(long, value_name = "FILE")]

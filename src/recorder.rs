@@ -140,6 +140,66 @@ impl Backlog {
 /// Held ticks written per transaction when the database accepts writes again.
 const FLUSH_BATCH: usize = 500;
 
+/// A wall-clock step smaller than this is taken as noise, not a jump.
+const CLOCK_STEP_MS: i64 = 1_000;
+
+/// Tick times. The wall clock is read once at the start; from there ticks advance with the
+/// monotonic clock, so a wall-clock step backwards (an operator, a bad NTP source) never stamps a
+/// tick before an earlier one (which would reorder history or overwrite samples). A step forwards,
+/// or a suspend (the monotonic clock stops meanwhile), is followed: the history gets a gap.
+#[derive(Debug)]
+pub struct TickClock {
+    base_ms: i64,
+    base: Instant,
+    /// How far behind the ticks the wall clock was when that was last reported.
+    reported_behind_ms: Option<i64>,
+}
+
+/// A wall-clock jump seen at a tick, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jump {
+    Forward(i64),
+    Backward(i64),
+}
+
+impl TickClock {
+    /// Start at the wall clock's `wall_ms`, but after `not_before_ms` (the newest tick already
+    /// recorded) when the wall clock is behind it.
+    pub fn new(wall_ms: i64, at: Instant, not_before_ms: Option<i64>) -> TickClock {
+        let floor = not_before_ms.map_or(i64::MIN, |t| t + CLOCK_STEP_MS);
+        // Being behind the history is reported by the caller at the start, not again at a tick.
+        let behind = (wall_ms < floor).then(|| floor - wall_ms);
+        TickClock {
+            base_ms: wall_ms.max(floor),
+            base: at,
+            reported_behind_ms: behind,
+        }
+    }
+
+    /// The time of the tick taken at `at`, the wall clock reading `wall_ms`; and a jump to report.
+    pub fn stamp(&mut self, at: Instant, wall_ms: i64) -> (i64, Option<Jump>) {
+        let mono = self.base_ms + at.saturating_duration_since(self.base).as_millis() as i64;
+        let drift = wall_ms - mono;
+        if drift > CLOCK_STEP_MS {
+            self.base_ms += drift;
+            self.reported_behind_ms = None;
+            return (mono + drift, Some(Jump::Forward(drift)));
+        }
+        if drift < -CLOCK_STEP_MS {
+            let known = self
+                .reported_behind_ms
+                .is_some_and(|r| (r + drift).abs() <= CLOCK_STEP_MS);
+            if !known {
+                self.reported_behind_ms = Some(-drift);
+                return (mono, Some(Jump::Backward(-drift)));
+            }
+        } else {
+            self.reported_behind_ms = None;
+        }
+        (mono, None)
+    }
+}
+
 /// Wall-clock now, Unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -168,6 +228,7 @@ pub struct Recorder {
     pub alert_cleanups: HashMap<Target, Instant>,
     /// What the HTTP API sees of the recorder (and the custom metrics it receives).
     pub shared: Arc<Shared>,
+    pub clock: TickClock,
 }
 
 /// Rules are evaluated after a tick, at most this often (a 100 ms recorder does not run every
@@ -258,7 +319,18 @@ impl Recorder {
             }
 
             let tick_at = Instant::now();
-            let ts = now_ms();
+            let (ts, jump) = self.clock.stamp(tick_at, now_ms());
+            match jump {
+                Some(Jump::Forward(ms)) => tracing::warn!(
+                    "the wall clock jumped {:.1} s forward (or the machine was suspended): ticks follow it, leaving a gap in the history",
+                    ms as f64 / 1000.0
+                ),
+                Some(Jump::Backward(ms)) => tracing::warn!(
+                    "the wall clock is {:.1} s behind the last tick (it jumped back): ticks go on counting on the monotonic clock so none is stamped before an earlier one; they stay ahead of the wall clock until it catches up or the recorder restarts",
+                    ms as f64 / 1000.0
+                ),
+                None => {}
+            }
             let (mut snap, changes) = self.sampler.sample(tick_at, ts);
             snap.targets.extend(self.shared.take_custom());
             for key in &changes.added {
@@ -596,6 +668,16 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
             .context("starting the thread that waits for the command")?;
     }
 
+    let newest = store.newest_tick_ms()?;
+    let clock = TickClock::new(now_ms(), Instant::now(), newest);
+    if let Some(t) = newest
+        && now_ms() < t
+    {
+        tracing::warn!(
+            "the wall clock is {:.1} s behind the newest recorded tick: this run's ticks start after it, so none is stamped before an earlier one",
+            (t - now_ms()) as f64 / 1000.0
+        );
+    }
     let settings_json = serde_json::to_string(
         &settings
             .describe()
@@ -670,6 +752,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
             .then(|| Cleaner::new(settings.db.clone(), settings.cleanup.clone())),
         alert_cleanups: HashMap::new(),
         shared,
+        clock,
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::Builder::new()
@@ -770,6 +853,42 @@ mod tests {
             })
             .expect("count");
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn tick_times_never_go_back_and_follow_a_forward_jump() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = TickClock::new(1_000_000, t0, None);
+        assert_eq!(c.stamp(at(100), 1_000_100), (1_000_100, None));
+        // The wall clock steps back an hour: ticks go on from the monotonic clock, reported once.
+        assert_eq!(
+            c.stamp(at(200), 1_000_200 - 3_600_000),
+            (1_000_200, Some(Jump::Backward(3_600_000)))
+        );
+        assert_eq!(c.stamp(at(300), 1_000_300 - 3_600_000), (1_000_300, None));
+        // Small disagreement is noise.
+        assert_eq!(c.stamp(at(400), 1_000_400 + 900), (1_000_400, None));
+        // It catches up, then steps an hour forward: followed.
+        assert_eq!(
+            c.stamp(at(500), 1_000_500 + 3_600_000),
+            (1_000_500 + 3_600_000, Some(Jump::Forward(3_600_000)))
+        );
+        assert_eq!(
+            c.stamp(at(600), 1_000_600 + 3_600_000),
+            (1_000_600 + 3_600_000, None)
+        );
+    }
+
+    #[test]
+    fn a_run_starts_after_the_newest_recorded_tick() {
+        let t0 = Instant::now();
+        // The wall clock is behind the history: start a step after its newest tick.
+        let mut c = TickClock::new(500_000, t0, Some(900_000));
+        assert_eq!(c.stamp(t0, 500_000), (901_000, None));
+        // It is ahead (the usual case): the wall clock.
+        let mut c = TickClock::new(950_000, t0, Some(900_000));
+        assert_eq!(c.stamp(t0, 950_000), (950_000, None));
     }
 
     #[test]

@@ -433,6 +433,17 @@ impl Store {
         &self.path
     }
 
+    /// The newest tick an earlier run recorded (its last tick, or its start), if any.
+    pub fn newest_tick_ms(&self) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT max(coalesce(last_tick_ms, started_ms)) FROM runs",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(ctx("reading the newest recorded tick"))
+    }
+
     /// How long a write waits for another connection's lock before it fails (SQLITE_BUSY).
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
         self.conn

@@ -378,3 +378,124 @@ fn long_readers_and_a_lock_holder_neither_stall_ticks_nor_lose_them() {
         ticks.len()
     );
 }
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A recorder whose wall clock (only: the monotonic clock is real) is set from `clock_file`.
+fn recorder_with_fake_wall_clock(
+    db: &std::path::Path,
+    clock_file: &std::path::Path,
+    args: &[&str],
+) -> std::process::Child {
+    memtrail()
+        .arg("record")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", clock_file)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn recorder")
+}
+
+/// The wall clock jumps back an hour, returns, then jumps forward an hour (libfaketime moves the
+/// recorder's wall clock only). Every tick is kept, none stamped before an earlier one (no sample
+/// overwritten), the forward jump is one gap, both jumps are logged, and no growth alert fires for
+/// a steady process. A second run started while the clock is behind begins after the first run.
+#[test]
+fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
+    let test = "wall_clock_jumps_neither_reorder_history_nor_fire_alerts";
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        eprintln!(
+            "SKIPPED {test}: {LIBFAKETIME} is missing (apt-get install faketime; bash .ci/test installs it); the clock-jump checks did not run"
+        );
+        return;
+    }
+    let s = Scratch::new();
+    let db = s.db();
+    let clock = s.path("clock");
+    std::fs::write(&clock, "+0\n").expect("clock file");
+    let (mut hog, _) = spawn_hog(16, false);
+    let pid = hog.id().to_string();
+    let rec = recorder_with_fake_wall_clock(
+        &db,
+        &clock,
+        &[
+            "--pid",
+            &pid,
+            "--interval",
+            "100ms",
+            "--duration",
+            "6s",
+            "--no-api",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&clock, "-3600\n").expect("back an hour");
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&clock, "+0\n").expect("back to now");
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(&clock, "+3600\n").expect("forward an hour");
+    let out = wait_output(rec, Duration::from_secs(30));
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("behind the last tick (it jumped back)"),
+        "{log}"
+    );
+    assert!(log.contains("jumped 3600"), "{log}");
+    let logged_ticks: usize = log
+        .split("ticks=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count in {log}"));
+
+    let first = system_ticks(&db);
+    // Every tick has its own time: none overwrote another.
+    assert_eq!(first.len(), logged_ticks, "{log}");
+    let gaps: Vec<i64> = first.windows(2).map(|w| w[1] - w[0]).collect();
+    let big: Vec<i64> = gaps.iter().copied().filter(|&g| g >= 1_000).collect();
+    assert_eq!(big.len(), 1, "one gap, the forward jump: {big:?}");
+    assert!((3_600_000..3_602_000).contains(&big[0]), "{big:?}");
+    let conn = open(&db);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM alerts WHERE event = 'firing'"),
+        0,
+        "a steady process fired an alert"
+    );
+
+    // A second run while the wall clock is an hour behind the history starts after it.
+    std::fs::write(&clock, "-3600\n").expect("behind");
+    let last_of_first = *first.last().expect("ticks");
+    let rec = recorder_with_fake_wall_clock(
+        &db,
+        &clock,
+        &[
+            "--pid",
+            &pid,
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+            "--no-api",
+        ],
+    );
+    let out = wait_output(rec, Duration::from_secs(30));
+    kill(&mut hog);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("behind the newest recorded tick"), "{log}");
+    let all = system_ticks(&db);
+    assert!(all.len() > first.len() + 3, "{log}");
+    assert!(all[first.len()..].iter().all(|&t| t > last_of_first));
+    assert_eq!(
+        &all[..first.len()],
+        &first[..],
+        "the first run's ticks are untouched"
+    );
+}
