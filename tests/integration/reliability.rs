@@ -499,3 +499,178 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
         "the first run's ticks are untouched"
     );
 }
+
+/// Start `program` holding `mib` MiB and wait until it is resident.
+fn hog_at(program: &std::path::Path, mib: u64) -> std::process::Child {
+    let child = std::process::Command::new(program)
+        .args([
+            "--steps",
+            "1",
+            "--step",
+            &format!("{mib}MiB"),
+            "--hold",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("hog");
+    let pid = child.id();
+    eventually(Duration::from_secs(10), "the hog's allocation", || {
+        (rss_of(pid)? >= mib * 1024 * 1024).then_some(())
+    });
+    child
+}
+
+/// Start `program` as pid `pid`, by setting the kernel's last-given pid just below it (root only;
+/// other tests fork too, so it is retried). None when the machine does not allow it.
+fn hog_with_pid(program: &std::path::Path, mib: u64, pid: u32) -> Option<std::process::Child> {
+    for _ in 0..50 {
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
+            return None;
+        }
+        let mut child = std::process::Command::new(program)
+            .args([
+                "--steps",
+                "1",
+                "--step",
+                &format!("{mib}MiB"),
+                "--hold",
+                "60s",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("hog");
+        if child.id() == pid {
+            let id = child.id();
+            eventually(Duration::from_secs(10), "the hog's allocation", || {
+                (rss_of(id)? >= mib * 1024 * 1024).then_some(())
+            });
+            return Some(child);
+        }
+        kill(&mut child);
+    }
+    None
+}
+
+/// A pid reused by a new process: a recorder following a name records the old and the new process
+/// as two targets (same pid, different start times), the old one marked gone; a recorder following
+/// the pid stops with the old process and never records the newcomer's memory as the old one's.
+#[test]
+fn a_reused_pid_is_a_new_process_not_the_old_one() {
+    let test = "a_reused_pid_is_a_new_process_not_the_old_one";
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED {test}: not root, so the test cannot choose the next pid; the pid-reuse checks did not run"
+        );
+        return;
+    }
+    let s = Scratch::new();
+    // A name of its own, so other tests' memhogs are not matched.
+    let program = s.path("reusehog");
+    std::fs::copy(MEMHOG, &program).expect("copy memhog");
+    let mut old = hog_at(&program, 8);
+    let pid = old.id();
+    let by_name = s.path("by-name.db");
+    let by_pid = s.path("by-pid.db");
+    let name_rec = spawn_recorder(
+        &by_name,
+        &[
+            "--name",
+            "reusehog",
+            "--interval",
+            "100ms",
+            "--discovery-interval",
+            "100ms",
+            "--no-system",
+        ],
+    );
+    let pid_rec = spawn_recorder(
+        &by_pid,
+        &[
+            "--pid",
+            &pid.to_string(),
+            "--interval",
+            "100ms",
+            "--no-system",
+            "--no-api",
+        ],
+    );
+    wait_for_samples(&by_name, 5);
+    wait_for_samples(&by_pid, 5);
+    // The old process dies and, before the next tick most likely, a new one takes its pid.
+    kill(&mut old);
+    let Some(mut new) = hog_with_pid(&program, 40, pid) else {
+        signal(&name_rec, libc::SIGTERM);
+        signal(&pid_rec, libc::SIGTERM);
+        eprintln!(
+            "SKIPPED {test}: pid {pid} could not be given to a new process (ns_last_pid); the pid-reuse checks did not run"
+        );
+        return;
+    };
+    // The pid recorder has nothing left to watch and stops by itself.
+    let pid_out = wait_output(pid_rec, Duration::from_secs(20));
+    assert!(pid_out.status.success(), "{}", stderr(&pid_out));
+    eventually(
+        Duration::from_secs(20),
+        "the new process to be recorded",
+        || {
+            let conn = rusqlite::Connection::open(&by_name).ok()?;
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM samples JOIN series_info USING (series_id)
+                 WHERE metric = 'rss' AND value > 32 * 1048576",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            (n >= 3).then_some(())
+        },
+    );
+    signal(&name_rec, libc::SIGTERM);
+    let name_out = wait_output(name_rec, Duration::from_secs(20));
+    kill(&mut new);
+    assert!(name_out.status.success(), "{}", stderr(&name_out));
+
+    // Following the name: two targets with the one pid, told apart by start time.
+    let conn = open(&by_name);
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, start_time_ms, gone_ms,
+                    (SELECT max(value) FROM samples JOIN series_info i USING (series_id)
+                     WHERE i.target_id = t.id AND i.metric = 'rss')
+             FROM targets t WHERE kind = 'process' AND pid = ?1 ORDER BY start_time_ms",
+        )
+        .expect("prepare");
+    let targets: Vec<(i64, i64, Option<i64>, f64)> = stmt
+        .query_map([pid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(targets.len(), 2, "{targets:?}\n{}", stderr(&name_out));
+    let (old_t, new_t) = (&targets[0], &targets[1]);
+    assert!(new_t.1 > old_t.1, "start times differ: {targets:?}");
+    assert!(old_t.2.is_some(), "the old process is gone: {targets:?}");
+    let mib = |b: f64| b / 1048576.0;
+    assert!(
+        mib(old_t.3) < 24.0,
+        "the old target holds the new one's memory: {targets:?}"
+    );
+    assert!(mib(new_t.3) >= 40.0, "{targets:?}");
+
+    // Following the pid: only the old process, never the newcomer's 40 MiB.
+    let conn = open(&by_pid);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM targets WHERE kind = 'process'"),
+        1
+    );
+    let max_rss: f64 = conn
+        .query_row(
+            "SELECT max(value) FROM samples JOIN series_info USING (series_id) WHERE metric = 'rss'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("rss");
+    assert!(mib(max_rss) < 24.0, "{} MiB", mib(max_rss));
+    assert_eq!(stop_reason(&conn), "targets gone");
+}
