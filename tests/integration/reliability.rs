@@ -601,8 +601,10 @@ fn a_reused_pid_is_a_new_process_not_the_old_one() {
     // The old process dies and, before the next tick most likely, a new one takes its pid.
     kill(&mut old);
     let Some(mut new) = hog_with_pid(&program, 40, pid) else {
-        signal(&name_rec, libc::SIGTERM);
-        signal(&pid_rec, libc::SIGTERM);
+        for rec in [name_rec, pid_rec] {
+            signal(&rec, libc::SIGTERM);
+            wait_output(rec, Duration::from_secs(20));
+        }
         eprintln!(
             "SKIPPED {test}: pid {pid} could not be given to a new process (ns_last_pid); the pid-reuse checks did not run"
         );
