@@ -10,6 +10,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod http;
 pub mod import;
 pub mod model;
 pub mod notify;

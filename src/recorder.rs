@@ -643,6 +643,9 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // API requests read the database on blocking threads: a few are plenty, and a burst of
+        // requests must not become a burst of threads and SQLite connections.
+        .max_blocking_threads(8)
         .build()
         .context("starting the signal handler runtime")?;
     let _guard = rt.enter();
@@ -734,11 +737,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr().context("reading the API's address")?;
         tracing::info!("API listening on http://{addr}");
         let app = crate::api::router(shared.clone());
-        rt.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("the API stopped: {e}");
-            }
-        });
+        rt.spawn(crate::http::serve(listener, app));
     }
     let recorder = Recorder {
         settings: settings.clone(),

@@ -454,3 +454,96 @@ fn the_python_example_pushes_heap_and_gc_counts() {
     );
     api.stop();
 }
+
+/// The recorder's open file descriptors.
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Many more connections than the API serves at once: those over the bound get a 503 and are
+/// closed at once, the recorder's descriptors stay bounded, ticks go on, and the API answers
+/// again once the crowd leaves.
+#[test]
+fn connections_beyond_the_bound_are_refused_and_ticks_go_on() {
+    use std::io::Read;
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "100ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let addr = api.base.trim_start_matches("http://").to_string();
+    let pid = api.child.id();
+    let fds_before = fds_of(pid);
+    let conn = open(&s.db());
+    let ticks_before = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples");
+    let mut crowd: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = 0;
+    for c in &mut crowd {
+        c.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        if let Ok(n) = c.read(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503")
+        {
+            refused += 1;
+        }
+    }
+    let fds_during = fds_of(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples") - ticks_before;
+    drop(crowd);
+    // 200 - 128 served at once; a few of the test's own earlier connections may still count.
+    assert!(
+        (72..=80).contains(&refused),
+        "{refused} of 200 connections refused"
+    );
+    assert!(
+        fds_during <= fds_before + 128 + 8,
+        "descriptors grew from {fds_before} to {fds_during}"
+    );
+    assert!(ticks >= 10, "only {ticks} ticks while the crowd was there");
+    eventually(Duration::from_secs(10), "the API to answer again", || {
+        (http("GET", &api.url("/healthz"), None, None).0 == 200).then_some(())
+    });
+    api.stop();
+}
+
+/// A client that sends half a request and then nothing, and one that connects and never sends:
+/// both are disconnected once the header deadline (10 s) passes, not held forever.
+#[test]
+fn slow_and_silent_clients_are_disconnected_at_the_header_deadline() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "100ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let addr = api.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: memtrail\r\nX-Slow: ")
+        .expect("half a request");
+    let silent = std::net::TcpStream::connect(&addr).expect("connect");
+    let started = Instant::now();
+    let closed_after = move |mut c: std::net::TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut buf = Vec::new();
+        // Ends at EOF (or a reset) when the server lets go; a timeout means it never did.
+        match c.read_to_end(&mut buf) {
+            Ok(_) => started.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => started.elapsed(),
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    };
+    let silent_after = std::thread::spawn(move || closed_after(silent));
+    let slow_after = closed_after(slow);
+    let silent_after = silent_after.join().expect("silent client");
+    // The recorder still answers well-behaved clients.
+    assert_eq!(http("GET", &api.url("/healthz"), None, None).0, 200);
+    api.stop();
+    for (who, after) in [("slow", slow_after), ("silent", silent_after)] {
+        assert!(
+            after >= Duration::from_secs(9) && after <= Duration::from_secs(15),
+            "the {who} client was let go after {after:?} (deadline 10 s)"
+        );
+    }
+}
