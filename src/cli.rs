@@ -178,6 +178,10 @@ struct RecordArgs {
     /// Samples held in memory while the database cannot be written (disk full, locked) [default: 100000]
     #[arg(long, value_name = "SAMPLES")]
     write_buffer: Option<usize>,
+    /// Commit ticks together at most this often: cheaper at short intervals, but a crash loses
+    /// the ticks not yet committed [default: 0s, every tick]
+    #[arg(long, value_name = "DURATION")]
+    commit_interval: Option<HumanDuration>,
     /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
     #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
     listen: Option<String>,
@@ -212,6 +216,7 @@ impl RecordArgs {
             discovery_interval: self.discovery_interval,
             busy_timeout: self.busy_timeout,
             write_buffer: self.write_buffer,
+            commit_interval: self.commit_interval,
         }
     }
 }

@@ -286,6 +286,7 @@ pub struct RecordPartial {
     pub discovery_interval: Option<HumanDuration>,
     pub busy_timeout: Option<HumanDuration>,
     pub write_buffer: Option<usize>,
+    pub commit_interval: Option<HumanDuration>,
 }
 
 impl RecordPartial {
@@ -308,6 +309,7 @@ impl RecordPartial {
             discovery_interval: over.discovery_interval.or(self.discovery_interval),
             busy_timeout: over.busy_timeout.or(self.busy_timeout),
             write_buffer: over.write_buffer.or(self.write_buffer),
+            commit_interval: over.commit_interval.or(self.commit_interval),
         }
     }
 }
@@ -356,6 +358,9 @@ pub struct RecordSettings {
     /// At most this many samples are held in memory while the database cannot be written (a full
     /// disk, a lock held past the busy timeout); the oldest are dropped beyond it.
     pub write_buffer: usize,
+    /// Ticks are committed together at most this often (0: every tick is its own transaction).
+    /// Fewer commits cost less (each dirties a page per series), but a crash loses what is held.
+    pub commit_interval: Duration,
     /// Alert rules evaluated after each tick (set by the caller from the config file).
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
@@ -420,6 +425,13 @@ impl RecordSettings {
                 "write_buffer must be at least 1 sample (default {DEFAULT_WRITE_BUFFER}): it holds what cannot be written yet"
             ));
         }
+        let commit_interval = p.commit_interval.map_or(Duration::ZERO, |d| d.0);
+        if commit_interval > Duration::from_secs(60) {
+            return invalid(format!(
+                "commit_interval {} is over 1m: a crash loses what is not yet committed; use 1m or less (0s commits every tick)",
+                HumanDuration(commit_interval)
+            ));
+        }
         Ok(RecordSettings {
             db,
             interval,
@@ -446,6 +458,7 @@ impl RecordSettings {
                 .max(interval),
             busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
             write_buffer,
+            commit_interval,
             rules: Vec::new(),
             notify: NotifySection::default(),
             cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
@@ -505,6 +518,7 @@ impl RecordSettings {
             ("discovery_interval", d(self.discovery_interval)),
             ("busy_timeout", d(self.busy_timeout)),
             ("write_buffer", format!("{} samples", self.write_buffer)),
+            ("commit_interval", d(self.commit_interval)),
             (
                 "rules",
                 list(self.rules.iter().map(|r| r.name.clone()).collect()),
@@ -660,6 +674,19 @@ mod tests {
         let s = build("[record]\nsmaps_interval = \"off\"\nsmaps_max_rss = \"unlimited\"\n")
             .expect("valid");
         assert_eq!((s.smaps_interval, s.smaps_max_rss), (None, None));
+        let err = build("[record]\nwrite_buffer = 0\n")
+            .expect_err("no buffer")
+            .to_string();
+        assert!(err.contains("write_buffer must be at least 1"), "{err}");
+        let err = build("[record]\ncommit_interval = \"5m\"\n")
+            .expect_err("too long")
+            .to_string();
+        assert!(err.contains("commit_interval 5m is over 1m"), "{err}");
+        let s = build("[record]\ncommit_interval = \"1s\"\nwrite_buffer = 10\n").expect("valid");
+        assert_eq!(
+            (s.commit_interval, s.write_buffer),
+            (Duration::from_secs(1), 10)
+        );
     }
 
     #[test]

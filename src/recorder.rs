@@ -258,6 +258,8 @@ impl Recorder {
         let mut last_error_log: Option<Instant> = None;
         let mut last_drop_log: Option<Instant> = None;
         let mut backlog = Backlog::new(self.settings.write_buffer);
+        let mut last_commit = start;
+        let mut last_write_failed = false;
         let mut signals = 0;
         let mut pending_stop: Option<StopReason> = None;
         'run: loop {
@@ -351,7 +353,6 @@ impl Recorder {
                 );
             }
             self.record_finished_deliveries();
-            let held_before = backlog.ticks();
             let dropped = backlog.push(snap);
             if dropped > 0
                 && last_drop_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
@@ -363,7 +364,22 @@ impl Recorder {
                     self.settings.write_buffer
                 );
             }
-            let written = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
+            // Commit now, unless ticks are gathered into fewer commits (commit_interval) and the
+            // last commit is recent; after a failed write, every tick tries again.
+            let was_failing = last_write_failed;
+            let due = last_write_failed
+                || tick_at.saturating_duration_since(last_commit) >= self.settings.commit_interval
+                || pending_stop.is_some();
+            let written = if due {
+                let w = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
+                if w.is_ok() && backlog.ticks() == 0 {
+                    last_commit = tick_at;
+                }
+                last_write_failed = w.is_err();
+                w
+            } else {
+                Ok(0)
+            };
             self.shared.tick_done(TickReport {
                 ts_ms: ts,
                 written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
@@ -379,9 +395,9 @@ impl Recorder {
             match written {
                 Ok(n) => {
                     outcome.samples += n as u64;
-                    if held_before > 0 && backlog.ticks() == 0 {
+                    if was_failing && backlog.ticks() == 0 {
                         tracing::info!(
-                            ticks = held_before + 1,
+                            samples = n,
                             "the database accepts writes again: the ticks held in memory are written"
                         );
                     }
@@ -444,6 +460,22 @@ impl Recorder {
                 break;
             }
             next = next_tick(start, self.settings.interval, Instant::now());
+        }
+        // What is still held gets a last try (bounded by the busy timeout); it is lost if that fails.
+        if backlog.ticks() > 0 {
+            match backlog.flush(&mut self.store, self.run_id, self.settings.busy_timeout) {
+                Ok(n) => outcome.samples += n as u64,
+                Err(e) => tracing::error!(
+                    held_ticks = backlog.ticks(),
+                    "could not write the ticks held at the stop: {e}; they are lost"
+                ),
+            }
+            if backlog.ticks() > 0 {
+                tracing::error!(
+                    held_ticks = backlog.ticks(),
+                    "ticks held at the stop were not written"
+                );
+            }
         }
         self.record_finished_deliveries();
         if let Some(c) = &self.cleaner {

@@ -412,3 +412,55 @@ fn children_are_summed_when_asked() {
         "children add {gap:.1} MiB"
     );
 }
+
+/// `--commit-interval 1s` at 100 ms ticks: a reader sees ticks arrive about ten at a time, and a
+/// SIGTERM still writes every tick taken (the count matches the recorder's own).
+#[test]
+fn ticks_committed_together_arrive_in_batches_and_none_is_lost_at_the_stop() {
+    let s = Scratch::new();
+    let db = s.db();
+    let rec = spawn_recorder(
+        &db,
+        &[
+            "--self",
+            "--interval",
+            "100ms",
+            "--commit-interval",
+            "1s",
+            "--no-api",
+        ],
+    );
+    wait_for_samples(&db, 1);
+    // Watch the count of ticks a reader sees for 3 s: it moves in steps of about ten.
+    let conn = open(&db);
+    let mut seen = vec![count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples")];
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+        let n = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples");
+        if n != *seen.last().unwrap_or(&0) {
+            seen.push(n);
+        }
+    }
+    let steps: Vec<i64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        steps.len() >= 2 && steps.iter().all(|&d| d >= 5),
+        "ticks should arrive in batches: {seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(450));
+    signal(&rec, libc::SIGTERM);
+    let out = wait_output(rec, Duration::from_secs(20));
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    let logged: i64 = log
+        .split("ticks=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count in {log}"));
+    assert_eq!(
+        count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples"),
+        logged,
+        "{log}"
+    );
+}
