@@ -378,6 +378,9 @@ const TICK_EVERY_MS: i64 = 1_000;
 /// every evaluation parsed its SQL again (a quarter of the recorder's instructions).
 const STATEMENT_CACHE: usize = 96;
 
+/// The writer's page cache, as SQLite's `cache_size` (negative: KiB).
+const WRITER_CACHE_KIB: i64 = -512;
+
 fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -404,6 +407,11 @@ impl Store {
         )
         .map_err(|e| classify_open(path, e))?;
         configure(&conn, busy_timeout).map_err(|e| classify_open(path, e))?;
+        // The writer touches the newest page of each series and what the rules read: a small
+        // cache holds that. SQLite's default (2 MiB) fills as the file grows, so the recorder's
+        // own memory would creep up for as long as the history does.
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(|e| classify_open(path, e))?;
         // A migration that rebuilds a table (SQLite's way to change a CHECK) drops the old one:
         // with foreign keys on, that would cascade into series and samples. SQLite's documented
         // procedure runs such changes with foreign keys off (the pragma is a no-op inside the

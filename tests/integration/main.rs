@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `memtrail` binary against real processes (the `memhog`
 //! helper allocates known amounts of memory) and real SQLite files, and check what was recorded.
 
+mod a_soak;
 mod analysis;
 mod api;
 mod cgroup;

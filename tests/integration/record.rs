@@ -452,12 +452,7 @@ fn ticks_committed_together_arrive_in_batches_and_none_is_lost_at_the_stop() {
     let out = wait_output(rec, Duration::from_secs(20));
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
-    let logged: i64 = log
-        .split("ticks=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no tick count in {log}"));
+    let logged = logged_ticks(&log);
     assert_eq!(
         count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples"),
         logged,

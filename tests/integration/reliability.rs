@@ -448,12 +448,7 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
         "{log}"
     );
     assert!(log.contains("jumped 3600"), "{log}");
-    let logged_ticks: usize = log
-        .split("ticks=")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no tick count in {log}"));
+    let logged_ticks = logged_ticks(&log) as usize;
 
     let first = system_ticks(&db);
     // Every tick has its own time: none overwrote another.
@@ -500,24 +495,10 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
     );
 }
 
-/// Start `program` holding `mib` MiB and wait until it is resident.
+/// Start `program` (a copy of memhog) holding `mib` MiB and wait until it is resident.
 fn hog_at(program: &std::path::Path, mib: u64) -> std::process::Child {
-    let child = std::process::Command::new(program)
-        .args([
-            "--steps",
-            "1",
-            "--step",
-            &format!("{mib}MiB"),
-            "--hold",
-            "60s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("hog");
-    let pid = child.id();
-    eventually(Duration::from_secs(10), "the hog's allocation", || {
-        (rss_of(pid)? >= mib * 1024 * 1024).then_some(())
-    });
+    let child = hog_command(program, mib).spawn().expect("hog");
+    wait_resident(child.id(), mib);
     child
 }
 
@@ -528,23 +509,9 @@ fn hog_with_pid(program: &std::path::Path, mib: u64, pid: u32) -> Option<std::pr
         if std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
             return None;
         }
-        let mut child = std::process::Command::new(program)
-            .args([
-                "--steps",
-                "1",
-                "--step",
-                &format!("{mib}MiB"),
-                "--hold",
-                "60s",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("hog");
+        let mut child = hog_command(program, mib).spawn().expect("hog");
         if child.id() == pid {
-            let id = child.id();
-            eventually(Duration::from_secs(10), "the hog's allocation", || {
-                (rss_of(id)? >= mib * 1024 * 1024).then_some(())
-            });
+            wait_resident(pid, mib);
             return Some(child);
         }
         kill(&mut child);

@@ -194,11 +194,38 @@ pub fn spawn_hog(mib: u64, http: bool) -> (Child, Option<String>) {
     }
     // Keep reading (and discarding) so memhog never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    let pid = child.id();
-    eventually(Duration::from_secs(10), "memhog's allocation", || {
+    wait_resident(child.id(), mib);
+    (child, url)
+}
+
+/// `program` (memhog or a copy of it) set to hold `mib` MiB for a minute.
+pub fn hog_command(program: &Path, mib: u64) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args([
+        "--steps",
+        "1",
+        "--step",
+        &format!("{mib}MiB"),
+        "--hold",
+        "60s",
+    ])
+    .stdout(Stdio::null());
+    cmd
+}
+
+/// Wait until the process holds at least `mib` MiB resident.
+pub fn wait_resident(pid: u32, mib: u64) {
+    eventually(Duration::from_secs(10), "the hog's allocation", || {
         (rss_of(pid)? >= mib * 1024 * 1024).then_some(())
     });
-    (child, url)
+}
+
+/// The tick count of a recorder's last line (`stopped ... ticks=N`).
+pub fn logged_ticks(log: &str) -> i64 {
+    log.rfind(" ticks=")
+        .and_then(|i| log[i + 7..].split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count in {log}"))
 }
 
 /// A process's RSS in bytes, from /proc.
