@@ -310,7 +310,7 @@ fn limit_value(text: &str) -> Option<u64> {
 impl Group {
     /// Read the group now; None when it is gone (its usage file cannot be read).
     pub fn read(&self) -> Option<Reading> {
-        let file = |name: &str| fs::read_to_string(self.dir.join(name)).ok();
+        let file = |name: &str| crate::procfs::read_text(&self.dir.join(name)).ok();
         match self.version {
             Version::V2 => parse_v2(file),
             Version::V1 => parse_v1(file),
