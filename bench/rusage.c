@@ -31,6 +31,9 @@ int main(int argc, char **argv) {
         if (fd >= 0) { dup2(fd, 1); close(fd); }
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0) { dup2(null, 2); close(null); }
+        /* A shell starts background jobs with SIGINT ignored, and exec keeps that: the tool
+         * would then never see the SIGINT that stops it. */
+        signal(SIGINT, SIG_DFL);
         execvp(argv[3], argv + 3);
         _exit(127);
     }

@@ -27,6 +27,9 @@ use crate::units::HumanDuration;
 /// At most this many samples are deleted per prune pass, so a prune never stalls a tick.
 pub const PRUNE_BATCH: usize = 5_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// When a prune found nothing to delete, the next looks a minute later: the check costs about as
+/// much as a tick at 1 Hz, and history then outlives the retention by at most that minute.
+const PRUNE_IDLE_EVERY: Duration = Duration::from_secs(60);
 const VACUUM_EVERY: Duration = Duration::from_secs(600);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -430,7 +433,7 @@ impl Recorder {
                     Ok(p) if p.samples > 0 || p.targets > 0 => {
                         tracing::debug!(samples = p.samples, targets = p.targets, "pruned")
                     }
-                    Ok(_) => {}
+                    Ok(_) => next_prune = tick_at + PRUNE_IDLE_EVERY,
                     Err(e) => tracing::warn!("pruning old samples failed: {e}; will retry"),
                 }
             }

@@ -44,8 +44,19 @@ pub const QUERIES: &[(&str, &str)] = &[
 ];
 
 /// How many migrations the binary carries (each applied once per database).
+/// The schema version of this build: the newest migration's (from build.rs).
 pub fn migration_count() -> usize {
-    embedded::migrations::runner().get_migrations().len()
+    env!("MEMTRAIL_SCHEMA_VERSION").parse().unwrap_or(0)
+}
+
+/// The newest migration applied to this database (0 for a new or foreign file).
+fn applied_version(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
 }
 
 pub fn query_sql(name: &str) -> Option<&'static str> {
@@ -399,7 +410,7 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
 impl Store {
     /// Open (creating if needed) the database for writing and bring its schema up to date.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Store> {
-        let mut conn = Connection::open_with_flags(
+        let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -412,6 +423,23 @@ impl Store {
         // own memory would creep up for as long as the history does.
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(|e| classify_open(path, e))?;
+        let conn = if applied_version(&conn) as usize == migration_count() {
+            conn
+        } else {
+            migrate(conn, path)?
+        };
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            ids: WriteCache::default(),
+            last_tick_ms: None,
+        })
+    }
+}
+
+/// Apply the migrations this database lacks.
+fn migrate(mut conn: Connection, path: &Path) -> Result<Connection> {
+    {
         // A migration that rebuilds a table (SQLite's way to change a CHECK) drops the old one:
         // with foreign keys on, that would cascade into series and samples. SQLite's documented
         // procedure runs such changes with foreign keys off (the pragma is a no-op inside the
@@ -429,14 +457,11 @@ impl Store {
             })?;
         conn.pragma_update(None, "foreign_keys", fk)
             .map_err(|e| classify_open(path, e))?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            ids: WriteCache::default(),
-            last_tick_ms: None,
-        })
     }
+    Ok(conn)
+}
 
+impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -889,13 +914,7 @@ pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
 /// migrations (a short writable open) before reading it.
 fn upgrade_if_behind(path: &Path, busy_timeout: Duration) -> Result<()> {
     let conn = open_read_only(path, busy_timeout, true)?;
-    let applied: i64 = conn
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
+    let applied = applied_version(&conn);
     drop(conn);
     if (applied as usize) < migration_count() {
         tracing::info!(
@@ -1182,6 +1201,13 @@ mod tests {
         let s = open(&dir);
         let c = s.connection();
         assert!(migration_count() >= 2);
+        // build.rs's count is refinery's: the newest version, and one migration per version.
+        let embedded = embedded::migrations::runner().get_migrations().clone();
+        assert_eq!(embedded.len(), migration_count());
+        assert_eq!(
+            embedded.iter().map(|m| m.version() as usize).max(),
+            Some(migration_count())
+        );
         assert_eq!(
             count(c, "SELECT count(*) FROM refinery_schema_history") as usize,
             migration_count()
