@@ -160,6 +160,11 @@ fn system_ticks(db: &std::path::Path) -> Vec<i64> {
         .expect("rows")
 }
 
+/// The longest gap allowed between 100 ms ticks where nothing may be lost: a loaded 2-core machine
+/// may skip a few ticks, while a lost stretch of held ticks (the faults below last 3 s or more)
+/// leaves a hole of seconds.
+const MAX_HOLE_MS: i64 = 2_000;
+
 /// The longest gap between consecutive ticks, in ms.
 fn longest_gap(ticks: &[i64]) -> i64 {
     ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
@@ -286,7 +291,7 @@ fn a_full_disk_holds_ticks_in_memory_and_writes_them_when_space_returns() {
     // 100 ms ticks with nothing lost across several seconds of a full disk: no hole longer than a
     // few skipped ticks (a loaded 2-core machine may skip some).
     assert!(
-        longest_gap(&ticks) < 1_000,
+        longest_gap(&ticks) < MAX_HOLE_MS,
         "a hole of {} ms in {} ticks",
         longest_gap(&ticks),
         ticks.len()
@@ -372,7 +377,7 @@ fn long_readers_and_a_lock_holder_neither_stall_ticks_nor_lose_them() {
     );
     let ticks = system_ticks(&db);
     assert!(
-        longest_gap(&ticks) < 1_000,
+        longest_gap(&ticks) < MAX_HOLE_MS,
         "a hole of {} ms in {} ticks: the lock stalled sampling\n{log}",
         longest_gap(&ticks),
         ticks.len()
@@ -421,19 +426,22 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
     std::fs::write(&clock, "+0\n").expect("clock file");
     let (mut hog, _) = spawn_hog(16, false);
     let pid = hog.id().to_string();
-    let rec = recorder_with_fake_wall_clock(
-        &db,
-        &clock,
-        &[
-            "--pid",
-            &pid,
-            "--interval",
-            "100ms",
-            "--duration",
-            "6s",
-            "--no-api",
-        ],
-    );
+    let recorder_for = |duration: &str| {
+        recorder_with_fake_wall_clock(
+            &db,
+            &clock,
+            &[
+                "--pid",
+                &pid,
+                "--interval",
+                "100ms",
+                "--no-api",
+                "--duration",
+                duration,
+            ],
+        )
+    };
+    let rec = recorder_for("6s");
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::write(&clock, "-3600\n").expect("back an hour");
     std::thread::sleep(Duration::from_millis(1500));
@@ -454,7 +462,8 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
     // Every tick has its own time: none overwrote another.
     assert_eq!(first.len(), logged_ticks, "{log}");
     let gaps: Vec<i64> = first.windows(2).map(|w| w[1] - w[0]).collect();
-    let big: Vec<i64> = gaps.iter().copied().filter(|&g| g >= 1_000).collect();
+    // A loaded machine may stall a tick or two; the jump is an hour.
+    let big: Vec<i64> = gaps.iter().copied().filter(|&g| g >= 10_000).collect();
     assert_eq!(big.len(), 1, "one gap, the forward jump: {big:?}");
     assert!((3_600_000..3_602_000).contains(&big[0]), "{big:?}");
     let conn = open(&db);
@@ -467,19 +476,7 @@ fn wall_clock_jumps_neither_reorder_history_nor_fire_alerts() {
     // A second run while the wall clock is an hour behind the history starts after it.
     std::fs::write(&clock, "-3600\n").expect("behind");
     let last_of_first = *first.last().expect("ticks");
-    let rec = recorder_with_fake_wall_clock(
-        &db,
-        &clock,
-        &[
-            "--pid",
-            &pid,
-            "--interval",
-            "100ms",
-            "--duration",
-            "1s",
-            "--no-api",
-        ],
-    );
+    let rec = recorder_for("1s");
     let out = wait_output(rec, Duration::from_secs(30));
     kill(&mut hog);
     let log = stderr(&out);

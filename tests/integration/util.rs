@@ -171,17 +171,8 @@ pub fn stop_reason(conn: &Connection) -> String {
 /// POST /cleanup when `http` is set; its URL is returned). Returns once the memory is resident.
 pub fn spawn_hog(mib: u64, http: bool) -> (Child, Option<String>) {
     use std::io::{BufRead, BufReader};
-    let mut cmd = Command::new(MEMHOG);
-    cmd.args([
-        "--steps",
-        "1",
-        "--step",
-        &format!("{mib}MiB"),
-        "--hold",
-        "60s",
-        "--free-on-sigusr1",
-    ])
-    .stdout(Stdio::piped());
+    let mut cmd = hog_command(Path::new(MEMHOG), mib);
+    cmd.arg("--free-on-sigusr1").stdout(Stdio::piped());
     if http {
         cmd.args(["--cleanup-port", "0"]);
     }
