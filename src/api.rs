@@ -716,8 +716,6 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Render the latest value of every series, the alert states and the recorder's own counters in
-/// the Prometheus text exposition format (0.0.4).
 /// The recorder's own counters, as the metrics endpoint exports them.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecorderFigures {
@@ -729,6 +727,8 @@ pub struct RecorderFigures {
     pub held: Held,
 }
 
+/// Render the latest value of every series, the alert states and the recorder's own counters in
+/// the Prometheus text exposition format (0.0.4).
 pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> String {
     // family -> (help, type, lines)
     let mut families: BTreeMap<String, (String, &str, Vec<String>)> = BTreeMap::new();

@@ -43,8 +43,8 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("status", include_str!("../queries/status.sql")),
 ];
 
-/// How many migrations the binary carries (each applied once per database).
-/// The schema version of this build: the newest migration's (from build.rs).
+/// The schema version of this build: its newest migration's, which is also how many it carries
+/// (one per version, each applied once per database; build.rs reads it from `migrations/`).
 pub fn migration_count() -> usize {
     env!("MEMTRAIL_SCHEMA_VERSION").parse().unwrap_or(0)
 }
