@@ -182,6 +182,10 @@ struct RecordArgs {
     /// the ticks not yet committed [default: 0s, every tick]
     #[arg(long, value_name = "DURATION")]
     commit_interval: Option<HumanDuration>,
+    /// Evaluate the alert rules at most this often (each evaluation runs every rule's query)
+    /// [default: 10s]
+    #[arg(long, env = "MEMTRAIL_EVALUATION_INTERVAL", value_name = "DURATION")]
+    evaluation_interval: Option<HumanDuration>,
     /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
     #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
     listen: Option<String>,
@@ -217,6 +221,7 @@ impl RecordArgs {
             busy_timeout: self.busy_timeout,
             write_buffer: self.write_buffer,
             commit_interval: self.commit_interval,
+            evaluation_interval: self.evaluation_interval,
         }
     }
 }

@@ -287,6 +287,7 @@ pub struct RecordPartial {
     pub busy_timeout: Option<HumanDuration>,
     pub write_buffer: Option<usize>,
     pub commit_interval: Option<HumanDuration>,
+    pub evaluation_interval: Option<HumanDuration>,
 }
 
 impl RecordPartial {
@@ -310,6 +311,7 @@ impl RecordPartial {
             busy_timeout: over.busy_timeout.or(self.busy_timeout),
             write_buffer: over.write_buffer.or(self.write_buffer),
             commit_interval: over.commit_interval.or(self.commit_interval),
+            evaluation_interval: over.evaluation_interval.or(self.evaluation_interval),
         }
     }
 }
@@ -361,6 +363,9 @@ pub struct RecordSettings {
     /// Ticks are committed together at most this often (0: every tick is its own transaction).
     /// Fewer commits cost less (each dirties a page per series), but a crash loses what is held.
     pub commit_interval: Duration,
+    /// The rules are evaluated after a tick at most this often (each evaluation runs every rule's
+    /// windowed query and writes their state).
+    pub evaluation_interval: Duration,
     /// Alert rules evaluated after each tick (set by the caller from the config file).
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
@@ -432,6 +437,13 @@ impl RecordSettings {
                 HumanDuration(commit_interval)
             ));
         }
+        let evaluation_interval = p.evaluation_interval.map_or(dur("10s"), |d| d.0);
+        if evaluation_interval < MIN_INTERVAL {
+            return invalid(format!(
+                "evaluation_interval {} is below the minimum of 100ms: use 100ms or more (rules then run after every tick at most)",
+                HumanDuration(evaluation_interval)
+            ));
+        }
         Ok(RecordSettings {
             db,
             interval,
@@ -459,6 +471,7 @@ impl RecordSettings {
             busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
             write_buffer,
             commit_interval,
+            evaluation_interval,
             rules: Vec::new(),
             notify: NotifySection::default(),
             cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
@@ -519,6 +532,7 @@ impl RecordSettings {
             ("busy_timeout", d(self.busy_timeout)),
             ("write_buffer", format!("{} samples", self.write_buffer)),
             ("commit_interval", d(self.commit_interval)),
+            ("evaluation_interval", d(self.evaluation_interval)),
             (
                 "rules",
                 list(self.rules.iter().map(|r| r.name.clone()).collect()),
@@ -684,9 +698,15 @@ mod tests {
         assert!(err.contains("commit_interval 5m is over 1m"), "{err}");
         let s = build("[record]\ncommit_interval = \"1s\"\nwrite_buffer = 10\n").expect("valid");
         assert_eq!(
-            (s.commit_interval, s.write_buffer),
-            (Duration::from_secs(1), 10)
+            (s.commit_interval, s.write_buffer, s.evaluation_interval),
+            (Duration::from_secs(1), 10, Duration::from_secs(10))
         );
+        let err = build("[record]\nevaluation_interval = \"0s\"\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(err.contains("evaluation_interval 0s is below"), "{err}");
+        let s = build("[record]\nevaluation_interval = \"1m\"\n").expect("valid");
+        assert_eq!(s.evaluation_interval, Duration::from_secs(60));
     }
 
     #[test]

@@ -89,13 +89,20 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
     let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); field N is rest[N - 3].
-    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    // Field 3 (state) comes first after the name; only fields up to 24 are needed, picked as
+    // they pass (no vector of all 50).
+    let mut fields = text.get(close + 1..)?.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let mut at = 3;
+    let mut field = |n: usize| {
+        let v = fields.nth(n - at - 1)?.parse::<u64>().ok();
+        at = n;
+        v
+    };
     Some(ProcStat {
         pid,
         comm,
-        state: rest.first()?.chars().next()?,
+        state,
         ppid: field(4)? as u32,
         threads: field(20)?,
         start_ticks: field(22)?,
@@ -109,23 +116,44 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 /// `stat`, nine for a `status`, on every tick. One 4 KiB buffer takes either in one read (and
 /// one more that returns 0), and only grows for a longer file.
 pub fn read_text(path: &Path) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let len = fill(path, &mut buf)?;
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Read the file at `path` into `buf` (grown as needed, never shrunk); returns the length read.
+fn fill(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
     use std::io::Read;
     let mut file = fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
     let mut len = 0;
     loop {
         if len == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
         match file.read(&mut buf[len..]) {
-            Ok(0) => break,
+            Ok(0) => return Ok(len),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+thread_local! {
+    /// The buffer the per-tick reads reuse: no allocation or zeroing per file.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Read a `/proc` file into this thread's reused buffer and parse its text with `parse`.
+fn parse_file<T>(path: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let len = fill(Path::new(path), buf).ok()?;
+        parse(std::str::from_utf8(&buf[..len]).ok()?)
+    })
 }
 
 fn proc_dir(pid: u32) -> PathBuf {
@@ -133,7 +161,7 @@ fn proc_dir(pid: u32) -> PathBuf {
 }
 
 pub fn read_stat(pid: u32) -> Option<ProcStat> {
-    parse_stat(&read_text(&proc_dir(pid).join("stat")).ok()?)
+    parse_file(&format!("/proc/{pid}/stat"), parse_stat)
 }
 
 /// Values (in kB, as the kernel prints them) of the named `Key:  N kB` lines of a status-like file.
@@ -159,12 +187,12 @@ pub fn parse_status_swap(text: &str) -> Option<u64> {
 }
 
 pub fn read_swap(pid: u32) -> Option<u64> {
-    parse_status_swap(&read_text(&proc_dir(pid).join("status")).ok()?)
+    parse_file(&format!("/proc/{pid}/status"), parse_status_swap)
 }
 
 /// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
 pub fn count_fds(pid: u32) -> Option<u64> {
-    Some(fs::read_dir(proc_dir(pid).join("fd")).ok()?.count() as u64)
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 /// The command line, arguments joined by spaces; empty for kernel threads.
@@ -308,7 +336,7 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
 }
 
 pub fn read_meminfo() -> Option<MemInfo> {
-    parse_meminfo(&read_text(Path::new("/proc/meminfo")).ok()?)
+    parse_file("/proc/meminfo", parse_meminfo)
 }
 
 /// Memory pressure stall percentages (`avg10`) from a PSI file such as `/proc/pressure/memory`.
@@ -334,7 +362,7 @@ pub fn parse_pressure(text: &str) -> Option<Pressure> {
 }
 
 pub fn read_pressure() -> Option<Pressure> {
-    parse_pressure(&read_text(Path::new("/proc/pressure/memory")).ok()?)
+    parse_file("/proc/pressure/memory", parse_pressure)
 }
 
 pub fn hostname() -> String {

@@ -234,10 +234,6 @@ pub struct Recorder {
     pub clock: TickClock,
 }
 
-/// Rules are evaluated after a tick, at most this often (a 100 ms recorder does not run every
-/// windowed query ten times a second).
-const EVALUATE_EVERY: Duration = Duration::from_secs(1);
-
 impl Recorder {
     pub fn run(mut self, control: Receiver<Control>) -> (Store, Outcome) {
         let start = Instant::now();
@@ -405,7 +401,7 @@ impl Recorder {
                         );
                     }
                     if backlog.ticks() == 0 && tick_at >= next_evaluation {
-                        next_evaluation = tick_at + EVALUATE_EVERY;
+                        next_evaluation = tick_at + self.settings.evaluation_interval;
                         self.evaluate_rules(ts);
                     }
                 }

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::model::{Cell, Snapshot, Table, TargetKey, Unit};
@@ -545,16 +545,23 @@ impl Store {
     }
 
     fn write_ticks_inner(&mut self, run_id: i64, snaps: &[Snapshot]) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(ctx("starting the tick's transaction"))?;
-        let mut written = 0;
-        for snap in snaps {
-            written += write_one(&tx, &mut self.ids, run_id, snap)?;
+        // BEGIN and COMMIT are cached statements: rusqlite's `transaction()` parses both again on
+        // every call, which was a tenth of a tick's instructions.
+        let conn = &self.conn;
+        let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+        step("BEGIN").map_err(ctx("starting the tick's transaction"))?;
+        let result = snaps
+            .iter()
+            .try_fold(0, |n, snap| Ok(n + write_one(conn, &mut self.ids, run_id, snap)?))
+            .and_then(|n| {
+                step("COMMIT").map_err(ctx("committing the tick"))?;
+                Ok(n)
+            });
+        if result.is_err() && !conn.is_autocommit() {
+            // Nothing of these ticks is kept; a failed rollback leaves SQLite to roll back.
+            let _ = step("ROLLBACK");
         }
-        tx.commit().map_err(ctx("committing the tick"))?;
-        Ok(written)
+        result
     }
 
     /// Delete at most `budget` samples older than `cutoff_ms`, oldest first, series by series, so
@@ -660,7 +667,10 @@ impl Store {
             let sid = series_id(&tx, &mut self.ids.series, tid, &s.metric, s.unit)?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
+                    // An upsert, not INSERT OR REPLACE: REPLACE makes SQLite open a statement
+                // journal (a savepoint copying each touched page) for every row.
+                "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (series_id, ts_ms) DO UPDATE SET value = excluded.value",
                 )
                 .map_err(ctx("preparing the import"))?;
             for (ts, v) in &s.points {
@@ -759,7 +769,7 @@ impl Store {
 
 /// One tick's rows, inside the caller's transaction.
 fn write_one(
-    tx: &Transaction,
+    tx: &Connection,
     ids: &mut WriteCache,
     run_id: i64,
     snap: &Snapshot,
@@ -779,7 +789,10 @@ fn write_one(
         }
         let mut insert = tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)",
+                // An upsert, not INSERT OR REPLACE: REPLACE makes SQLite open a statement
+                // journal (a savepoint copying each touched page) for every row.
+                "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (series_id, ts_ms) DO UPDATE SET value = excluded.value",
             )
             .map_err(ctx("preparing the sample insert"))?;
         for v in &t.values {
@@ -815,7 +828,7 @@ fn write_one(
 }
 
 fn lookup_target(
-    tx: &Transaction,
+    tx: &Connection,
     cache: &mut HashMap<TargetKey, i64>,
     key: &TargetKey,
 ) -> Result<Option<i64>> {
@@ -841,7 +854,7 @@ fn lookup_target(
 }
 
 fn target_id(
-    tx: &Transaction,
+    tx: &Connection,
     cache: &mut HashMap<TargetKey, i64>,
     key: &TargetKey,
     cmdline: &str,
@@ -869,7 +882,7 @@ fn target_id(
 }
 
 fn series_id(
-    tx: &Transaction,
+    tx: &Connection,
     cache: &mut SeriesCache,
     target_id: i64,
     metric: &str,

@@ -459,3 +459,33 @@ fn ticks_committed_together_arrive_in_batches_and_none_is_lost_at_the_stop() {
         "{log}"
     );
 }
+
+#[test]
+fn rules_are_evaluated_every_10_s_by_default() {
+    // Evaluation time of the default rules, as ms after the first tick of a 3 s run at 100 ms.
+    let evaluated_after_first_tick = |flags: &[&str]| {
+        let s = Scratch::new();
+        let db = s.db();
+        let mut args = vec!["--self", "--interval", "100ms", "--duration", "3s", "--no-api"];
+        args.extend_from_slice(flags);
+        let out = run(
+            memtrail()
+                .env_remove("MEMTRAIL_EVALUATION_INTERVAL")
+                .arg("record")
+                .arg("--db")
+                .arg(&db)
+                .args(&args),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        count(
+            &open(&db),
+            "SELECT max(evaluated_ms) - (SELECT min(ts_ms) FROM samples) FROM alert_state",
+        )
+    };
+    // The default: once at the first tick, next due 10 s later (after this run's end).
+    assert_eq!(evaluated_after_first_tick(&[]), 0);
+    // Every 500 ms: the last evaluation comes near the run's end.
+    let late = evaluated_after_first_tick(&["--evaluation-interval", "500ms"]);
+    assert!(late >= 2_000, "last evaluation {late} ms after the first tick");
+}

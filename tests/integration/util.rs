@@ -35,7 +35,10 @@ pub fn memtrail() -> Command {
         .env_remove("MEMTRAIL_LOG")
         .env_remove("MEMTRAIL_TOKEN")
         // Tests run recorders side by side: each API on a port of its own.
-        .env("MEMTRAIL_LISTEN", "127.0.0.1:0");
+        .env("MEMTRAIL_LISTEN", "127.0.0.1:0")
+        // Tests wait for alerts in seconds: rules every second, not every 10 s (the default,
+        // which `rules_are_evaluated_every_10_s_by_default` checks without this).
+        .env("MEMTRAIL_EVALUATION_INTERVAL", "1s");
     c
 }
 
