@@ -430,7 +430,7 @@ impl RecordSettings {
                 "write_buffer must be at least 1 sample (default {DEFAULT_WRITE_BUFFER}): it holds what cannot be written yet"
             ));
         }
-        let commit_interval = p.commit_interval.map_or(Duration::ZERO, |d| d.0);
+        let commit_interval = p.commit_interval.map_or(dur("1s"), |d| d.0);
         if commit_interval > Duration::from_secs(60) {
             return invalid(format!(
                 "commit_interval {} is over 1m: a crash loses what is not yet committed; use 1m or less (0s commits every tick)",

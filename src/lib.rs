@@ -21,6 +21,7 @@ mod proptests;
 pub mod recorder;
 pub mod report;
 pub mod sampler;
+pub mod spool;
 pub mod status;
 pub mod store;
 pub mod units;

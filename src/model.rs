@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     Process,
     System,
@@ -24,7 +25,8 @@ impl Kind {
 }
 
 /// The unit a series is stored in (the schema's `series.unit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unit {
     Bytes,
     Percent,
@@ -42,7 +44,7 @@ impl Unit {
 }
 
 /// Who is measured. A process is its pid *and* its start time: a reused pid is another target.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TargetKey {
     pub kind: Kind,
     pub pid: Option<u32>,
@@ -71,7 +73,7 @@ impl std::fmt::Display for TargetKey {
 }
 
 /// One metric reading.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Value {
     pub metric: Cow<'static, str>,
     pub unit: Unit,
@@ -89,7 +91,7 @@ impl Value {
 }
 
 /// Everything read from one target in one tick.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TargetSample {
     pub key: TargetKey,
     pub cmdline: String,
@@ -97,7 +99,7 @@ pub struct TargetSample {
 }
 
 /// One tick's readings, all stamped with the same time.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub ts_ms: i64,
     pub targets: Vec<TargetSample>,

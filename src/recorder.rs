@@ -257,7 +257,13 @@ impl Recorder {
         let mut last_error_log: Option<Instant> = None;
         let mut last_drop_log: Option<Instant> = None;
         let mut backlog = Backlog::new(self.settings.write_buffer);
-        let mut last_commit = start;
+        // Ticks held between commits also go to the spool, so a crash loses none of them.
+        let mut spool = crate::spool::Spool::new(&self.settings.db);
+        let mut last_spool_error_log: Option<Instant> = None;
+        // The first tick is committed at once: a reader sees the run start.
+        let mut last_commit = start
+            .checked_sub(self.settings.commit_interval)
+            .unwrap_or(start);
         let mut last_write_failed = false;
         let mut signals = 0;
         let mut pending_stop: Option<StopReason> = None;
@@ -352,6 +358,22 @@ impl Recorder {
                 );
             }
             self.record_finished_deliveries();
+            // Commit now, unless ticks are gathered into fewer commits (commit_interval) and the
+            // last commit is recent; after a failed write, every tick tries again.
+            let was_failing = last_write_failed;
+            let due = last_write_failed
+                || tick_at.saturating_duration_since(last_commit) >= self.settings.commit_interval
+                || pending_stop.is_some();
+            if !due
+                && let Err(e) = spool.append(&snap)
+                && last_spool_error_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
+            {
+                last_spool_error_log = Some(tick_at);
+                tracing::warn!(
+                    spool = %spool.path().display(),
+                    "could not append this tick to the spool: {e}; it waits in memory for the next commit (a crash before it would lose it)"
+                );
+            }
             let dropped = backlog.push(snap);
             if dropped > 0
                 && last_drop_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
@@ -363,16 +385,16 @@ impl Recorder {
                     self.settings.write_buffer
                 );
             }
-            // Commit now, unless ticks are gathered into fewer commits (commit_interval) and the
-            // last commit is recent; after a failed write, every tick tries again.
-            let was_failing = last_write_failed;
-            let due = last_write_failed
-                || tick_at.saturating_duration_since(last_commit) >= self.settings.commit_interval
-                || pending_stop.is_some();
             let written = if due {
                 let w = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
                 if w.is_ok() && backlog.ticks() == 0 {
                     last_commit = tick_at;
+                    if let Err(e) = spool.clear() {
+                        tracing::warn!(
+                            spool = %spool.path().display(),
+                            "could not empty the spool: {e}; the next start writes its ticks again (harmless)"
+                        );
+                    }
                 }
                 last_write_failed = w.is_err();
                 w
@@ -475,6 +497,13 @@ impl Recorder {
                     "ticks held at the stop were not written"
                 );
             }
+        }
+        if backlog.ticks() == 0
+            && let Err(e) = spool.remove()
+        {
+            tracing::warn!(
+                "could not remove the spool: {e}; the next start writes its ticks again (harmless)"
+            );
         }
         self.record_finished_deliveries();
         if let Some(c) = &self.cleaner {
@@ -660,6 +689,37 @@ pub fn shell_code(status: ExitStatus) -> u8 {
 
 /// `memtrail record`: check the targets, take the database, launch the command if any, then
 /// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
+/// Write the ticks a crashed recorder left in the spool (to its run), then empty the spool.
+fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let left = crate::spool::leftover(db)?;
+    if left.ticks.is_empty() && !left.torn {
+        return Ok(());
+    }
+    let spool = crate::spool::path_for(db);
+    let run = store.open_run()?.unwrap_or(0);
+    let samples = store.write_ticks(run, &left.ticks).with_context(|| {
+        format!(
+            "writing the {} ticks a crashed recorder left in {}",
+            left.ticks.len(),
+            spool.display()
+        )
+    })?;
+    if let Some(last) = left.ticks.last() {
+        // The crashed run is closed at its last tick: this one.
+        store.mark_last_tick(run, last.ts_ms)?;
+    }
+    tracing::info!(
+        ticks = left.ticks.len(),
+        samples,
+        torn_last_line = left.torn,
+        "wrote the ticks a crashed recorder held (from {})",
+        spool.display()
+    );
+    crate::spool::discard(db).with_context(|| format!("removing {}", spool.display()))?;
+    Ok(())
+}
+
 pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     // Past a file-size limit a write should fail (and be reported), not kill the recorder.
@@ -668,6 +728,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     let mut sampler = Sampler::new(&settings, Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;
+    write_leftover_spool(&settings.db, &mut store)?;
     // A tick waits for another writer's lock at most half an interval: past that it is held in
     // memory and written with the next one, so a long writer never stops the sampling.
     store.set_busy_timeout(settings.busy_timeout.min(settings.interval / 2))?;

@@ -513,6 +513,28 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Set a run's last tick (written at most once a second while recording).
+    pub fn mark_last_tick(&mut self, run_id: i64, ts_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET last_tick_ms = max(coalesce(last_tick_ms, ?2), ?2) WHERE id = ?1",
+                params![run_id, ts_ms],
+            )
+            .map_err(ctx("recording a run's last tick"))?;
+        Ok(())
+    }
+
+    /// The run a crashed recorder left open (the newest), if any.
+    pub fn open_run(&self) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT max(id) FROM runs WHERE stopped_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(ctx("looking for a run left open"))
+    }
+
     pub fn end_run(&mut self, run_id: i64, stopped_ms: i64, reason: &str) -> Result<()> {
         self.conn
             .execute(
@@ -552,7 +574,9 @@ impl Store {
         step("BEGIN").map_err(ctx("starting the tick's transaction"))?;
         let result = snaps
             .iter()
-            .try_fold(0, |n, snap| Ok(n + write_one(conn, &mut self.ids, run_id, snap)?))
+            .try_fold(0, |n, snap| {
+                Ok(n + write_one(conn, &mut self.ids, run_id, snap)?)
+            })
             .and_then(|n| {
                 step("COMMIT").map_err(ctx("committing the tick"))?;
                 Ok(n)
@@ -668,8 +692,8 @@ impl Store {
             let mut insert = tx
                 .prepare_cached(
                     // An upsert, not INSERT OR REPLACE: REPLACE makes SQLite open a statement
-                // journal (a savepoint copying each touched page) for every row.
-                "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
+                    // journal (a savepoint copying each touched page) for every row.
+                    "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (series_id, ts_ms) DO UPDATE SET value = excluded.value",
                 )
                 .map_err(ctx("preparing the import"))?;
@@ -768,12 +792,7 @@ impl Store {
 }
 
 /// One tick's rows, inside the caller's transaction.
-fn write_one(
-    tx: &Connection,
-    ids: &mut WriteCache,
-    run_id: i64,
-    snap: &Snapshot,
-) -> Result<usize> {
+fn write_one(tx: &Connection, ids: &mut WriteCache, run_id: i64, snap: &Snapshot) -> Result<usize> {
     let mut written = 0;
     for t in &snap.targets {
         let target_id = target_id(tx, &mut ids.targets, &t.key, &t.cmdline, snap.ts_ms)?;

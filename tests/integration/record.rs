@@ -466,7 +466,14 @@ fn rules_are_evaluated_every_10_s_by_default() {
     let evaluated_after_first_tick = |flags: &[&str]| {
         let s = Scratch::new();
         let db = s.db();
-        let mut args = vec!["--self", "--interval", "100ms", "--duration", "3s", "--no-api"];
+        let mut args = vec![
+            "--self",
+            "--interval",
+            "100ms",
+            "--duration",
+            "3s",
+            "--no-api",
+        ];
         args.extend_from_slice(flags);
         let out = run(
             memtrail()
@@ -487,5 +494,8 @@ fn rules_are_evaluated_every_10_s_by_default() {
     assert_eq!(evaluated_after_first_tick(&[]), 0);
     // Every 500 ms: the last evaluation comes near the run's end.
     let late = evaluated_after_first_tick(&["--evaluation-interval", "500ms"]);
-    assert!(late >= 2_000, "last evaluation {late} ms after the first tick");
+    assert!(
+        late >= 2_000,
+        "last evaluation {late} ms after the first tick"
+    );
 }

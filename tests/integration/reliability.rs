@@ -86,6 +86,63 @@ fn kill_9_mid_write_loses_nothing_committed() {
     assert!(after.iter().filter(|&&t| t > last_seen).count() >= 5);
 }
 
+/// Ticks held between commits (`--commit-interval 5s` here) are appended to the spool: a `kill -9`
+/// loses none of them but the tick in flight, and the next recorder writes them to the killed run.
+#[test]
+fn kill_9_between_commits_loses_no_spooled_tick() {
+    let s = Scratch::new();
+    let db = s.db();
+    let args = ["--self", "--interval", "100ms", "--no-api"];
+    let rec = spawn_recorder(&db, &[&args[..], &["--commit-interval", "5s"]].concat());
+    wait_for_samples(&db, 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let visible = count(&open(&db), "SELECT count(DISTINCT ts_ms) FROM samples");
+    signal(&rec, libc::SIGKILL);
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let out = wait_output(rec, Duration::from_secs(10));
+    assert!(!out.status.success(), "killed");
+    // Before 5 s only the first tick is committed: the rest exists in the spool alone.
+    assert!(visible <= 2, "{visible} ticks committed before the kill");
+
+    let out = record_ok(&db, &[&args[..], &["--duration", "500ms"]].concat());
+    let log = stderr(&out);
+    assert!(
+        log.contains("wrote the ticks a crashed recorder held"),
+        "{log}"
+    );
+    let conn = open(&db);
+    let (first_tick, last_tick, reason): (i64, i64, String) = conn
+        .query_row(
+            "SELECT (SELECT min(ts_ms) FROM samples), stopped_ms, stop_reason FROM runs WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("the killed run");
+    assert_eq!(reason, "crashed");
+    let kept = count(
+        &conn,
+        &format!("SELECT count(DISTINCT ts_ms) FROM samples WHERE ts_ms <= {last_tick}"),
+    );
+    // Ticks on a 100 ms grid from the first to the kill: all there but the one in flight (and
+    // one or two a loaded machine may skip).
+    let expected = (killed_ms - first_tick) / 100;
+    assert!(
+        kept >= expected - 3 && kept > visible + 20,
+        "{kept} ticks of the killed run kept, {expected} taken, {visible} committed before the kill"
+    );
+    assert!(
+        !std::path::PathBuf::from(format!("{}-spool", db.display())).exists(),
+        "a clean stop removes the spool"
+    );
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+}
+
 /// Another user's process: memtrail running as `nobody` watches a root process whose
 /// `/proc/PID/fd` it may not read. What is readable is recorded, what is not is left out (no
 /// `fds` series), and nothing panics.
