@@ -704,7 +704,7 @@ mod tests {
         let err = build("[record]\nevaluation_interval = \"0s\"\n")
             .expect_err("zero")
             .to_string();
-        assert!(err.contains("evaluation_interval 0s is below"), "{err}");
+        assert!(err.contains("evaluation_interval 0ms is below"), "{err}");
         let s = build("[record]\nevaluation_interval = \"1m\"\n").expect("valid");
         assert_eq!(s.evaluation_interval, Duration::from_secs(60));
     }

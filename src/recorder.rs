@@ -361,8 +361,11 @@ impl Recorder {
             // Commit now, unless ticks are gathered into fewer commits (commit_interval) and the
             // last commit is recent; after a failed write, every tick tries again.
             let was_failing = last_write_failed;
+            // Half an interval of slack: ticks wake a little late or early, and at 1 s ticks with
+            // a 1 s commit interval each tick is still committed.
             let due = last_write_failed
-                || tick_at.saturating_duration_since(last_commit) >= self.settings.commit_interval
+                || tick_at.saturating_duration_since(last_commit) + self.settings.interval / 2
+                    >= self.settings.commit_interval
                 || pending_stop.is_some();
             if !due
                 && let Err(e) = spool.append(&snap)
