@@ -690,8 +690,6 @@ pub fn shell_code(status: ExitStatus) -> u8 {
     }
 }
 
-/// `memtrail record`: check the targets, take the database, launch the command if any, then
-/// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
 /// Write the ticks a crashed recorder left in the spool (to its run), then empty the spool.
 fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -723,6 +721,8 @@ fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Resu
     Ok(())
 }
 
+/// `memtrail record`: check the targets, take the database, launch the command if any, then
+/// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
 pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     // Past a file-size limit a write should fail (and be reported), not kill the recorder.

@@ -1,7 +1,6 @@
 //! Integration tests: drive the real `memtrail` binary against real processes (the `memhog`
 //! helper allocates known amounts of memory) and real SQLite files, and check what was recorded.
 
-mod a_soak;
 mod analysis;
 mod api;
 mod cgroup;
@@ -14,3 +13,4 @@ mod reliability;
 mod report;
 mod status;
 mod util;
+mod z_soak;
