@@ -552,7 +552,7 @@ fn observe(
         .collect())
 }
 
-/// Evaluates the installed rules against the database after each tick.
+/// Evaluates the installed rules against the database after a tick, every `evaluation_interval`.
 pub struct Engine {
     pub rules: Vec<Rule>,
 }

@@ -58,7 +58,7 @@ pub fn names() -> Vec<&'static str> {
     store::QUERIES.iter().map(|(n, _)| *n).collect()
 }
 
-/// Every named query with its header parsed, once per process (rules run them every second).
+/// Every named query with its header parsed, once per process (rules run them at every evaluation).
 pub fn catalog() -> &'static [NamedQuery] {
     static CATALOG: std::sync::OnceLock<Vec<NamedQuery>> = std::sync::OnceLock::new();
     CATALOG.get_or_init(|| {

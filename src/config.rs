@@ -366,7 +366,7 @@ pub struct RecordSettings {
     /// The rules are evaluated after a tick at most this often (each evaluation runs every rule's
     /// windowed query and writes their state).
     pub evaluation_interval: Duration,
-    /// Alert rules evaluated after each tick (set by the caller from the config file).
+    /// Alert rules, evaluated every `evaluation_interval` (set by the caller from the config file).
     pub rules: Vec<crate::alerts::Rule>,
     pub notify: NotifySection,
     pub cleanup: crate::cleanup::CleanupSettings,
