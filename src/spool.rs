@@ -112,12 +112,8 @@ impl Spool {
     }
 
     /// A clean stop with nothing held: the file goes.
-    pub fn remove(mut self) -> io::Result<()> {
-        self.file = None;
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+    pub fn remove(self) -> io::Result<()> {
+        remove_if_there(&self.path)
     }
 }
 
@@ -146,7 +142,11 @@ pub fn leftover(db: &Path) -> Result<Leftover, SpoolError> {
 /// Empty the spool of `db` once its ticks are written (kept if emptying fails: writing them again
 /// changes nothing).
 pub fn discard(db: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path_for(db)) {
+    remove_if_there(&path_for(db))
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
