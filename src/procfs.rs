@@ -124,8 +124,13 @@ pub fn read_text(path: &Path) -> io::Result<String> {
 
 /// Read the file at `path` into `buf` (grown as needed, never shrunk); returns the length read.
 fn fill(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
+    fill_from(&fs::File::open(path)?, buf)
+}
+
+/// Read an open file whole from offset 0 (`pread`, so a held `/proc` file is re-read fresh and its
+/// offset never matters) into `buf`; returns the length read.
+fn fill_from(file: &fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
     if buf.len() < 4096 {
         buf.resize(4096, 0);
     }
@@ -134,7 +139,7 @@ fn fill(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
         if len == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
-        match file.read(&mut buf[len..]) {
+        match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => return Ok(len),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -150,8 +155,14 @@ thread_local! {
 
 /// Read a `/proc` file into this thread's reused buffer and parse its text with `parse`.
 fn parse_file<T>(path: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let file = fs::File::open(path).ok()?;
+    parse_open(&file, parse)
+}
+
+/// Re-read an open `/proc` file into this thread's reused buffer and parse its text with `parse`.
+fn parse_open<T>(file: &fs::File, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     READ_BUF.with_borrow_mut(|buf| {
-        let len = fill(Path::new(path), buf).ok()?;
+        let len = fill_from(file, buf).ok()?;
         parse(std::str::from_utf8(&buf[..len]).ok()?)
     })
 }
@@ -193,6 +204,85 @@ pub fn read_swap(pid: u32) -> Option<u64> {
 /// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
 pub fn count_fds(pid: u32) -> Option<u64> {
     Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The files the sampler reads from one process every tick (`stat`, `status`, the `fd`
+/// directory), opened once and re-read in place: a held file is read with `pread` from offset 0
+/// and the directory is rewound, which skips the path walk and permission checks that opening
+/// `/proc/PID/...` costs on each tick (three opens and closes per process; `bench/compare`'s
+/// floor pays them). A held file stays bound to the process it was opened for: once that process
+/// is reaped, reads fail (ESRCH) even if its pid is reused, so a reading never comes from a
+/// stranger. Files that could not be opened (another user's `fd` directory) read as `None`.
+#[derive(Debug)]
+pub struct ProcFiles {
+    stat: fs::File,
+    status: Option<fs::File>,
+    fd_dir: Option<fs::File>,
+}
+
+impl ProcFiles {
+    /// Open the process's files; fails when `/proc/PID/stat` cannot be opened (no such process).
+    pub fn open(pid: u32) -> io::Result<ProcFiles> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = proc_dir(pid);
+        Ok(ProcFiles {
+            stat: fs::File::open(dir.join("stat"))?,
+            status: fs::File::open(dir.join("status")).ok(),
+            fd_dir: fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(dir.join("fd"))
+                .ok(),
+        })
+    }
+
+    pub fn stat(&self) -> Option<ProcStat> {
+        parse_open(&self.stat, parse_stat)
+    }
+
+    pub fn swap(&self) -> Option<u64> {
+        parse_open(self.status.as_ref()?, parse_status_swap)
+    }
+
+    pub fn fds(&self) -> Option<u64> {
+        count_entries(self.fd_dir.as_ref()?).ok()
+    }
+}
+
+/// The entries of an open directory whose names do not start with a dot (so not `.` and `..`;
+/// `/proc` fd names are numbers), read from its start.
+fn count_entries(dir: &fs::File) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let fd = dir.as_raw_fd();
+    // SAFETY: `fd` is an open directory that `dir` owns for the duration of this call.
+    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 4096];
+    let mut count = 0;
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes of `linux_dirent64` records into buf.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n == 0 {
+            return Ok(count);
+        }
+        // Each record: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), then the name.
+        let mut at = 0;
+        while at + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            if buf[at + 19] != b'.' {
+                count += 1;
+            }
+            if reclen == 0 {
+                break;
+            }
+            at += reclen;
+        }
+    }
 }
 
 /// The command line, arguments joined by spaces; empty for kernel threads.
@@ -440,6 +530,56 @@ mod tests {
             start <= now && start > now - 24 * 3600 * 1000,
             "start {start} now {now}"
         );
+    }
+
+    #[test]
+    fn held_files_reread_fresh_and_die_with_their_process() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use std::io::{BufRead, Write};
+        use std::process::{Command, Stdio};
+        // A child holding ~290 descriptors (more than one getdents64 buffer of names), which
+        // opens one more when told to.
+        let mut child = Command::new("bash")
+            .args([
+                "-c",
+                "for i in $(seq 10 300); do eval \"exec $i</dev/null\"; done; echo ready; \
+                 read x; exec 400</dev/null; echo more; sleep 30",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        let mut out = io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        assert_eq!(line.trim(), "ready");
+        let files = ProcFiles::open(pid)?;
+        let before = files.fds().ok_or("fds")?;
+        assert!(before >= 291, "{before} descriptors");
+        assert_eq!(
+            Some(before),
+            count_fds(pid),
+            "held and by-path counts agree"
+        );
+        assert_eq!(
+            files.stat().map(|s| s.start_ticks),
+            read_stat(pid).map(|s| s.start_ticks)
+        );
+        assert_eq!(files.swap(), read_swap(pid));
+        writeln!(child.stdin.as_mut().ok_or("no stdin")?, "go")?;
+        line.clear();
+        out.read_line(&mut line)?;
+        assert_eq!(line.trim(), "more");
+        assert_eq!(
+            files.fds(),
+            Some(before + 1),
+            "a held directory is read afresh"
+        );
+        child.kill()?;
+        child.wait()?;
+        assert!(files.stat().is_none(), "a reaped process reads as gone");
+        assert!(files.fds().is_none() && files.swap().is_none());
+        Ok(())
     }
 
     #[test]

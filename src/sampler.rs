@@ -44,6 +44,35 @@ struct Tracked {
     tree: bool,
     next_smaps: Instant,
     smaps_skip_logged: bool,
+    /// The process's per-tick files, held open (for the first `HELD_PROCESSES` processes).
+    files: Option<procfs::ProcFiles>,
+}
+
+/// How many watched processes keep their per-tick files open: three descriptors each, well under
+/// the usual 1,024 descriptor limit. Processes past it (a large `--all`) are read by path.
+const HELD_PROCESSES: usize = 128;
+
+impl Tracked {
+    fn stat(&self) -> Option<ProcStat> {
+        match &self.files {
+            Some(f) => f.stat(),
+            None => procfs::read_stat(self.pid),
+        }
+    }
+
+    fn swap(&self) -> Option<u64> {
+        match &self.files {
+            Some(f) => f.swap(),
+            None => procfs::read_swap(self.pid),
+        }
+    }
+
+    fn fds(&self) -> Option<u64> {
+        match &self.files {
+            Some(f) => f.fds(),
+            None => procfs::count_fds(self.pid),
+        }
+    }
 }
 
 /// What changed in the set of watched processes during one tick, for the recorder to log.
@@ -195,8 +224,17 @@ impl Sampler {
         if let Some(t) = self.tracked.iter().find(|t| t.pid == pid) {
             return Some(t.key.clone());
         }
+        // Open first and read the identity through the held files, so they belong to that process.
+        let held = self.tracked.iter().filter(|t| t.files.is_some()).count();
+        let files = (held < HELD_PROCESSES)
+            .then(|| procfs::ProcFiles::open(pid).ok())
+            .flatten();
+        let stat = match &files {
+            Some(f) => f.stat(),
+            None => procfs::read_stat(pid),
+        };
         // A launched command is tracked even if it already exited (its gone row then says so).
-        let stat = procfs::read_stat(pid).filter(|s| origin == Origin::Command || !s.exited())?;
+        let stat = stat.filter(|s| origin == Origin::Command || !s.exited())?;
         let key = TargetKey {
             kind: Kind::Process,
             pid: Some(pid),
@@ -212,6 +250,7 @@ impl Sampler {
             tree: self.include_children || origin == Origin::Command,
             next_smaps: now,
             smaps_skip_logged: false,
+            files,
         });
         if matches!(origin, Origin::Pid | Origin::Command) {
             self.add_group_of(pid);
@@ -251,7 +290,7 @@ impl Sampler {
         let k = self.kernel;
         let (smaps_interval, smaps_max) = (self.smaps_interval, self.smaps_max_rss);
         self.tracked.retain_mut(|t| {
-            let stat = match procfs::read_stat(t.pid) {
+            let stat = match t.stat() {
                 Some(s) if s.start_ticks == t.start_ticks && !s.exited() => s,
                 _ => {
                     // Exited (or the pid now belongs to a newer process).
@@ -265,10 +304,10 @@ impl Sampler {
                 Value::new("vms", Unit::Bytes, stat.vsize_bytes as f64),
                 Value::new("threads", Unit::Count, stat.threads as f64),
             ];
-            if let Some(swap) = procfs::read_swap(t.pid) {
+            if let Some(swap) = t.swap() {
                 values.push(Value::new("swap", Unit::Bytes, swap as f64));
             }
-            if let Some(fds) = procfs::count_fds(t.pid) {
+            if let Some(fds) = t.fds() {
                 values.push(Value::new("fds", Unit::Count, fds as f64));
             }
             if let Some(every) = smaps_interval
