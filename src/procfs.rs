@@ -2,7 +2,9 @@
 //! pressure, and process discovery. Each reader parses one file into a plain struct and returns
 //! `None` when the file is missing or unreadable (a process that exited, another user's process),
 //! never panics. Reading `/proc/PID/stat` and `status` costs a few microseconds, so the sampler can
-//! watch one pid without touching the rest of the machine; only discovery scans `/proc`.
+//! watch one pid without touching the rest of the machine; only discovery scans `/proc`. A watched
+//! process's per-tick files are held open (`ProcFiles`) and re-read in place, which skips the path
+//! walk of opening them again on every tick.
 
 use std::fs;
 use std::io;
@@ -164,6 +166,28 @@ fn parse_open<T>(file: &fs::File, parse: impl FnOnce(&str) -> Option<T>) -> Opti
     READ_BUF.with_borrow_mut(|buf| {
         let len = fill_from(file, buf).ok()?;
         parse(std::str::from_utf8(&buf[..len]).ok()?)
+    })
+}
+
+thread_local! {
+    /// System-wide files read every tick (`/proc/meminfo`, `/proc/pressure/memory`), opened once
+    /// per thread and re-read in place like a watched process's files.
+    static SYSTEM_FILES: std::cell::RefCell<Vec<(&'static str, fs::File)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Parse a system-wide `/proc` file held open by this thread (opened on first use; a file that
+/// cannot be opened is tried again next time).
+fn parse_system<T>(path: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    SYSTEM_FILES.with_borrow_mut(|files| {
+        let at = match files.iter().position(|(p, _)| *p == path) {
+            Some(at) => at,
+            None => {
+                files.push((path, fs::File::open(path).ok()?));
+                files.len() - 1
+            }
+        };
+        parse_open(&files[at].1, parse)
     })
 }
 
@@ -426,7 +450,7 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
 }
 
 pub fn read_meminfo() -> Option<MemInfo> {
-    parse_file("/proc/meminfo", parse_meminfo)
+    parse_system("/proc/meminfo", parse_meminfo)
 }
 
 /// Memory pressure stall percentages (`avg10`) from a PSI file such as `/proc/pressure/memory`.
@@ -452,7 +476,7 @@ pub fn parse_pressure(text: &str) -> Option<Pressure> {
 }
 
 pub fn read_pressure() -> Option<Pressure> {
-    parse_file("/proc/pressure/memory", parse_pressure)
+    parse_system("/proc/pressure/memory", parse_pressure)
 }
 
 pub fn hostname() -> String {
@@ -596,6 +620,16 @@ mod tests {
         assert_eq!(m.used(), 750 * 1024);
         assert!((m.used_percent() - 75.0).abs() < 1e-9);
         assert_eq!(m.swap_used(), 60 * 1024);
+        // Held open per thread: every read is whole and agrees with a fresh open.
+        let by_path = read_text(Path::new("/proc/meminfo"))
+            .ok()
+            .as_deref()
+            .and_then(parse_meminfo)
+            .expect("meminfo by path");
+        for _ in 0..3 {
+            let held = read_meminfo().expect("held meminfo");
+            assert_eq!(held.total, by_path.total);
+        }
     }
 
     #[test]
