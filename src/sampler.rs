@@ -44,13 +44,25 @@ struct Tracked {
     tree: bool,
     next_smaps: Instant,
     smaps_skip_logged: bool,
-    /// The process's per-tick files, held open (for the first `HELD_PROCESSES` processes).
+    /// The process's per-tick files, held open (for the first `held_processes()` processes).
     files: Option<procfs::ProcFiles>,
 }
 
-/// How many watched processes keep their per-tick files open: three descriptors each, well under
-/// the usual 1,024 descriptor limit. Processes past it (a large `--all`) are read by path.
-const HELD_PROCESSES: usize = 128;
+/// How many watched processes keep their per-tick files open (three descriptors each): at most
+/// 128, and at most a quarter of the descriptor limit (`ulimit -n`; 85 at the usual 1,024), so the
+/// database, the API's connections and a launched command's pipes always have room. Processes
+/// past it (a large `--top`) are read by path, as before.
+fn held_processes() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    usize::try_from(limit.rlim_cur / 12).map_or(128, |n| n.min(128))
+}
 
 impl Tracked {
     fn stat(&self) -> Option<ProcStat> {
@@ -86,6 +98,8 @@ pub struct Changes {
 
 pub struct Sampler {
     kernel: Kernel,
+    /// How many watched processes may hold their files open (`held_processes`).
+    held_max: usize,
     names: Vec<String>,
     top: usize,
     system: bool,
@@ -138,6 +152,7 @@ impl Sampler {
     pub fn new(s: &RecordSettings, now: Instant) -> Result<Sampler, SamplerError> {
         let mut sampler = Sampler {
             kernel: Kernel::get(),
+            held_max: held_processes(),
             names: s.targets.names.clone(),
             top: if s.targets.explicit() {
                 0
@@ -226,7 +241,7 @@ impl Sampler {
         }
         // Open first and read the identity through the held files, so they belong to that process.
         let held = self.tracked.iter().filter(|t| t.files.is_some()).count();
-        let files = (held < HELD_PROCESSES)
+        let files = (held < self.held_max)
             .then(|| procfs::ProcFiles::open(pid).ok())
             .flatten();
         let stat = match &files {

@@ -499,3 +499,53 @@ fn rules_are_evaluated_every_10_s_by_default() {
         "last evaluation {late} ms after the first tick"
     );
 }
+
+/// Watched processes keep their `/proc` files open, but never more than a quarter of the
+/// descriptor limit: under `ulimit -n 48`, recording every process still watches them all (the
+/// rest are read by path) and the database still opens its WAL and spool.
+#[test]
+fn every_process_is_recorded_under_a_low_descriptor_limit() {
+    let s = Scratch::new();
+    let db = s.db();
+    let mut cmd = std::process::Command::new("bash");
+    for (k, v) in memtrail().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.args(["-c", "ulimit -n 48 && exec \"$0\" \"$@\"", MEMTRAIL])
+        .args([
+            "record",
+            "--top",
+            "100000",
+            "--interval",
+            "200ms",
+            "--duration",
+            "1s",
+            "--no-api",
+            "--smaps-interval",
+            "off",
+            "--db",
+        ])
+        .arg(&db);
+    let before = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .count() as i64;
+    let out = run(&mut cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let conn = open(&db);
+    let watched = count(&conn, "SELECT count(*) FROM targets WHERE kind = 'process'");
+    // Far more than 48 descriptors' worth of held files (three each), and most of the machine.
+    assert!(
+        watched >= 20 && watched * 4 >= before * 3,
+        "{watched} processes recorded, {before} in /proc"
+    );
+    let with_fds = count(
+        &conn,
+        "SELECT count(DISTINCT series_id) FROM samples JOIN series_info USING (series_id)
+         WHERE metric = 'fds'",
+    );
+    assert!(with_fds >= 10, "{with_fds} processes with an fd count");
+}
