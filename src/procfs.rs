@@ -273,6 +273,49 @@ impl ProcFiles {
     }
 }
 
+/// How the sampler reads one process each tick: through its held files when it has them, else by
+/// path (past the sampler's limit of held files, or when they could not be opened).
+#[derive(Debug)]
+pub struct ProcReader {
+    pid: u32,
+    held: Option<ProcFiles>,
+}
+
+impl ProcReader {
+    /// Hold the process's files open when `hold` (and they open), else read it by path.
+    pub fn new(pid: u32, hold: bool) -> ProcReader {
+        ProcReader {
+            pid,
+            held: hold.then(|| ProcFiles::open(pid).ok()).flatten(),
+        }
+    }
+
+    pub fn holds_files(&self) -> bool {
+        self.held.is_some()
+    }
+
+    pub fn stat(&self) -> Option<ProcStat> {
+        match &self.held {
+            Some(f) => f.stat(),
+            None => read_stat(self.pid),
+        }
+    }
+
+    pub fn swap(&self) -> Option<u64> {
+        match &self.held {
+            Some(f) => f.swap(),
+            None => read_swap(self.pid),
+        }
+    }
+
+    pub fn fds(&self) -> Option<u64> {
+        match &self.held {
+            Some(f) => f.fds(),
+            None => count_fds(self.pid),
+        }
+    }
+}
+
 /// The entries of an open directory whose names do not start with a dot (so not `.` and `..`;
 /// `/proc` fd names are numbers), read from its start.
 fn count_entries(dir: &fs::File) -> io::Result<u64> {

@@ -44,8 +44,8 @@ struct Tracked {
     tree: bool,
     next_smaps: Instant,
     smaps_skip_logged: bool,
-    /// The process's per-tick files, held open (for the first `held_processes()` processes).
-    files: Option<procfs::ProcFiles>,
+    /// Reads the process each tick (its files held open for the first `held_processes()`).
+    proc: procfs::ProcReader,
 }
 
 /// How many watched processes keep their per-tick files open (three descriptors each): at most
@@ -62,29 +62,6 @@ fn held_processes() -> usize {
         return 0;
     }
     usize::try_from(limit.rlim_cur / 12).map_or(128, |n| n.min(128))
-}
-
-impl Tracked {
-    fn stat(&self) -> Option<ProcStat> {
-        match &self.files {
-            Some(f) => f.stat(),
-            None => procfs::read_stat(self.pid),
-        }
-    }
-
-    fn swap(&self) -> Option<u64> {
-        match &self.files {
-            Some(f) => f.swap(),
-            None => procfs::read_swap(self.pid),
-        }
-    }
-
-    fn fds(&self) -> Option<u64> {
-        match &self.files {
-            Some(f) => f.fds(),
-            None => procfs::count_fds(self.pid),
-        }
-    }
 }
 
 /// What changed in the set of watched processes during one tick, for the recorder to log.
@@ -240,16 +217,12 @@ impl Sampler {
             return Some(t.key.clone());
         }
         // Open first and read the identity through the held files, so they belong to that process.
-        let held = self.tracked.iter().filter(|t| t.files.is_some()).count();
-        let files = (held < self.held_max)
-            .then(|| procfs::ProcFiles::open(pid).ok())
-            .flatten();
-        let stat = match &files {
-            Some(f) => f.stat(),
-            None => procfs::read_stat(pid),
-        };
+        let held = self.tracked.iter().filter(|t| t.proc.holds_files()).count();
+        let proc = procfs::ProcReader::new(pid, held < self.held_max);
         // A launched command is tracked even if it already exited (its gone row then says so).
-        let stat = stat.filter(|s| origin == Origin::Command || !s.exited())?;
+        let stat = proc
+            .stat()
+            .filter(|s| origin == Origin::Command || !s.exited())?;
         let key = TargetKey {
             kind: Kind::Process,
             pid: Some(pid),
@@ -265,7 +238,7 @@ impl Sampler {
             tree: self.include_children || origin == Origin::Command,
             next_smaps: now,
             smaps_skip_logged: false,
-            files,
+            proc,
         });
         if matches!(origin, Origin::Pid | Origin::Command) {
             self.add_group_of(pid);
@@ -305,7 +278,7 @@ impl Sampler {
         let k = self.kernel;
         let (smaps_interval, smaps_max) = (self.smaps_interval, self.smaps_max_rss);
         self.tracked.retain_mut(|t| {
-            let stat = match t.stat() {
+            let stat = match t.proc.stat() {
                 Some(s) if s.start_ticks == t.start_ticks && !s.exited() => s,
                 _ => {
                     // Exited (or the pid now belongs to a newer process).
@@ -319,10 +292,10 @@ impl Sampler {
                 Value::new("vms", Unit::Bytes, stat.vsize_bytes as f64),
                 Value::new("threads", Unit::Count, stat.threads as f64),
             ];
-            if let Some(swap) = t.swap() {
+            if let Some(swap) = t.proc.swap() {
                 values.push(Value::new("swap", Unit::Bytes, swap as f64));
             }
-            if let Some(fds) = t.fds() {
+            if let Some(fds) = t.proc.fds() {
                 values.push(Value::new("fds", Unit::Count, fds as f64));
             }
             if let Some(every) = smaps_interval
