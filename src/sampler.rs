@@ -114,12 +114,12 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, pid: u32, stat: &ProcStat, k: &Kernel) {
+    fn add(&mut self, stat: &ProcStat, swap: Option<u64>, fds: Option<u64>, k: &Kernel) {
         self.rss += stat.rss_pages * k.page_size;
         self.vms += stat.vsize_bytes;
         self.threads += stat.threads;
-        self.swap += procfs::read_swap(pid).unwrap_or(0);
-        self.fds += procfs::count_fds(pid).unwrap_or(0);
+        self.swap += swap.unwrap_or(0);
+        self.fds += fds.unwrap_or(0);
         self.procs += 1;
     }
 }
@@ -292,10 +292,11 @@ impl Sampler {
                 Value::new("vms", Unit::Bytes, stat.vsize_bytes as f64),
                 Value::new("threads", Unit::Count, stat.threads as f64),
             ];
-            if let Some(swap) = t.proc.swap() {
+            let (swap, fds) = (t.proc.swap(), t.proc.fds());
+            if let Some(swap) = swap {
                 values.push(Value::new("swap", Unit::Bytes, swap as f64));
             }
-            if let Some(fds) = t.proc.fds() {
+            if let Some(fds) = fds {
                 values.push(Value::new("fds", Unit::Count, fds as f64));
             }
             if let Some(every) = smaps_interval
@@ -317,10 +318,11 @@ impl Sampler {
             }
             if t.tree {
                 let mut totals = Totals::default();
-                totals.add(t.pid, &stat, &k);
+                // The process itself as just read; its descendants by path.
+                totals.add(&stat, swap, fds, &k);
                 for kid in procfs::descendants(t.pid) {
                     if let Some(ks) = procfs::read_stat(kid).filter(|s| !s.exited()) {
-                        totals.add(kid, &ks, &k);
+                        totals.add(&ks, procfs::read_swap(kid), procfs::count_fds(kid), &k);
                     }
                 }
                 values.extend([
