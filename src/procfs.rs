@@ -238,7 +238,7 @@ pub fn count_fds(pid: u32) -> Option<u64> {
 /// is reaped, reads fail (ESRCH) even if its pid is reused, so a reading never comes from a
 /// stranger. Files that could not be opened (another user's `fd` directory) read as `None`.
 #[derive(Debug)]
-pub struct ProcFiles {
+struct ProcFiles {
     stat: fs::File,
     status: Option<fs::File>,
     fd_dir: Option<fs::File>,
@@ -246,7 +246,7 @@ pub struct ProcFiles {
 
 impl ProcFiles {
     /// Open the process's files; fails when `/proc/PID/stat` cannot be opened (no such process).
-    pub fn open(pid: u32) -> io::Result<ProcFiles> {
+    fn open(pid: u32) -> io::Result<ProcFiles> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = proc_dir(pid);
         Ok(ProcFiles {
@@ -260,15 +260,15 @@ impl ProcFiles {
         })
     }
 
-    pub fn stat(&self) -> Option<ProcStat> {
+    fn stat(&self) -> Option<ProcStat> {
         parse_open(&self.stat, parse_stat)
     }
 
-    pub fn swap(&self) -> Option<u64> {
+    fn swap(&self) -> Option<u64> {
         parse_open(self.status.as_ref()?, parse_status_swap)
     }
 
-    pub fn fds(&self) -> Option<u64> {
+    fn fds(&self) -> Option<u64> {
         count_entries(self.fd_dir.as_ref()?).ok()
     }
 }
