@@ -1,21 +1,48 @@
 // Migrations and queries are embedded at compile time: rebuild when one is added or edited.
 // The newest migration's version is exported too (MEMTRAIL_SCHEMA_VERSION), so a database that is
 // up to date is recognised without building refinery's migration list, which compiles a regex per
-// migration (about 1 ms of CPU at every start and, before, at every API request).
+// migration (about 1 ms of CPU at every start and, before, at every API request). For the same
+// reason `$OUT_DIR/migrations.rs` lists every migration's version, name and SQL: the store creates
+// a new database from `src/schema.sql` in one step and records these migrations as applied, with
+// the checksums refinery would compute.
+use std::fmt::Write as _;
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=queries");
-    let newest = std::fs::read_dir("migrations")
+    let dir = std::path::Path::new("migrations");
+    let mut migrations: Vec<(u32, String, String)> = std::fs::read_dir(dir)
         .map(|dir| {
             dir.filter_map(|e| e.ok())
                 .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    let (version, _) = name.strip_prefix('V')?.split_once("__")?;
-                    version.parse::<u32>().ok()
+                    let file = e.file_name().into_string().ok()?;
+                    let (version, name) = file.strip_prefix('V')?.split_once("__")?;
+                    let name = name.strip_suffix(".sql")?;
+                    Some((version.parse::<u32>().ok()?, name.to_string(), file.clone()))
                 })
-                .max()
-                .unwrap_or(0)
+                .collect()
         })
-        .unwrap_or(0);
+        .unwrap_or_default();
+    migrations.sort();
+    let newest = migrations.last().map_or(0, |m| m.0);
     println!("cargo:rustc-env=MEMTRAIL_SCHEMA_VERSION={newest}");
+
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let mut out = String::from(
+        "/// Every migration in `migrations/`, oldest first: (version, name, SQL), as refinery reads them.\n\
+         pub const MIGRATIONS: &[(i32, &str, &str)] = &[\n",
+    );
+    for (version, name, file) in &migrations {
+        let path = std::path::Path::new(&root).join("migrations").join(file);
+        let _ = writeln!(
+            out,
+            "    ({version}, {name:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
+    }
+    out.push_str("];\n");
+    let out_dir = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());
+    if let Err(e) = std::fs::write(std::path::Path::new(&out_dir).join("migrations.rs"), out) {
+        panic!("writing migrations.rs into OUT_DIR: {e}");
+    }
 }
