@@ -53,7 +53,7 @@ fn main() {
 /// faults in, so hot code spread over all of .text kept most of it resident (peak RSS 11 MiB
 /// recording one process; 6.4 MiB packed). Only lld reads the list, and rustc links
 /// x86_64-unknown-linux-gnu with its own rust-lld: the flag is passed when that is the target, the
-/// toolchain ships rust-lld, RUSTFLAGS do not choose another linker, and MEMTRAIL_LINK_ORDER is not 0.
+/// toolchain ships rust-lld, RUSTFLAGS say nothing about linking, and MEMTRAIL_LINK_ORDER is not 0.
 fn link_order() {
     println!("cargo:rerun-if-changed=src/link-order.txt");
     println!("cargo:rerun-if-env-changed=MEMTRAIL_LINK_ORDER");

@@ -221,10 +221,7 @@ fn kb_field(text: &str, key: &str) -> Option<u64> {
 
 /// Swap used by the process (`VmSwap` in `/proc/PID/status`), in bytes; `None` for kernel threads.
 pub fn parse_status_swap(text: &str) -> Option<u64> {
-    // One substring search (it runs every tick for every process), not a walk over every line.
-    let at = text.find("\nVmSwap:")? + "\nVmSwap:".len();
-    let kb: u64 = text[at..].split_whitespace().next()?.parse().ok()?;
-    Some(kb * 1024)
+    Some(kb_field(text, "VmSwap")? * 1024)
 }
 
 pub fn read_swap(pid: u32) -> Option<u64> {
