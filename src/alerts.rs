@@ -430,6 +430,17 @@ struct SeriesFacts {
     gone_ms: Option<i64>,
 }
 
+impl SeriesFacts {
+    /// Whether `rule`'s selector (metric, kind, target, pid) takes this series, as the `:metric`,
+    /// `:kind`, `:target` and `:pid` filters of its query do.
+    fn selected_by(&self, rule: &Rule) -> bool {
+        self.metric == rule.metric
+            && rule.kind.as_ref().is_none_or(|k| *k == self.kind)
+            && rule.target.as_ref().is_none_or(|t| *t == self.target)
+            && rule.pid.is_none_or(|p| self.pid == Some(i64::from(p)))
+    }
+}
+
 fn series_facts(conn: &Connection) -> Result<HashMap<i64, SeriesFacts>, StoreError> {
     let t = store::query_table(
         conn,
@@ -567,6 +578,11 @@ impl Engine {
         let facts = series_facts(conn)?;
         let mut observations = Vec::new();
         for rule in &self.rules {
+            // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
+            // would get no rows: its query is neither run nor, at the first evaluation, prepared.
+            if !facts.values().any(|f| f.selected_by(rule)) {
+                continue;
+            }
             for (sid, observed) in observe(conn, rule, now_ms)? {
                 let Some(f) = facts.get(&sid) else {
                     continue;

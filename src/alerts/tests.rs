@@ -400,3 +400,45 @@ fn default_cgroup_rules_fire_near_the_limit_and_on_a_new_oom_kill() {
         ev(&[(10 * MIN, "firing"), (15 * MIN, "resolved")])
     );
 }
+
+#[test]
+fn a_rule_is_skipped_exactly_when_its_query_would_select_no_series() {
+    let h = History::new();
+    let fresh = [(T0, 1.0)];
+    h.series("process", "app", "rss", "bytes", &fresh);
+    h.series("process", "app", "fds", "count", &fresh);
+    h.series("system", "system", "mem_used_percent", "percent", &fresh);
+    h.series("cgroup", "/a.service", "limit_percent", "percent", &fresh);
+    let facts = series_facts(h.conn()).expect("facts");
+    let selectors = [
+        "metric = \"rss\"",
+        "metric = \"rss\"\nkind = \"process\"",
+        "metric = \"rss\"\ntarget = \"app\"",
+        "metric = \"rss\"\ntarget = \"App\"",
+        "metric = \"rss\"\npid = 4242",
+        "metric = \"rss\"\npid = 4243",
+        "metric = \"swap\"",
+        "metric = \"mem_used_percent\"\nkind = \"system\"",
+        "metric = \"limit_percent\"\nkind = \"cgroup\"\ntarget = \"/a.service\"",
+        "metric = \"limit_percent\"\ntarget = \"/b.service\"",
+    ];
+    let mut selected_some = 0;
+    for body in selectors {
+        let r = rule(&format!(
+            "{body}\ncomparison = \"greater_than\"\nvalue = 0\n"
+        ));
+        let by_rust: std::collections::BTreeSet<i64> = facts
+            .iter()
+            .filter(|(_, f)| f.selected_by(&r))
+            .map(|(sid, _)| *sid)
+            .collect();
+        let by_sql: std::collections::BTreeSet<i64> = observe(h.conn(), &r, T0)
+            .expect("observe")
+            .into_iter()
+            .map(|(sid, _)| sid)
+            .collect();
+        assert_eq!(by_rust, by_sql, "selector {body:?}");
+        selected_some += usize::from(!by_sql.is_empty());
+    }
+    assert_eq!(selected_some, 6, "the selectors cover both outcomes");
+}
