@@ -11,11 +11,12 @@
 -- Result columns:
 --   rule, series_id, event, observed, threshold, comparison, severity, actions,
 --   pending_since_ms, firing_since_ms
-SELECT c.rule, c.series_id, e.event, c.observed, c.threshold, c.comparison, c.severity, c.actions,
-       c.pending_since_ms, c.firing_since_ms
-FROM alert_conditions AS c
-JOIN (
-    SELECT rule, series_id,
+
+-- One pass over alert_conditions, MATERIALIZED so the event's CASE (with its subquery) is not
+-- copied into the WHERE; joining the view to itself again cost a third more to prepare.
+WITH due AS MATERIALIZED (
+    SELECT rule, series_id, observed, threshold, comparison, severity, actions, pending_since_ms,
+           firing_since_ms,
            CASE
              WHEN firing_since_ms IS NOT NULL AND clears THEN 'resolved'
              WHEN firing_since_ms IS NOT NULL AND holds AND repeat_ms IS NOT NULL
@@ -31,6 +32,9 @@ JOIN (
                END
            END AS event
     FROM alert_conditions
-) AS e ON e.rule = c.rule AND e.series_id = c.series_id
-WHERE e.event IS NOT NULL
-ORDER BY c.rule, c.series_id;
+)
+SELECT rule, series_id, event, observed, threshold, comparison, severity, actions,
+       pending_since_ms, firing_since_ms
+FROM due
+WHERE event IS NOT NULL
+ORDER BY rule, series_id;

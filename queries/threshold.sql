@@ -13,27 +13,18 @@
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, ts_ms, value, threshold, comparison,
 --   holds (1 when the value is beyond the threshold)
-WITH sel AS (
-    SELECT * FROM series_info
-    WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
-      AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
-      AND (:pid IS NULL OR pid = :pid)
-),
-newest AS (
-    SELECT sel.*,
-           (SELECT max(ts_ms) FROM samples
-             WHERE samples.series_id = sel.series_id AND samples.ts_ms <= :now_ms) AS ts_ms
-    FROM sel
-),
-current AS (
-    SELECT newest.*,
-           (SELECT value FROM samples
-             WHERE samples.series_id = newest.series_id AND samples.ts_ms = newest.ts_ms) AS value
-    FROM newest
-    WHERE ts_ms >= :now_ms - :max_age_ms
-)
-SELECT series_id, kind, target, pid, metric, unit, ts_ms, value,
+
+-- One join, not chained CTEs: SQLite flattens a CTE into its user by copying the CTE's
+-- correlated subqueries wherever their columns appear, and preparing that copy cost 3x this.
+SELECT i.series_id, i.kind, i.target, i.pid, i.metric, i.unit, x.ts_ms, x.value,
        :threshold AS threshold, :comparison AS comparison,
-       CASE :comparison WHEN 'less_than' THEN value < :threshold ELSE value > :threshold END AS holds
-FROM current
-ORDER BY holds DESC, kind, target, pid, metric;
+       CASE :comparison WHEN 'less_than' THEN x.value < :threshold ELSE x.value > :threshold END AS holds
+FROM series_info AS i
+JOIN samples AS x
+  ON x.series_id = i.series_id
+ AND x.ts_ms = (SELECT max(ts_ms) FROM samples WHERE series_id = i.series_id AND ts_ms <= :now_ms)
+WHERE (:series_id IS NULL OR i.series_id = :series_id) AND (:metric IS NULL OR i.metric = :metric)
+  AND (:kind IS NULL OR i.kind = :kind) AND (:target IS NULL OR i.target = :target)
+  AND (:pid IS NULL OR i.pid = :pid)
+  AND x.ts_ms >= :now_ms - :max_age_ms
+ORDER BY holds DESC, i.kind, i.target, i.pid, i.metric;
