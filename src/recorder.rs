@@ -392,12 +392,7 @@ impl Recorder {
                 let w = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
                 if w.is_ok() && backlog.ticks() == 0 {
                     last_commit = tick_at;
-                    if let Err(e) = spool.clear() {
-                        tracing::warn!(
-                            spool = %spool.path().display(),
-                            "could not empty the spool: {e}; the next start writes its ticks again (harmless)"
-                        );
-                    }
+                    spool.clear();
                 }
                 last_write_failed = w.is_err();
                 w

@@ -158,13 +158,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Every held tick is committed: the end mark goes back to the start.
-    pub fn clear(&mut self) -> io::Result<()> {
+    /// Every held tick is committed: the end mark goes back to the start (a store, which cannot
+    /// fail).
+    pub fn clear(&mut self) {
         if let Some(map) = &mut self.map {
             map[0] = 0;
         }
         self.end = 0;
-        Ok(())
     }
 
     /// A clean stop with nothing held: the file goes.
@@ -334,7 +334,7 @@ mod tests {
         for ts in 1..=3 {
             spool.append(&tick(ts, 10.0)).expect("append");
         }
-        spool.clear().expect("clear");
+        spool.clear();
         assert!(leftover(&db).expect("read").ticks.is_empty(), "emptied");
         // Record 4 is exactly as long as record 1, which it overwrites; records 2 and 3 stay in
         // the file, whole and with valid checksums, past the end mark.
@@ -372,7 +372,7 @@ mod tests {
             "grown past the first mapping: {len}"
         );
         assert_eq!(leftover(&db).expect("read").ticks, ticks);
-        spool.clear().expect("clear");
+        spool.clear();
         spool.append(&tick(1000, 1.0)).expect("append");
         assert_eq!(leftover(&db).expect("read").ticks, vec![tick(1000, 1.0)]);
         spool.remove().expect("remove");
