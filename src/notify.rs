@@ -62,6 +62,25 @@ impl Notifier {
     pub fn finished(&self) -> Vec<Delivery> {
         self.results.try_iter().collect()
     }
+
+    /// At the stop: no more alerts come; wait at most `within` for the deliveries under way (an
+    /// alert of the last tick's evaluation is still running its command), and return every
+    /// outcome not yet taken, and whether some delivery was still running when the wait ended.
+    pub fn finish(self, within: Duration) -> (Vec<Delivery>, bool) {
+        let Notifier { events, results } = self;
+        // The thread delivers what is queued, then ends, which closes `results`.
+        drop(events);
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match results.recv_timeout(left) {
+                Ok(d) => out.push(d),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return (out, false),
+                Err(mpsc::RecvTimeoutError::Timeout) => return (out, true),
+            }
+        }
+    }
 }
 
 /// Deliver one alert to every channel its rule names (blocking; used by the notifier thread).
@@ -256,6 +275,29 @@ mod tests {
         );
         assert!(d.ok, "{d:?}");
         assert_eq!(d.detail, "r firing 42");
+    }
+
+    #[test]
+    fn the_stop_waits_for_a_delivery_under_way() {
+        let cfg = NotifySection {
+            command: Some("sleep 0.3; echo done".into()),
+            ..NotifySection::default()
+        };
+        let n = Notifier::start(&cfg).expect("notifier");
+        n.send(event());
+        assert!(n.finished().is_empty(), "still running");
+        let (done, cut_short) = n.finish(Duration::from_secs(10));
+        assert_eq!((done.len(), cut_short), (1, false), "{done:?}");
+        assert!(done[0].ok && done[0].detail == "done", "{:?}", done[0]);
+        // A delivery that outlasts the wait is reported, not waited for.
+        let n = Notifier::start(&NotifySection {
+            command: Some("sleep 5".into()),
+            ..NotifySection::default()
+        })
+        .expect("notifier");
+        n.send(event());
+        let (done, cut_short) = n.finish(Duration::from_millis(200));
+        assert_eq!((done.len(), cut_short), (0, true));
     }
 
     #[test]

@@ -32,6 +32,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_IDLE_EVERY: Duration = Duration::from_secs(60);
 const VACUUM_EVERY: Duration = Duration::from_secs(600);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long a stopping recorder waits for alert deliveries still running (a command started by
+/// the last evaluation), so their outcomes reach the `notifications` table.
+const STOP_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages from the main thread.
 #[derive(Debug)]
@@ -503,7 +506,20 @@ impl Recorder {
                 "could not remove the spool: {e}; the next start writes its ticks again (harmless)"
             );
         }
-        self.record_finished_deliveries();
+        if let Some(n) = self.notifier.take() {
+            let (done, cut_short) = n.finish(STOP_DELIVERY_WAIT);
+            if !done.is_empty()
+                && let Err(e) = self.store.record_deliveries(&done)
+            {
+                tracing::warn!("could not record {} alert deliveries: {e}", done.len());
+            }
+            if cut_short {
+                tracing::warn!(
+                    "an alert delivery was still running {} s into the stop: its outcome is not recorded",
+                    STOP_DELIVERY_WAIT.as_secs()
+                );
+            }
+        }
         if let Some(c) = &self.cleaner {
             c.finish();
         }
