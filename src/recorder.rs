@@ -508,11 +508,7 @@ impl Recorder {
         }
         if let Some(n) = self.notifier.take() {
             let (done, cut_short) = n.finish(STOP_DELIVERY_WAIT);
-            if !done.is_empty()
-                && let Err(e) = self.store.record_deliveries(&done)
-            {
-                tracing::warn!("could not record {} alert deliveries: {e}", done.len());
-            }
+            self.record_deliveries(&done);
             if cut_short {
                 tracing::warn!(
                     "an alert delivery was still running {} s into the stop: its outcome is not recorded",
@@ -610,8 +606,13 @@ impl Recorder {
             return;
         };
         let done = n.finished();
+        self.record_deliveries(&done);
+    }
+
+    /// Write alert delivery outcomes to the `notifications` table (a failure is logged).
+    fn record_deliveries(&mut self, done: &[crate::notify::Delivery]) {
         if !done.is_empty()
-            && let Err(e) = self.store.record_deliveries(&done)
+            && let Err(e) = self.store.record_deliveries(done)
         {
             tracing::warn!("could not record {} alert deliveries: {e}", done.len());
         }
