@@ -1,13 +1,12 @@
-//! The self-watch soak (issue #8): memtrail records itself every 100 ms for 10 minutes while
-//! clients keep its API busy, and its own trend query must call its RSS `stable`: a memory monitor
-//! must not leak. The trend is judged over the 10 minutes after a minute of warm-up: in its first
-//! half minute a fresh recorder's RSS rises ~2 MiB (page caches, the API's threads and their malloc
-//! arenas, code first run) and then holds within ±0.3 MiB, and a leak is growth that goes on. The
-//! module's name sorts last on purpose: libtest starts tests in name order, so the soak runs once
-//! the rest of the suite is (nearly) done. Started first, it shared the machine with the other
-//! tests for its first minutes, and its RSS high-water mark under that load (more API threads at
-//! once) was judged as growth once (`increasing`, R² 0.65). `MEMTRAIL_SOAK_SECS` shortens it for a
-//! local try (the test then says so).
+//! The self-watch soak (issues #8, #20): memtrail records itself every 100 ms while clients keep
+//! its API busy, and its own RSS must hold within a bound once warmed up: a memory monitor must not
+//! leak. It is judged on what it promises, not on a trend verdict: after a minute of warm-up (page
+//! caches, the API's threads, code first run) the RSS may rise at most `GROWTH_BOUND` above the
+//! highest it reached during the warm-up. The short form (a minute judged) runs in `cargo test`;
+//! the 10-minute form is ignored there (`cargo test --test integration -- --ignored soak`), and
+//! `bench/api-rss` measures the release build's figure for BENCHMARKS.md. The module's name sorts
+//! last on purpose: libtest starts tests in name order, so the soak runs once the rest of the
+//! suite is (nearly) done.
 
 use std::time::{Duration, Instant};
 
@@ -16,17 +15,22 @@ use crate::util::*;
 /// Run (under the same load) before the judged window starts.
 const WARMUP: Duration = Duration::from_secs(60);
 
+/// How far the RSS may rise after the warm-up above the warm-up's own peak.
+const GROWTH_BOUND: f64 = 1.5 * 1048576.0;
+
 #[test]
-fn ten_minutes_of_self_watch_under_api_load_keep_rss_stable() {
-    let secs: u64 = std::env::var("MEMTRAIL_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
-    if secs != 600 {
-        eprintln!(
-            "NOTE: the soak runs {secs} s (MEMTRAIL_SOAK_SECS), not the 10 minutes #8 asks for"
-        );
-    }
+fn a_minute_of_self_watch_under_api_load_keeps_rss_bounded() {
+    soak(Duration::from_secs(60));
+}
+
+#[test]
+#[ignore = "ten minutes long: run with `cargo test --test integration -- --ignored soak`"]
+fn ten_minutes_of_self_watch_under_api_load_keep_rss_bounded() {
+    soak(Duration::from_secs(600));
+}
+
+fn soak(judged: Duration) {
+    let secs = judged.as_secs();
     let s = Scratch::new();
     let db = s.db();
     let api = ApiRecorder::start(&db, &["--self", "--interval", "100ms"], &[], None);
@@ -68,7 +72,6 @@ fn ten_minutes_of_self_watch_under_api_load_keep_rss_stable() {
         }
         std::thread::sleep(Duration::from_millis(450));
     }
-    let pid = api.child.id();
     let log = api.stop();
     assert!(
         failures.is_empty(),
@@ -85,38 +88,25 @@ fn ten_minutes_of_self_watch_under_api_load_keep_rss_stable() {
         ticks >= expected * 0.8,
         "{ticks} ticks of {expected} due\n{log}"
     );
-    let last = rss.last().expect("samples").0;
-    let out = run(
-        memtrail()
-            .args(["query", "trend", "--format", "json", "--db"])
-            .arg(&db)
-            .args([
-                "-p",
-                "metric=rss",
-                "-p",
-                "kind=process",
-                "-p",
-                "target=memtrail",
-            ])
-            .args(["-p", &format!("pid={pid}"), "-p", &format!("now_ms={last}")])
-            .args(["-p", &format!("window_ms={}", secs * 1000)]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows = json(&String::from_utf8_lossy(&out.stdout));
-    let row = &rows.as_array().expect("rows")[0];
+    let first = rss.first().expect("samples").0;
+    let cut = first + WARMUP.as_millis() as i64;
+    let peak = |it: &mut dyn Iterator<Item = f64>| it.fold(0.0, f64::max);
+    let warm = peak(&mut rss.iter().filter(|r| r.0 < cut).map(|r| r.1));
+    let after = peak(&mut rss.iter().filter(|r| r.0 >= cut).map(|r| r.1));
     let mib = |b: f64| b / 1048576.0;
-    let at = |frac: f64| rss[((rss.len() - 1) as f64 * frac) as usize].1;
     eprintln!(
-        "soak: {secs} s, {requests} requests, {} ticks; memtrail RSS {:.2} MiB at 1 %, {:.2} at 50 %, {:.2} at the end (max {:.2}); trend {} ({} %/h, R² {})",
+        "soak: {secs} s judged after {} s of warm-up, {requests} requests, {} ticks; memtrail RSS peak {:.2} MiB in the warm-up, {:.2} after, {:.2} at the end",
+        WARMUP.as_secs(),
         rss.len(),
-        mib(at(0.01)),
-        mib(at(0.5)),
-        mib(at(1.0)),
-        mib(rss.iter().map(|r| r.1).fold(0.0, f64::max)),
-        row["classification"],
-        row["pct_per_hour"],
-        row["r2"],
+        mib(warm),
+        mib(after),
+        mib(rss.last().map_or(0.0, |r| r.1)),
     );
-    assert_eq!(row["classification"], "stable", "memtrail's own RSS: {row}");
+    assert!(
+        after <= warm + GROWTH_BOUND,
+        "memtrail's own RSS rose {:.2} MiB past its warm-up peak of {:.2} MiB (bound {:.1})",
+        mib(after - warm),
+        mib(warm),
+        mib(GROWTH_BOUND)
+    );
 }
