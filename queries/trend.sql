@@ -1,145 +1,311 @@
--- trend: least-squares fit of each series over a window, and a verdict.
+-- trend: is each series growing like a leak? Robust statistics over slice medians, and a verdict.
 --
--- One pass over the window's samples sums, per slice (:buckets equal slices of the window), what
--- a least-squares fit needs (n, x, y, xx, xy, yy) and takes the slice's floor (its minimum); window
--- aggregates over the slices then give the fit's sums for the whole window. Sums are additive, so
--- the fit is exactly the one over every sample, at the cost of one pass. x is seconds since the
--- window start and y the value minus the window's first value, so squared Unix milliseconds never
--- lose precision. A second fit runs through the slices' floors, so a leak hidden under a garbage
--- collector's saw-tooth (the floor rises after each collection) is seen, while a saw-tooth on a
--- flat floor is not.
+-- How: each series' window (the last :window_ms, or as much of it as the series has: a young
+-- process is judged over its own history) is cut into :buckets equal slices. :points evenly spaced
+-- instants per slice each take the first sample at or after them (a primary-key seek, so the cost
+-- does not grow with the sampling rate), and the slice's level is the median of those: a short
+-- spike, a heavy-tailed sample or a garbage collector's peak moves a median little. Over the
+-- slice levels:
+--   * Theil-Sen slope: the median of the slopes between every pair of slices, with Sen's 95 %
+--     range (the pairwise slopes at the ranks a Mann-Kendall variance puts around the median);
+--   * Mann-Kendall: S = the sum of the signs of every later-minus-earlier pair, z = (S - sign S) /
+--     sd(S); z >= :min_z means the levels rise more consistently than chance allows (2.33: one-
+--     sided p = 0.01), whatever the size of the noise;
+--   * step test: the best single breakpoint splits the levels into two flat halves (each at its
+--     median); when that step explains the levels at least twice as well as the Theil-Sen line
+--     (L1 residuals), the change is one step, not a slope;
+--   * early and late slope: Theil-Sen over each half of the slices, so growth that is levelling
+--     off (a cache warming up) is told from growth that goes on or accelerates;
+--   * prior high: the highest level (median of :lookback_points instants per group) over the
+--     :lookback_ms before the window. Growth that stays inside the range the series already spanned
+--     (a cycle's rising phase, a saw-tooth's next tooth) is not a leak yet.
 --
--- Verdict: 'insufficient_data' below :min_samples samples or :min_coverage of the window spanned;
--- 'increasing' when either fit has R² >= :min_r2, a slope of at least :min_pct_per_hour % of the
--- mean per hour, and a fitted growth over the covered span of at least :min_growth_pct % of the
--- mean; 'decreasing' likewise downwards; otherwise 'stable'.
+-- Verdicts (classification):
+--   insufficient_data  fewer than :min_samples samples, or the samples span under :min_span_ms
+--   step               a one-time change: |z| >= :min_z, the step fits >= 2x better than a line, and
+--                      the jump is at least :min_growth_pct of the level
+--   increasing         z >= :min_z, Theil-Sen slope >= :min_pct_per_hour of the level per hour,
+--                      fitted growth over the span >= :min_growth_pct, the newest level above the
+--                      prior high by :min_growth_pct, and not levelling off
+--   levelling_off      rising as above, but the late slope is under half the early one
+--   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
+--   decreasing         z <= -:min_z, slope <= -:min_pct_per_hour, growth <= -:min_growth_pct
+--   stable             otherwise
+-- accelerating is 1 for an increasing series whose late slope is at least twice its early one.
 --
 -- Parameters (name = default):
 --   :now_ms = now              as of this time (Unix ms)
 --   :window_ms = 3600000       the window (1 h)
---   :buckets = 12              slices of the window for the floor fit
---   :min_samples = 10          fewer samples: insufficient_data
---   :min_coverage = 0.5        samples spanning less of the window: insufficient_data
---   :min_r2 = 0.5              fit quality needed for a verdict other than stable
---   :min_pct_per_hour = 2.0    relative slope needed (percent of the mean per hour)
---   :min_growth_pct = 1.0      fitted growth over the covered span needed (percent of the mean)
+--   :buckets = 12              slices of the window
+--   :points = 20               instants per slice whose samples give the slice's median
+--   :min_samples = 20          fewer samples in the window: insufficient_data
+--   :min_span_ms = 180000      samples spanning less than this (3 min): insufficient_data
+--   :min_z = 2.33              Mann-Kendall z needed for a rising or falling verdict
+--   :min_pct_per_hour = 1.0    Theil-Sen slope needed (percent of the level per hour)
+--   :min_growth_pct = 1.0      growth over the span, and margin over the prior high (percent)
+--   :lookback_ms = 21600000    history before the window whose range growth must leave (6 h)
+--   :lookback_groups = 24      groups of the lookback, each a level
+--   :lookback_points = 6       instants per lookback group
+--   :limit = NULL              the limit for seconds_to_limit (default: below)
 --   :series_id = NULL          only this series
 --   :metric = NULL             only this metric
 --   :kind = NULL               only targets of this kind
 --   :target = NULL             only targets with this name
 --   :pid = NULL                only this pid
 -- Result columns:
---   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage, mean,
---   slope_per_hour (units/h), pct_per_hour, intercept (fitted value at the window start),
---   fitted_now (fitted value at the newest sample), r2, growth_pct,
---   floor_buckets, floor_pct_per_hour, floor_r2, floor_growth_pct, classification,
---   limit_value, seconds_to_limit (when the fitted line reaches the limit, as time_to_limit.sql
---   computes it from the same fit: the target's own `limit` series for bytes, else the system's
---   total memory; 100 for percent; NULL when the line is not rising or below :min_samples)
+--   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage (span
+--   over the window), mean (of the slice levels), slope_per_hour (Theil-Sen, units/h),
+--   slope_low_per_hour, slope_high_per_hour (Sen's 95 % range), pct_per_hour (slope in % of the
+--   mean per hour), intercept (line at the span's start), fitted_now (line at the newest sample),
+--   r2 (least squares over the slice levels), growth_pct (fitted growth over the span, % of the
+--   mean), mk_z, step_pct (the best step's jump, % of the mean), step_ratio (step residual / line
+--   residual), early_pct_per_hour, late_pct_per_hour, prior_high, accelerating, classification,
+--   reason (why there is no verdict yet), limit_value, seconds_to_limit, seconds_to_limit_low,
+--   seconds_to_limit_high (only for increasing series: when the line reaches the limit at the
+--   Theil-Sen slope, and at the two ends of its range). The limit is :limit, else the target's own
+--   `limit` series for bytes, else the system's total memory; 100 for percent. Series of what is
+--   available or a capacity (mem_available, mem_total, swap_total, limit, high) get none.
 WITH sel AS MATERIALIZED (
-    SELECT si.*,
-           (SELECT value FROM samples
-             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
-             ORDER BY ts_ms LIMIT 1) AS y0,
+    SELECT si.series_id, si.target_id, si.kind, si.target, si.pid, si.metric, si.unit,
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
              ORDER BY ts_ms LIMIT 1) AS first_ts_ms,
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
-             ORDER BY ts_ms DESC LIMIT 1) AS last_ts_ms
+             ORDER BY ts_ms DESC LIMIT 1) AS last_ts_ms,
+           (SELECT count(*) FROM samples
+             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms
+               AND ts_ms <= :now_ms) AS samples,
+           (SELECT ts_ms FROM samples
+             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms - :lookback_ms
+               AND ts_ms < :now_ms - :window_ms
+             ORDER BY ts_ms LIMIT 1) AS lb_first_ts_ms
     FROM series_info AS si
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
 ),
-k(slice) AS (SELECT 0 UNION ALL SELECT slice + 1 FROM k WHERE slice + 1 < :buckets),
--- Each series' slices as [lo, hi) ranges of the primary key, in key order: a sample at ts falls in
--- slice floor((ts - start) * buckets / window) (the newest slice also takes ts = :now_ms). Walking
--- these ranges in order lets the grouping below follow the primary key instead of sorting.
-bounds AS MATERIALIZED (
-    SELECT sel.series_id, sel.y0, k.slice,
-           :now_ms - :window_ms + (k.slice * :window_ms + :buckets - 1) / :buckets AS lo,
-           CASE WHEN k.slice = :buckets - 1 THEN :now_ms + 1
-                ELSE :now_ms - :window_ms + ((k.slice + 1) * :window_ms + :buckets - 1) / :buckets
-           END AS hi
-    FROM sel CROSS JOIN k
-    WHERE sel.y0 IS NOT NULL
-    ORDER BY sel.series_id, k.slice
+-- Mann-Kendall's variance of S for :buckets levels, and its square root by Newton's method (the
+-- bundled SQLite has no sqrt()).
+mk AS (SELECT :buckets * (:buckets - 1) * (2 * :buckets + 5) / 18.0 AS var,
+              :buckets * (:buckets - 1) / 2 AS npairs),
+newton(i, x) AS (SELECT 0, (SELECT var FROM mk) UNION ALL
+                 SELECT i + 1, (x + (SELECT var FROM mk) / x) / 2 FROM newton WHERE i < 30),
+sd AS (SELECT x AS sd FROM newton WHERE i = 30),
+g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < max(:buckets * :points,
+                                                                    :lookback_groups * :lookback_points)),
+judged_sel AS MATERIALIZED (
+    SELECT * FROM sel
+    WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
 ),
-slices AS (
-    SELECT series_id, count(*) AS n, sum(x) AS sx, sum(y) AS sy, sum(x * x) AS sxx,
-           sum(x * y) AS sxy, sum(y * y) AS syy,
-           (slice + 0.5) * (:window_ms / 1000.0) / :buckets AS bx, min(y) AS fy
-    FROM (SELECT b.series_id, b.slice, (x.ts_ms - (:now_ms - :window_ms)) / 1000.0 AS x,
-                 x.value - b.y0 AS y
-          FROM bounds AS b CROSS JOIN samples AS x
-            ON x.series_id = b.series_id AND x.ts_ms >= b.lo AND x.ts_ms < b.hi)
+pts AS MATERIALIZED (
+    SELECT s.series_id, g.i / :points AS slice,
+           (SELECT value FROM samples
+             WHERE series_id = s.series_id
+               AND ts_ms >= s.first_ts_ms + CAST((g.i + 0.5) * (s.last_ts_ms - s.first_ts_ms)
+                                                 / (:buckets * :points) AS INTEGER)
+             ORDER BY ts_ms LIMIT 1) AS v
+    FROM judged_sel AS s CROSS JOIN g
+    WHERE g.i < :buckets * :points
+),
+lv AS MATERIALIZED (
+    SELECT series_id, slice, avg(v) AS m
+    FROM (SELECT series_id, slice, v,
+                 row_number() OVER (PARTITION BY series_id, slice ORDER BY v) AS rk,
+                 count(*) OVER (PARTITION BY series_id, slice) AS cnt
+          FROM pts WHERE v IS NOT NULL)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id, slice
 ),
-fit AS (
-    SELECT s.series_id, n, sx, sy, nb, sel.y0, sel.first_ts_ms, sel.last_ts_ms, sel.y0 + sy / n AS mean,
-           (n * sxy - sx * sy) / nullif(n * sxx - sx * sx, 0) AS slope_s,
-           (n * sxy - sx * sy) * (n * sxy - sx * sy)
-             / nullif((n * sxx - sx * sx) * (n * syy - sy * sy), 0) AS r2,
-           (nb * sbxy - sbx * sfy) / nullif(nb * sbxx - sbx * sbx, 0) AS floor_slope_s,
-           (nb * sbxy - sbx * sfy) * (nb * sbxy - sbx * sfy)
-             / nullif((nb * sbxx - sbx * sbx) * (nb * sfyy - sfy * sfy), 0) AS floor_r2
-    FROM (SELECT series_id, sum(n) AS n, sum(sx) AS sx, sum(sy) AS sy, sum(sxx) AS sxx,
-                 sum(sxy) AS sxy, sum(syy) AS syy, count(*) AS nb, sum(bx) AS sbx, sum(fy) AS sfy,
-                 sum(bx * bx) AS sbxx, sum(bx * fy) AS sbxy, sum(fy * fy) AS sfyy
-          FROM slices GROUP BY series_id) AS s
-    JOIN sel ON sel.series_id = s.series_id
+-- Every pair of slices: the slope in units per slice, and the sign of the change.
+pairs AS MATERIALIZED (
+    SELECT a.series_id, a.slice AS sa, b.slice AS sb, (b.m - a.m) * 1.0 / (b.slice - a.slice) AS d,
+           CASE WHEN b.m > a.m THEN 1 WHEN b.m < a.m THEN -1 ELSE 0 END AS sg
+    FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice > a.slice
+),
+-- Theil-Sen over all pairs, with Sen's range: ranks (N -+ 1.96 sd) / 2 of the sorted slopes.
+ranked_pairs AS (
+    SELECT series_id, d, sg, sa, sb,
+           row_number() OVER (PARTITION BY series_id ORDER BY d) AS rk,
+           count(*) OVER (PARTITION BY series_id) AS np
+    FROM pairs
+),
+ts AS (
+    SELECT series_id, sum(sg) AS s,
+           avg(CASE WHEN rk IN ((np + 1) / 2, (np + 2) / 2) THEN d END) AS d,
+           min(CASE WHEN rk >= max(1, CAST((np - 1.96 * (SELECT sd FROM sd)) / 2 AS INTEGER))
+                    THEN d END) AS d_low,
+           max(CASE WHEN rk <= min(np, CAST((np + 1.96 * (SELECT sd FROM sd)) / 2 AS INTEGER) + 1)
+                    THEN d END) AS d_high
+    FROM ranked_pairs GROUP BY series_id
+),
+-- Theil-Sen over each half of the slices alone.
+halves AS (
+    SELECT series_id, half, avg(d) AS d
+    FROM (SELECT series_id, half, d,
+                 row_number() OVER (PARTITION BY series_id, half ORDER BY d) AS rk,
+                 count(*) OVER (PARTITION BY series_id, half) AS cnt
+          FROM (SELECT series_id, d, CASE WHEN sb < :buckets / 2 THEN 0 ELSE 1 END AS half
+                FROM pairs WHERE sb < :buckets / 2 OR sa >= :buckets / 2))
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id, half
+),
+-- The line, in slices from the span's start: value = a + d * x; slice i's level sits at i + 0.5,
+-- and a is the median of m - d * (i + 0.5).
+icept AS (
+    SELECT series_id, avg(r) AS a
+    FROM (SELECT lv.series_id, lv.m - ts.d * (lv.slice + 0.5) AS r,
+                 row_number() OVER (PARTITION BY lv.series_id ORDER BY lv.m - ts.d * (lv.slice + 0.5)) AS rk,
+                 count(*) OVER (PARTITION BY lv.series_id) AS cnt
+          FROM lv JOIN ts ON ts.series_id = lv.series_id)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id
+),
+line AS (
+    SELECT lv.series_id, sum(abs(lv.m - (i.a + ts.d * (lv.slice + 0.5)))) AS resid,
+           avg(lv.m) AS mean, count(*) AS n, sum(lv.slice) AS sx, sum(lv.m) AS sy,
+           sum(lv.slice * lv.slice) AS sxx, sum(lv.slice * lv.m) AS sxy, sum(lv.m * lv.m) AS syy,
+           max(CASE WHEN lv.slice = :buckets - 1 THEN lv.m END) AS newest_level
+    FROM lv JOIN ts ON ts.series_id = lv.series_id JOIN icept AS i ON i.series_id = lv.series_id
+    GROUP BY lv.series_id
+),
+-- Every breakpoint k: each side at its median; the best k has the smallest L1 residual.
+sides AS (
+    SELECT lv.series_id, g.i AS k, lv.slice >= g.i AS right_side, lv.m
+    FROM lv JOIN g ON g.i >= 1 AND g.i < :buckets
+),
+side_medians AS (
+    SELECT series_id, k, right_side, avg(m) AS med
+    FROM (SELECT series_id, k, right_side, m,
+                 row_number() OVER (PARTITION BY series_id, k, right_side ORDER BY m) AS rk,
+                 count(*) OVER (PARTITION BY series_id, k, right_side) AS cnt
+          FROM sides)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id, k, right_side
+),
+steps AS (
+    SELECT s.series_id, s.k, sum(abs(s.m - sm.med)) AS resid,
+           max(CASE WHEN s.right_side THEN sm.med END)
+             - max(CASE WHEN NOT s.right_side THEN sm.med END) AS jump
+    FROM sides AS s JOIN side_medians AS sm
+      ON sm.series_id = s.series_id AND sm.k = s.k AND sm.right_side = s.right_side
+    GROUP BY s.series_id, s.k
+),
+best_step AS (
+    SELECT series_id, resid, jump
+    FROM (SELECT *, row_number() OVER (PARTITION BY series_id ORDER BY resid, k) AS r FROM steps)
+    WHERE r = 1
+),
+-- The lookback's levels: the median of each group's instants; the prior high is the largest.
+lb_pts AS MATERIALIZED (
+    SELECT s.series_id, g.i / :lookback_points AS grp,
+           (SELECT value FROM samples
+             WHERE series_id = s.series_id
+               AND ts_ms >= s.lb_first_ts_ms + CAST((g.i + 0.5) * (s.first_ts_ms - s.lb_first_ts_ms)
+                                                    / (:lookback_groups * :lookback_points) AS INTEGER)
+               AND ts_ms < s.first_ts_ms
+             ORDER BY ts_ms LIMIT 1) AS v
+    FROM judged_sel AS s CROSS JOIN g
+    WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < :lookback_groups * :lookback_points
+),
+prior AS (
+    SELECT series_id, max(m) AS prior_high
+    FROM (SELECT series_id, grp, avg(v) AS m
+          FROM (SELECT series_id, grp, v,
+                       row_number() OVER (PARTITION BY series_id, grp ORDER BY v) AS rk,
+                       count(*) OVER (PARTITION BY series_id, grp) AS cnt
+                FROM lb_pts WHERE v IS NOT NULL)
+          WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+          GROUP BY series_id, grp)
+    GROUP BY series_id
 ),
 system_total AS (
     SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total
     FROM series_info AS si WHERE si.kind = 'system' AND si.metric = 'mem_total'
     LIMIT 1
 ),
+stats AS (
+    SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit, sel.samples,
+           sel.first_ts_ms, sel.last_ts_ms,
+           (sel.last_ts_ms - sel.first_ts_ms) * 1.0 / :window_ms AS coverage,
+           (sel.last_ts_ms - sel.first_ts_ms) / 1000.0 / :buckets AS slice_s,
+           line.mean, ts.s, ts.d, ts.d_low, ts.d_high, icept.a, line.resid, line.newest_level,
+           (line.n * line.sxy - line.sx * line.sy) * (line.n * line.sxy - line.sx * line.sy)
+             / nullif((line.n * line.sxx - line.sx * line.sx) * (line.n * line.syy - line.sy * line.sy), 0)
+             AS r2,
+           (ts.s - CASE WHEN ts.s > 0 THEN 1 WHEN ts.s < 0 THEN -1 ELSE 0 END) / (SELECT sd FROM sd)
+             AS mk_z,
+           best_step.jump, best_step.resid AS step_resid,
+           (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
+           (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
+           prior.prior_high,
+           CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
+                                    'has_limit') THEN NULL
+                WHEN :limit IS NOT NULL THEN :limit
+                WHEN sel.unit = 'percent' THEN 100.0
+                WHEN sel.unit = 'bytes' THEN coalesce(
+                  (SELECT x.value FROM series AS l JOIN samples AS x ON x.series_id = l.id
+                    WHERE l.target_id = sel.target_id AND l.metric = 'limit'
+                    ORDER BY x.ts_ms DESC LIMIT 1),
+                  (SELECT total FROM system_total)) END AS limit_value
+    FROM sel
+    LEFT JOIN ts ON ts.series_id = sel.series_id
+    LEFT JOIN icept ON icept.series_id = sel.series_id
+    LEFT JOIN line ON line.series_id = sel.series_id
+    LEFT JOIN best_step ON best_step.series_id = sel.series_id
+    LEFT JOIN prior ON prior.series_id = sel.series_id
+    WHERE sel.first_ts_ms IS NOT NULL
+),
 judged AS (
-    SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
-           fit.n AS samples, fit.first_ts_ms, fit.last_ts_ms,
-           (fit.last_ts_ms - fit.first_ts_ms) * 1.0 / :window_ms AS coverage,
-           fit.mean,
-           fit.slope_s * 3600 AS slope_per_hour,
-           fit.slope_s * 3600 * 100.0 / nullif(abs(fit.mean), 0) AS pct_per_hour,
-           fit.y0 + (fit.sy - fit.slope_s * fit.sx) / fit.n AS intercept,
-           fit.y0 + (fit.sy - fit.slope_s * fit.sx) / fit.n
-             + fit.slope_s * (fit.last_ts_ms - (:now_ms - :window_ms)) / 1000.0 AS fitted_now,
-           fit.r2,
-           fit.slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
-             / nullif(abs(fit.mean), 0) AS growth_pct,
-           fit.nb AS floor_buckets,
-           CASE WHEN fit.nb * 2 >= :buckets
-                THEN fit.floor_slope_s * 3600 * 100.0 / nullif(abs(fit.mean), 0) END AS floor_pct_per_hour,
-           CASE WHEN fit.nb * 2 >= :buckets THEN fit.floor_r2 END AS floor_r2,
-           CASE WHEN fit.nb * 2 >= :buckets
-                THEN fit.floor_slope_s * (fit.last_ts_ms - fit.first_ts_ms) / 1000.0 * 100.0
-                     / nullif(abs(fit.mean), 0) END AS floor_growth_pct,
-           fit.slope_s,
-           CASE sel.unit
-             WHEN 'percent' THEN 100.0
-             WHEN 'bytes' THEN coalesce(
-               (SELECT x.value FROM series AS l JOIN samples AS x ON x.series_id = l.id
-                WHERE l.target_id = sel.target_id AND l.metric = 'limit'
-                ORDER BY x.ts_ms DESC LIMIT 1),
-               (SELECT total FROM system_total)) END AS limit_value
-    FROM fit JOIN sel ON sel.series_id = fit.series_id
+    SELECT *,
+           d / nullif(slice_s, 0) * 3600 AS slope_per_hour,
+           d / nullif(slice_s, 0) * 3600 * 100.0 / nullif(abs(mean), 0) AS pct_per_hour,
+           d * :buckets * 100.0 / nullif(abs(mean), 0) AS growth_pct,
+           CASE WHEN samples < :min_samples
+                  THEN 'needs ' || :min_samples || ' samples, has ' || samples
+                WHEN last_ts_ms - first_ts_ms < :min_span_ms
+                  THEN 'needs ' || (:min_span_ms / 1000) || ' s of history, has '
+                       || ((last_ts_ms - first_ts_ms) / 1000) || ' s' END AS reason
+    FROM stats
+),
+verdict AS (
+    SELECT *,
+           CASE
+             WHEN reason IS NOT NULL THEN 'insufficient_data'
+             WHEN abs(mk_z) >= :min_z AND step_resid * 2 <= resid
+                  AND abs(jump) * 100.0 / nullif(abs(mean), 0) >= :min_growth_pct THEN 'step'
+             WHEN mk_z >= :min_z AND pct_per_hour >= :min_pct_per_hour
+                  AND growth_pct >= :min_growth_pct THEN
+               CASE WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
+                    WHEN prior_high IS NOT NULL
+                         AND newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
+                      THEN 'fluctuating'
+                    ELSE 'increasing' END
+             WHEN mk_z <= -:min_z AND pct_per_hour <= -:min_pct_per_hour
+                  AND growth_pct <= -:min_growth_pct THEN 'decreasing'
+             ELSE 'stable'
+           END AS classification
+    FROM judged
 )
 SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage,
-       mean, slope_per_hour, pct_per_hour, intercept, fitted_now, r2, growth_pct, floor_buckets,
-       floor_pct_per_hour, floor_r2, floor_growth_pct,
-       CASE
-         WHEN samples < :min_samples OR coverage < :min_coverage THEN 'insufficient_data'
-         WHEN (r2 >= :min_r2 AND pct_per_hour >= :min_pct_per_hour AND growth_pct >= :min_growth_pct)
-           OR (floor_r2 >= :min_r2 AND floor_pct_per_hour >= :min_pct_per_hour
-               AND floor_growth_pct >= :min_growth_pct) THEN 'increasing'
-         WHEN (r2 >= :min_r2 AND pct_per_hour <= -:min_pct_per_hour AND growth_pct <= -:min_growth_pct)
-           OR (floor_r2 >= :min_r2 AND floor_pct_per_hour <= -:min_pct_per_hour
-               AND floor_growth_pct <= -:min_growth_pct) THEN 'decreasing'
-         ELSE 'stable'
-       END AS classification,
-       limit_value,
-       CASE WHEN samples >= :min_samples AND slope_s > 0 AND limit_value IS NOT NULL
-            THEN max(0.0, (limit_value - fitted_now) / slope_s) END AS seconds_to_limit
-FROM judged
+       mean, slope_per_hour, d_low / nullif(slice_s, 0) * 3600 AS slope_low_per_hour,
+       d_high / nullif(slice_s, 0) * 3600 AS slope_high_per_hour, pct_per_hour,
+       a AS intercept, a + d * :buckets AS fitted_now,
+       r2, growth_pct, mk_z,
+       jump * 100.0 / nullif(abs(mean), 0) AS step_pct,
+       step_resid / nullif(resid, 0) AS step_ratio,
+       d_early / nullif(slice_s, 0) * 3600 * 100.0 / nullif(abs(mean), 0) AS early_pct_per_hour,
+       d_late / nullif(slice_s, 0) * 3600 * 100.0 / nullif(abs(mean), 0) AS late_pct_per_hour,
+       prior_high,
+       CASE WHEN classification = 'increasing' THEN (d_late >= 2 * d AND d > 0) END AS accelerating,
+       classification, reason, limit_value,
+       CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d > 0
+            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d / slice_s)) END AS seconds_to_limit,
+       CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d_high > 0
+            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d_high / slice_s)) END
+         AS seconds_to_limit_low,
+       CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d_low > 0
+            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d_low / slice_s)) END
+         AS seconds_to_limit_high
+FROM verdict
 ORDER BY pct_per_hour DESC;

@@ -165,9 +165,12 @@ fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
 }
 
-/// The built-in rules (the seed monitor's defaults): process RSS above 1024 MiB, system memory
-/// above 85 % used, and process RSS growing more than 20 % in 10 minutes (15-minute cooldown);
-/// for cgroups, usage above 90 % of the group's limit and any new OOM kill in the group.
+/// The built-in rules: the seed monitor's (process RSS above 1024 MiB, system memory above 85 %
+/// used, process RSS +20 % in 10 minutes with a 15-minute cooldown, its ends compared as medians
+/// and held 15 minutes, so growth that comes back down does not fire it: the runaway alarm); two
+/// leak alarms on the trend verdict (`increasing` over 1 h at 1 %/h or more, held 3 minutes; over
+/// 6 h at 0.5 %/h or more, held 15 minutes, for slow leaks); for cgroups, usage above 90 % of the
+/// group's limit and any new OOM kill in the group.
 pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
     let actions = default_actions(notify);
     let base = |name: &str, metric: &str, kind: &str, comparison, threshold: f64| Rule {
@@ -205,6 +208,7 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
         ),
         Rule {
             window_ms: 10 * 60_000,
+            for_ms: 15 * 60_000,
             warmup_ms: 5 * 60_000,
             ..base(
                 "process_rss_growth",
@@ -212,6 +216,26 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
                 "process",
                 Comparison::PercentChange,
                 20.0,
+            )
+        },
+        Rule {
+            window_ms: 60 * 60_000,
+            for_ms: 3 * 60_000,
+            cooldown_ms: 60 * 60_000,
+            hysteresis: 0.5,
+            ..base("process_rss_leak", "rss", "process", Comparison::Slope, 1.0)
+        },
+        Rule {
+            window_ms: 6 * 60 * 60_000,
+            for_ms: 15 * 60_000,
+            cooldown_ms: 6 * 60 * 60_000,
+            hysteresis: 0.25,
+            ..base(
+                "process_rss_slow_leak",
+                "rss",
+                "process",
+                Comparison::Slope,
+                0.5,
             )
         },
         base(
@@ -532,12 +556,18 @@ fn observe(
             ("threshold", "value")
         }
         Comparison::PercentChange => ("percent_change", "percent_change"),
-        Comparison::Slope => ("trend", "classification"),
+        Comparison::Slope => {
+            // The verdict itself must use the rule's slope: a 0.5 %/h rule needs `increasing` at
+            // 0.5 %/h, not at the query's default.
+            params.push(("min_pct_per_hour", Cell::Real(rule.threshold)));
+            ("trend", "classification")
+        }
         Comparison::TimeToLimit => {
             if let Some(l) = rule.limit {
                 params.push(("limit", Cell::Real(l)));
             }
-            ("time_to_limit", "seconds_to_limit")
+            // The trend's projection: the robust slope, and only while `increasing`.
+            ("trend", "seconds_to_limit")
         }
         Comparison::Increase => ("increase", "increase"),
     };
@@ -548,11 +578,7 @@ fn observe(
             let observed = match rule.comparison {
                 // The leak slope when the trend verdict is `increasing`, else 0 (no leak).
                 Comparison::Slope => match t.get(r, column).as_str() {
-                    Some("increasing") => {
-                        let raw = t.get(r, "pct_per_hour").as_f64().unwrap_or(0.0);
-                        let floor = t.get(r, "floor_pct_per_hour").as_f64().unwrap_or(0.0);
-                        Some(raw.max(floor))
-                    }
+                    Some("increasing") => t.get(r, "pct_per_hour").as_f64(),
                     Some("insufficient_data") => None,
                     _ => Some(0.0),
                 },

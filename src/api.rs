@@ -284,7 +284,6 @@ pub fn status_json(
     let latest = run("latest", &[("max_age_ms", Cell::Int(max_age_ms))])?;
     let trend = run("trend", &[])?;
     let growth = run("percent_change", &[])?;
-    let to_limit = run("time_to_limit", &[])?;
     let rules = run("rule_states", &[])?;
     let cleanups = run("cleanups", &[])?;
     let history = store::query_table(
@@ -302,8 +301,7 @@ pub fn status_json(
             .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
             .collect()
     };
-    let (trend_at, growth_at, limit_at) =
-        (by_series(&trend), by_series(&growth), by_series(&to_limit));
+    let (trend_at, growth_at) = (by_series(&trend), by_series(&growth));
     let mut targets: BTreeMap<(String, String, i64), Map<String, Value>> = BTreeMap::new();
     let mut series = Vec::new();
     for r in 0..latest.rows.len() {
@@ -348,10 +346,22 @@ pub fn status_json(
                 "slope_per_hour": cell(&trend, tr, "slope_per_hour"),
                 "pct_per_hour": cell(&trend, tr, "pct_per_hour"),
                 "r2": cell(&trend, tr, "r2"),
+                "mk_z": cell(&trend, tr, "mk_z"),
+                "accelerating": cell(&trend, tr, "accelerating"),
+                "reason": cell(&trend, tr, "reason"),
             },
             "percent_change": cell(&growth, growth_at.get(&sid), "percent_change"),
-            "seconds_to_limit": cell(&to_limit, limit_at.get(&sid), "seconds_to_limit"),
-            "limit_at_ms": cell(&to_limit, limit_at.get(&sid), "limit_at_ms"),
+            // From the trend's robust slope, only while the verdict is `increasing`.
+            "seconds_to_limit": cell(&trend, tr, "seconds_to_limit"),
+            "seconds_to_limit_low": cell(&trend, tr, "seconds_to_limit_low"),
+            "seconds_to_limit_high": cell(&trend, tr, "seconds_to_limit_high"),
+            "limit_at_ms": tr
+                .and_then(|&i| {
+                    let secs = trend.get(i, "seconds_to_limit").as_f64()?;
+                    let last = trend.get(i, "last_ts_ms").as_i64()?;
+                    Some(json!(last + (secs * 1000.0) as i64))
+                })
+                .unwrap_or(Value::Null),
         }));
     }
     // A cgroup's usage against its limit (or the host's memory when it has none), said plainly.

@@ -161,7 +161,12 @@ fn another_users_process_is_recorded_without_what_cannot_be_read() {
     std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let db = s.db();
     let (mut hog, _) = spawn_hog(8, false);
-    let mut cmd = memtrail();
+    // nobody may not be able to enter the checkout (a clone in a 0700 temporary directory): run a
+    // copy of the binary from the scratch directory, which everyone may enter.
+    let bin = s.path("memtrail");
+    std::fs::copy(MEMTRAIL, &bin).expect("copy memtrail");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = memtrail_from(&bin);
     cmd.args([
         "record",
         "--pid",

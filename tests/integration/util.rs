@@ -29,7 +29,13 @@ impl Scratch {
 }
 
 pub fn memtrail() -> Command {
-    let mut c = Command::new(MEMTRAIL);
+    memtrail_from(std::path::Path::new(MEMTRAIL))
+}
+
+/// `memtrail()`, run from a copy of the binary at `bin` (a test that drops privileges cannot reach
+/// a build directory inside a checkout only root may enter).
+pub fn memtrail_from(bin: &std::path::Path) -> Command {
+    let mut c = Command::new(bin);
     c.env_remove("MEMTRAIL_DB")
         .env_remove("MEMTRAIL_CONFIG")
         .env_remove("MEMTRAIL_LOG")
