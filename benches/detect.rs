@@ -49,6 +49,8 @@ type Life = Vec<(i64, f64)>;
 
 struct Trace {
     name: &'static str,
+    /// The process started with the first life (a warm-up, a restart), not a day before it.
+    young: bool,
     /// What a correct detector says: the onset of the leak (seconds), or None.
     onset_s: Option<i64>,
     base: f64,
@@ -68,8 +70,9 @@ fn corpus(seed: u64) -> Vec<Trace> {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let end = HOURS * 3600;
     let mut traces = Vec::new();
-    let mut add = |name, onset_s, base, lives| {
+    let mut add = |name: &'static str, onset_s, base, lives: Vec<Life>| {
         traces.push(Trace {
+            young: name.starts_with("cache_warmup") || lives.len() > 1,
             name,
             onset_s,
             base,
@@ -379,7 +382,13 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
             key: TargetKey {
                 kind: Kind::Process,
                 pid: Some(1000 + k as u32),
-                start_time_ms: Some(T0 + start * 1000),
+                // A service that was running long before the recording started, unless it starts
+                // with the trace (a warm-up) or restarts in it.
+                start_time_ms: Some(if trace.young {
+                    T0 + start * 1000
+                } else {
+                    T0 - 86_400_000
+                }),
                 name: "service".into(),
             },
             cmdline: String::new(),
@@ -501,9 +510,13 @@ fn main() {
                 tot.1 += 1;
             }
         }
-        let mut fired: Vec<&str> = f.memtrail.iter().map(|x| x.1.as_str()).collect();
-        fired.sort();
-        fired.dedup();
+        // Each rule that fired, with when it first fired (hours from the trace start).
+        let mut fired: Vec<String> = Vec::new();
+        for (t, rule) in &f.memtrail {
+            if !fired.iter().any(|x| x.starts_with(&format!("{rule} "))) {
+                fired.push(format!("{rule} {:.1} h", *t as f64 / 3600.0));
+            }
+        }
         println!(
             "| {} | {} | {} | {} | {} | {} | {} |",
             trace.name,

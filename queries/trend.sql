@@ -16,17 +16,23 @@
 --     (L1 residuals), the change is one step, not a slope;
 --   * early and late slope: Theil-Sen over each half of the slices, so growth that is levelling
 --     off (a cache warming up) is told from growth that goes on or accelerates;
---   * prior high: the highest level (median of :lookback_points instants per group) over the
---     :lookback_ms before the window. Growth that stays inside the range the series already spanned
+--   * prior high: the highest level over the :lookback_ms before the window, at the slices' own
+--     resolution (groups as wide as a slice, at most :lookback_groups, each the median of
+--     :lookback_points instants). Growth that stays inside the range the series already spanned
 --     (a cycle's rising phase, a saw-tooth's next tooth) is not a leak yet.
 --
 -- Verdicts (classification):
---   insufficient_data  fewer than :min_samples samples, or the samples span under :min_span_ms
+--   insufficient_data  fewer than :min_samples samples, or the samples span under :min_span_ms;
+--                      or, for a target older than the window (a process that started before it,
+--                      the system, a cgroup), under :min_coverage of the window. A process younger
+--                      than the window is judged over the life it has (from :min_span_ms on).
 --   step               a one-time change: |z| >= :min_z, the step fits >= 2x better than a line, and
 --                      the jump is at least :min_growth_pct of the level
 --   increasing         z >= :min_z, Theil-Sen slope >= :min_pct_per_hour of the level per hour,
---                      fitted growth over the span >= :min_growth_pct, the newest level above the
---                      prior high by :min_growth_pct, and not levelling off
+--                      fitted growth over the span >= :min_growth_pct (a young series, whose span
+--                      covers a fraction c of the window, needs :min_growth_pct / c: less evidence
+--                      asks for a larger effect, so a cycle's first rising phase is not a leak),
+--                      the newest level above the prior high by :min_growth_pct, not levelling off
 --   levelling_off      rising as above, but the late slope is under half the early one
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
 --   decreasing         z <= -:min_z, slope <= -:min_pct_per_hour, growth <= -:min_growth_pct
@@ -40,12 +46,13 @@
 --   :points = 20               instants per slice whose samples give the slice's median
 --   :min_samples = 20          fewer samples in the window: insufficient_data
 --   :min_span_ms = 180000      samples spanning less than this (3 min): insufficient_data
+--   :min_coverage = 0.5        an older target's samples must span this fraction of the window
 --   :min_z = 2.33              Mann-Kendall z needed for a rising or falling verdict
 --   :min_pct_per_hour = 1.0    Theil-Sen slope needed (percent of the level per hour)
 --   :min_growth_pct = 1.0      growth over the span, and margin over the prior high (percent)
 --   :lookback_ms = 21600000    history before the window whose range growth must leave (6 h)
---   :lookback_groups = 24      groups of the lookback, each a level
---   :lookback_points = 6       instants per lookback group
+--   :lookback_groups = 144     at most this many groups of the lookback, each a level
+--   :lookback_points = 4       instants per lookback group
 --   :limit = NULL              the limit for seconds_to_limit (default: below)
 --   :series_id = NULL          only this series
 --   :metric = NULL             only this metric
@@ -67,6 +74,8 @@
 --   available or a capacity (mem_available, mem_total, swap_total, limit, high) get none.
 WITH sel AS MATERIALIZED (
     SELECT si.series_id, si.target_id, si.kind, si.target, si.pid, si.metric, si.unit,
+           -- Younger than the window: a process that started inside it, judged over its own life.
+           coalesce(si.start_time_ms >= :now_ms - :window_ms, 0) AS young,
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
              ORDER BY ts_ms LIMIT 1) AS first_ts_ms,
@@ -94,9 +103,12 @@ newton(i, x) AS (SELECT 0, (SELECT var FROM mk) UNION ALL
 sd AS (SELECT x AS sd FROM newton WHERE i = 30),
 g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < max(:buckets * :points,
                                                                     :lookback_groups * :lookback_points)),
+-- The lookback's groups: as wide as one slice of the window, at most :lookback_groups.
+lb AS (SELECT max(1, min(:lookback_groups, :lookback_ms * :buckets / :window_ms)) AS groups),
 judged_sel AS MATERIALIZED (
     SELECT * FROM sel
     WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
+      AND (young OR last_ts_ms - first_ts_ms >= :min_coverage * :window_ms)
 ),
 pts AS MATERIALIZED (
     SELECT s.series_id, g.i / :points AS slice,
@@ -202,11 +214,11 @@ lb_pts AS MATERIALIZED (
            (SELECT value FROM samples
              WHERE series_id = s.series_id
                AND ts_ms >= s.lb_first_ts_ms + CAST((g.i + 0.5) * (s.first_ts_ms - s.lb_first_ts_ms)
-                                                    / (:lookback_groups * :lookback_points) AS INTEGER)
+                                                    / ((SELECT groups FROM lb) * :lookback_points) AS INTEGER)
                AND ts_ms < s.first_ts_ms
              ORDER BY ts_ms LIMIT 1) AS v
     FROM judged_sel AS s CROSS JOIN g
-    WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < :lookback_groups * :lookback_points
+    WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < (SELECT groups FROM lb) * :lookback_points
 ),
 prior AS (
     SELECT series_id, max(m) AS prior_high
@@ -225,7 +237,7 @@ system_total AS (
     LIMIT 1
 ),
 stats AS (
-    SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit, sel.samples,
+    SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit, sel.samples, sel.young,
            sel.first_ts_ms, sel.last_ts_ms,
            (sel.last_ts_ms - sel.first_ts_ms) * 1.0 / :window_ms AS coverage,
            (sel.last_ts_ms - sel.first_ts_ms) / 1000.0 / :buckets AS slice_s,
@@ -265,6 +277,10 @@ judged AS (
                   THEN 'needs ' || :min_samples || ' samples, has ' || samples
                 WHEN last_ts_ms - first_ts_ms < :min_span_ms
                   THEN 'needs ' || (:min_span_ms / 1000) || ' s of history, has '
+                       || ((last_ts_ms - first_ts_ms) / 1000) || ' s'
+                WHEN NOT young AND last_ts_ms - first_ts_ms < :min_coverage * :window_ms
+                  THEN 'needs ' || CAST(:min_coverage * :window_ms / 1000 AS INTEGER)
+                       || ' s of history (older than the window), has '
                        || ((last_ts_ms - first_ts_ms) / 1000) || ' s' END AS reason
     FROM stats
 ),
@@ -275,7 +291,7 @@ verdict AS (
              WHEN abs(mk_z) >= :min_z AND step_resid * 2 <= resid
                   AND abs(jump) * 100.0 / nullif(abs(mean), 0) >= :min_growth_pct THEN 'step'
              WHEN mk_z >= :min_z AND pct_per_hour >= :min_pct_per_hour
-                  AND growth_pct >= :min_growth_pct THEN
+                  AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
                CASE WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
                     WHEN prior_high IS NOT NULL
                          AND newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
