@@ -52,7 +52,7 @@
 --   :min_growth_pct = 1.0      growth over the span, and margin over the prior high (percent)
 --   :lookback_ms = 21600000    history before the window whose range growth must leave (6 h)
 --   :lookback_groups = 144     at most this many groups of the lookback, each a level
---   :lookback_points = 4       instants per lookback group
+--   :lookback_points = 8       instants per lookback group
 --   :limit = NULL              the limit for seconds_to_limit (default: below)
 --   :series_id = NULL          only this series
 --   :metric = NULL             only this metric
@@ -96,17 +96,18 @@ WITH sel AS MATERIALIZED (
 ),
 -- Mann-Kendall's variance of S for :buckets levels, and its square root by Newton's method (the
 -- bundled SQLite has no sqrt()).
-mk AS (SELECT :buckets * (:buckets - 1) * (2 * :buckets + 5) / 18.0 AS var,
+mk AS MATERIALIZED (SELECT :buckets * (:buckets - 1) * (2 * :buckets + 5) / 18.0 AS var,
               :buckets * (:buckets - 1) / 2 AS npairs),
 newton(i, x) AS (SELECT 0, (SELECT var FROM mk) UNION ALL
                  SELECT i + 1, (x + (SELECT var FROM mk) / x) / 2 FROM newton WHERE i < 30),
-sd AS (SELECT x AS sd FROM newton WHERE i = 30),
+sd AS MATERIALIZED (SELECT x AS sd FROM newton WHERE i = 30),
 g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < max(:buckets * :points,
                                                                     :lookback_groups * :lookback_points)),
--- The lookback's groups: as wide as one slice of the window, at most :lookback_groups.
-lb AS (SELECT max(1, min(:lookback_groups, :lookback_ms * :buckets / :window_ms)) AS groups),
+-- The lookback's groups are as wide as one slice of the window (at most :lookback_groups).
 judged_sel AS MATERIALIZED (
-    SELECT * FROM sel
+    SELECT *, max(1, min(:lookback_groups,
+                         (first_ts_ms - lb_first_ts_ms) * :buckets / :window_ms)) AS lb_groups
+    FROM sel
     WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
       AND (young OR last_ts_ms - first_ts_ms >= :min_coverage * :window_ms)
 ),
@@ -136,13 +137,13 @@ pairs AS MATERIALIZED (
     FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice > a.slice
 ),
 -- Theil-Sen over all pairs, with Sen's range: ranks (N -+ 1.96 sd) / 2 of the sorted slopes.
-ranked_pairs AS (
+ranked_pairs AS MATERIALIZED (
     SELECT series_id, d, sg, sa, sb,
            row_number() OVER (PARTITION BY series_id ORDER BY d) AS rk,
            count(*) OVER (PARTITION BY series_id) AS np
     FROM pairs
 ),
-ts AS (
+ts AS MATERIALIZED (
     SELECT series_id, sum(sg) AS s,
            avg(CASE WHEN rk IN ((np + 1) / 2, (np + 2) / 2) THEN d END) AS d,
            min(CASE WHEN rk >= max(1, CAST((np - 1.96 * (SELECT sd FROM sd)) / 2 AS INTEGER))
@@ -152,7 +153,7 @@ ts AS (
     FROM ranked_pairs GROUP BY series_id
 ),
 -- Theil-Sen over each half of the slices alone.
-halves AS (
+halves AS MATERIALIZED (
     SELECT series_id, half, avg(d) AS d
     FROM (SELECT series_id, half, d,
                  row_number() OVER (PARTITION BY series_id, half ORDER BY d) AS rk,
@@ -164,7 +165,7 @@ halves AS (
 ),
 -- The line, in slices from the span's start: value = a + d * x; slice i's level sits at i + 0.5,
 -- and a is the median of m - d * (i + 0.5).
-icept AS (
+icept AS MATERIALIZED (
     SELECT series_id, avg(r) AS a
     FROM (SELECT lv.series_id, lv.m - ts.d * (lv.slice + 0.5) AS r,
                  row_number() OVER (PARTITION BY lv.series_id ORDER BY lv.m - ts.d * (lv.slice + 0.5)) AS rk,
@@ -173,10 +174,13 @@ icept AS (
     WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id
 ),
-line AS (
+line AS MATERIALIZED (
     SELECT lv.series_id, sum(abs(lv.m - (i.a + ts.d * (lv.slice + 0.5)))) AS resid,
-           avg(lv.m) AS mean, count(*) AS n, sum(lv.slice) AS sx, sum(lv.m) AS sy,
-           sum(lv.slice * lv.slice) AS sxx, sum(lv.slice * lv.m) AS sxy, sum(lv.m * lv.m) AS syy,
+           -- The least-squares sums over m - a: near zero, so squares of byte counts keep their
+           -- precision.
+           avg(lv.m) AS mean, count(*) AS n, sum(lv.slice) AS sx, sum(lv.m - i.a) AS sy,
+           sum(lv.slice * lv.slice) AS sxx, sum(lv.slice * (lv.m - i.a)) AS sxy,
+           sum((lv.m - i.a) * (lv.m - i.a)) AS syy,
            max(CASE WHEN lv.slice = :buckets - 1 THEN lv.m END) AS newest_level
     FROM lv JOIN ts ON ts.series_id = lv.series_id JOIN icept AS i ON i.series_id = lv.series_id
     GROUP BY lv.series_id
@@ -186,7 +190,7 @@ sides AS (
     SELECT lv.series_id, g.i AS k, lv.slice >= g.i AS right_side, lv.m
     FROM lv JOIN g ON g.i >= 1 AND g.i < :buckets
 ),
-side_medians AS (
+side_medians AS MATERIALIZED (
     SELECT series_id, k, right_side, avg(m) AS med
     FROM (SELECT series_id, k, right_side, m,
                  row_number() OVER (PARTITION BY series_id, k, right_side ORDER BY m) AS rk,
@@ -195,7 +199,7 @@ side_medians AS (
     WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id, k, right_side
 ),
-steps AS (
+steps AS MATERIALIZED (
     SELECT s.series_id, s.k, sum(abs(s.m - sm.med)) AS resid,
            max(CASE WHEN s.right_side THEN sm.med END)
              - max(CASE WHEN NOT s.right_side THEN sm.med END) AS jump
@@ -203,7 +207,7 @@ steps AS (
       ON sm.series_id = s.series_id AND sm.k = s.k AND sm.right_side = s.right_side
     GROUP BY s.series_id, s.k
 ),
-best_step AS (
+best_step AS MATERIALIZED (
     SELECT series_id, resid, jump
     FROM (SELECT *, row_number() OVER (PARTITION BY series_id ORDER BY resid, k) AS r FROM steps)
     WHERE r = 1
@@ -214,13 +218,13 @@ lb_pts AS MATERIALIZED (
            (SELECT value FROM samples
              WHERE series_id = s.series_id
                AND ts_ms >= s.lb_first_ts_ms + CAST((g.i + 0.5) * (s.first_ts_ms - s.lb_first_ts_ms)
-                                                    / ((SELECT groups FROM lb) * :lookback_points) AS INTEGER)
+                                                    / (s.lb_groups * :lookback_points) AS INTEGER)
                AND ts_ms < s.first_ts_ms
              ORDER BY ts_ms LIMIT 1) AS v
     FROM judged_sel AS s CROSS JOIN g
-    WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < (SELECT groups FROM lb) * :lookback_points
+    WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < s.lb_groups * :lookback_points
 ),
-prior AS (
+prior AS MATERIALIZED (
     SELECT series_id, max(m) AS prior_high
     FROM (SELECT series_id, grp, avg(v) AS m
           FROM (SELECT series_id, grp, v,
@@ -231,7 +235,7 @@ prior AS (
           GROUP BY series_id, grp)
     GROUP BY series_id
 ),
-system_total AS (
+system_total AS MATERIALIZED (
     SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total
     FROM series_info AS si WHERE si.kind = 'system' AND si.metric = 'mem_total'
     LIMIT 1

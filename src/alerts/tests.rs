@@ -200,17 +200,44 @@ fn alert_rows_carry_the_audit_fields() {
     );
 }
 
+fn growth_rule_only() -> Vec<Rule> {
+    default_rules(&NotifySection::default())
+        .into_iter()
+        .filter(|r| r.name == "process_rss_growth")
+        .collect()
+}
+
 #[test]
-fn default_growth_rule_fires_on_20_percent_in_10_minutes() {
+fn default_growth_rule_fires_on_growth_that_goes_on() {
     let h = History::new();
-    // 100 MB flat for 30 min, then +15 MB a minute to 175 MB at minute 35, then flat.
+    // 100 MB flat for 30 min, then +2.5 % a minute, compounding, for good.
+    let mb = 1024.0 * 1024.0;
+    history(&h, 60, |m| mb * 100.0 * 1.025f64.powf((m - 30.0).max(0.0)));
+    let events = replay(&h, growth_rule_only(), 60, MIN);
+    // Each end is the median of its 2-minute slice: at minute m, the level at m - 1 against the
+    // level at m - 9. That is above +20 % from minute 39 on (1.025^8 = +21.8 %); held 15 minutes,
+    // it fires at minute 54.
+    assert_eq!(events, ev(&[(54 * MIN, "firing")]));
+}
+
+#[test]
+fn default_growth_rule_stays_quiet_on_growth_that_stops() {
+    let h = History::new();
+    // 100 MB flat for 30 min, then +15 MB a minute to 175 MB at minute 35, then flat: a cache
+    // filled once. +20 % in 10 minutes holds for under 15 minutes, so it never fires.
     let mb = 1024.0 * 1024.0;
     history(&h, 60, |m| mb * (100.0 + 15.0 * (m - 30.0).clamp(0.0, 5.0)));
-    let defaults = default_rules(&NotifySection::default());
-    let events = replay(&h, defaults, 60, MIN);
-    // At minute 32 the window starts at minute 22 (100 MB) and ends at 130 MB: +30 %.
-    // At minute 44 it starts at minute 34 (160 MB): +9.4 %, under 20 - 1 (hysteresis): resolved.
-    assert_eq!(events, ev(&[(32 * MIN, "firing"), (44 * MIN, "resolved")]));
+    assert_eq!(replay(&h, growth_rule_only(), 60, MIN), ev(&[]));
+    // One sample 3x as high (a spike) moves neither end's median.
+    let h = History::new();
+    history(&h, 60, |m| {
+        if (40.0..40.1).contains(&m) {
+            300.0 * mb
+        } else {
+            100.0 * mb
+        }
+    });
+    assert_eq!(replay(&h, growth_rule_only(), 60, MIN), ev(&[]));
 }
 
 #[test]
