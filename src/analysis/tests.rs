@@ -1,6 +1,6 @@
 //! The analysis queries on synthetic histories whose answers are known exactly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
@@ -750,7 +750,7 @@ fn reference_trend(all: &[(i64, f64)], inside: &[(i64, f64)], buckets: i64) -> (
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        (v[(n + 1) / 2 - 1] + v[(n + 2) / 2 - 1]) / 2.0
+        (v[n.div_ceil(2) - 1] + v[(n + 2) / 2 - 1]) / 2.0
     };
     let levels: Vec<f64> = (0..buckets)
         .map(|b| {

@@ -28,10 +28,21 @@ fn import(s: &Scratch, name: &str, content: &str) -> std::process::Output {
     )
 }
 
+/// 100 MiB flat for 30 minutes, then +2.5 % a minute, compounding, to minute 60: a runaway.
+fn runaway_csv() -> String {
+    let mut text = String::from("timestamp,series,metric,value\n");
+    for i in 0..=360 {
+        let minute = i as f64 / 6.0;
+        let mib = 100.0 * 1.025f64.powf((minute - 30.0).max(0.0));
+        text.push_str(&format!("{},api,rss,{}\n", T0 + i * 10_000, mib * MIB));
+    }
+    text
+}
+
 #[test]
 fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
     let s = Scratch::new();
-    let out = import(&s, "history.csv", &growth_csv());
+    let out = import(&s, "history.csv", &runaway_csv());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 361 samples in 1 series"));
 
@@ -56,15 +67,27 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
             )
         })
         .collect();
-    // The default growth rule (+20 % in 10 min): at minute 32 the window runs from 100 to 130 MiB;
-    // at minute 44 from 160 to 175 MiB (+9.4 %), below 20 % minus the 1 % hysteresis.
+    // The runaway alarm (+20 % in 10 min, ends as medians): from minute 39 the level at m - 1 is
+    // 1.025^8 = +21.8 % over the level at m - 9; held 15 minutes, it fires at minute 54. The leak
+    // alarm (trend `increasing` over the hour, held 3 minutes) fires before it.
+    let growth: Vec<_> = timeline
+        .iter()
+        .filter(|e| e.1 == "process_rss_growth")
+        .collect();
     assert_eq!(
-        timeline,
-        vec![
-            (32, "process_rss_growth".to_string(), "firing".to_string()),
-            (44, "process_rss_growth".to_string(), "resolved".to_string()),
-        ]
+        growth,
+        vec![&(54, "process_rss_growth".to_string(), "firing".to_string())],
+        "{timeline:?}"
     );
+    let leak = timeline
+        .iter()
+        .find(|e| e.1 == "process_rss_leak")
+        .unwrap_or_else(|| panic!("no leak alarm: {timeline:?}"));
+    assert!(
+        leak.0 > 30 && leak.0 < 54 && leak.2 == "firing",
+        "{timeline:?}"
+    );
+
     assert_eq!(report["evaluations"], 61);
     assert_eq!(
         std::fs::read(s.db()).expect("db"),
@@ -94,9 +117,9 @@ fn named_queries_on_imported_history() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    // Minute 25 (100 MiB) to minute 35 (175 MiB): +75 %.
+    // Each end is its 2-minute slice's median: minute 26 (100 MiB) against minute 34 (160 MiB).
     let pct = rows[0]["percent_change"].as_f64().expect("pct");
-    assert!((pct - 75.0).abs() < 1e-9, "{pct}");
+    assert!((pct - 60.0).abs() < 1e-9, "{pct}");
 
     let out = run(
         memtrail()
