@@ -1,6 +1,8 @@
 -- time_to_limit: when each series will reach a limit if it keeps its trend, like Prometheus
--- predict_linear: a least-squares line over the window (the same fit as `trend`), extended to the
--- limit. NULL when the fitted line is not rising (or already past the limit: 0).
+-- predict_linear: a least-squares line over every sample of the window, extended to the limit.
+-- NULL when the fitted line is not rising (or already past the limit: 0), and for series of what
+-- is available or a capacity (mem_available, mem_total, swap_total, limit, high, has_limit).
+-- Rules and the API use `trend`'s robust projection instead; this is the Prometheus-style one.
 --
 -- Parameters (name = default):
 --   :now_ms = now           as of this time (Unix ms)
@@ -55,13 +57,16 @@ system_total AS (
 limited AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit,
            fit.n AS samples, fit.last_ts_ms, fit.fitted_now, fit.slope_s * 3600 AS slope_per_hour,
+           -- What is available or a capacity (mem_available, a limit) has no limit to reach.
+           CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
+                                    'has_limit') THEN NULL ELSE
            coalesce(:limit, CASE sel.unit
                WHEN 'percent' THEN 100.0
                WHEN 'bytes' THEN coalesce(
                  (SELECT x.value FROM series AS l JOIN samples AS x ON x.series_id = l.id
                   WHERE l.target_id = sel.target_id AND l.metric = 'limit'
                   ORDER BY x.ts_ms DESC LIMIT 1),
-                 (SELECT total FROM system_total)) END)
+                 (SELECT total FROM system_total)) END) END
              AS limit_value,
            fit.slope_s
     FROM fit JOIN sel ON sel.series_id = fit.series_id

@@ -426,6 +426,7 @@ fn trend_time_to_limit_matches_time_to_limit() {
         ),
     ];
     h.series("system", "system", "mem_total", "bytes", &at(13_000.0));
+    let available = h.series("system", "system", "mem_available", "bytes", &pts);
     let now = T0 + 600_000;
     let params = [("window_ms", Cell::Int(600_000))];
     let trend = run(h.conn(), "trend", &params, now).expect("trend");
@@ -435,6 +436,7 @@ fn trend_time_to_limit_matches_time_to_limit() {
         // A limit itself has none (nor has what is available: #20 item 14).
         if id == ids[3] {
             assert_eq!(trend.get(a, "limit_value"), &Cell::Null);
+            assert_eq!(ttl.get(b, "limit_value"), &Cell::Null);
             continue;
         }
         // The same limit for every other series, whichever applies.
@@ -463,6 +465,15 @@ fn trend_time_to_limit_matches_time_to_limit() {
         }
     }
     assert_eq!(f(&trend, one(&trend, ids[2]), "limit_value"), 8000.0);
+    // What is available does not "reach its limit" (#20 item 14), in either query.
+    assert_eq!(
+        trend.get(one(&trend, available), "limit_value"),
+        &Cell::Null
+    );
+    assert_eq!(
+        ttl.get(one(&ttl, available), "seconds_to_limit"),
+        &Cell::Null
+    );
 }
 
 #[test]
