@@ -71,7 +71,7 @@
 --   residual), early_pct_per_hour, late_pct_per_hour, prior_high, accelerating, classification,
 --   reason (why there is no verdict yet), limit_value, seconds_to_limit, seconds_to_limit_low,
 --   seconds_to_limit_high (only for increasing series: when the line reaches the limit at the
---   Theil-Sen slope, and at the two ends of its range). The limit is :limit, else the target's own
+--   Theil-Sen slope, and at the two ends of its range), limit_at_ms (that time, Unix ms). The limit is :limit, else the target's own
 --   `limit` series for bytes, else the system's total memory; 100 for percent. Series of what is
 --   available or a capacity (mem_available, mem_total, swap_total, limit, high) get none.
 WITH sel AS MATERIALIZED (
@@ -280,6 +280,7 @@ judged AS (
            d / nullif(slice_s, 0) * 3600 AS slope_per_hour,
            d / nullif(slice_s, 0) * 3600 * 100.0 / nullif(abs(mean), 0) AS pct_per_hour,
            d * :buckets * 100.0 / nullif(abs(mean), 0) AS growth_pct,
+           a + d * :buckets AS fitted_now,
            CASE WHEN samples < :min_samples
                   THEN 'needs ' || :min_samples || ' samples, has ' || samples
                 WHEN last_ts_ms - first_ts_ms < :min_span_ms
@@ -313,7 +314,7 @@ verdict AS (
 SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage,
        mean, slope_per_hour, d_low / nullif(slice_s, 0) * 3600 AS slope_low_per_hour,
        d_high / nullif(slice_s, 0) * 3600 AS slope_high_per_hour, pct_per_hour,
-       a AS intercept, a + d * :buckets AS fitted_now,
+       a AS intercept, fitted_now,
        r2, growth_pct, mk_z,
        jump * 100.0 / nullif(abs(mean), 0) AS step_pct,
        step_resid / nullif(resid, 0) AS step_ratio,
@@ -323,12 +324,15 @@ SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts
        CASE WHEN classification = 'increasing' THEN (d_late >= 2 * d AND d > 0) END AS accelerating,
        classification, reason, limit_value,
        CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d > 0
-            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d / slice_s)) END AS seconds_to_limit,
+            THEN max(0.0, (limit_value - fitted_now) / (d / slice_s)) END AS seconds_to_limit,
        CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d_high > 0
-            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d_high / slice_s)) END
+            THEN max(0.0, (limit_value - fitted_now) / (d_high / slice_s)) END
          AS seconds_to_limit_low,
        CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d_low > 0
-            THEN max(0.0, (limit_value - (a + d * :buckets)) / (d_low / slice_s)) END
-         AS seconds_to_limit_high
+            THEN max(0.0, (limit_value - fitted_now) / (d_low / slice_s)) END
+         AS seconds_to_limit_high,
+       CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d > 0
+            THEN last_ts_ms + CAST(max(0.0, (limit_value - fitted_now) / (d / slice_s)) * 1000
+                                   AS INTEGER) END AS limit_at_ms
 FROM verdict
 ORDER BY pct_per_hour DESC;

@@ -355,13 +355,7 @@ pub fn status_json(
             "seconds_to_limit": cell(&trend, tr, "seconds_to_limit"),
             "seconds_to_limit_low": cell(&trend, tr, "seconds_to_limit_low"),
             "seconds_to_limit_high": cell(&trend, tr, "seconds_to_limit_high"),
-            "limit_at_ms": tr
-                .and_then(|&i| {
-                    let secs = trend.get(i, "seconds_to_limit").as_f64()?;
-                    let last = trend.get(i, "last_ts_ms").as_i64()?;
-                    Some(json!(last + (secs * 1000.0) as i64))
-                })
-                .unwrap_or(Value::Null),
+            "limit_at_ms": cell(&trend, tr, "limit_at_ms"),
         }));
     }
     // A cgroup's usage against its limit (or the host's memory when it has none), said plainly.

@@ -462,8 +462,25 @@ fn trend_time_to_limit_matches_time_to_limit() {
                 lo <= secs && secs <= hi,
                 "series {id}: {lo} <= {secs} <= {hi}"
             );
+            let last = trend.get(a, "last_ts_ms").as_i64().expect("last");
+            assert_eq!(
+                trend.get(a, "limit_at_ms").as_i64(),
+                Some(last + (secs * 1000.0) as i64),
+                "series {id}"
+            );
         }
     }
+    // The rising series gets a time to limit (so the checks above ran), the steady one none.
+    assert!(
+        trend
+            .get(one(&trend, ids[0]), "seconds_to_limit")
+            .as_f64()
+            .is_some()
+    );
+    assert_eq!(
+        trend.get(one(&trend, ids[1]), "seconds_to_limit"),
+        &Cell::Null
+    );
     assert_eq!(f(&trend, one(&trend, ids[2]), "limit_value"), 8000.0);
     // What is available does not "reach its limit" (#20 item 14), in either query.
     assert_eq!(
