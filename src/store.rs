@@ -683,22 +683,27 @@ impl Store {
                 .and_then(|mut s| s.execute(params![sid, cutoff_ms, left as i64 - 1]))
                 .map_err(ctx("pruning samples"))?;
         }
-        // Targets not seen since the cutoff whose samples are all gone.
-        tx.execute(
-            "DELETE FROM series WHERE target_id IN (SELECT id FROM targets WHERE last_seen_ms < ?1)
-               AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id)",
-            [cutoff_ms],
-        )
-        .map_err(ctx("pruning series"))?;
+        // Targets not seen since the cutoff whose samples are all gone. `last_seen_ms` is
+        // written at most every SEEN_EVERY_MS, so a target is gone only when even the latest
+        // moment it may have been seen is before the cutoff: a retention shorter than that must
+        // not take a live target (and its sparse series) for gone.
+        let gone_before = cutoff_ms.saturating_sub(SEEN_EVERY_MS);
+        let series = tx
+            .execute(
+                "DELETE FROM series WHERE target_id IN (SELECT id FROM targets WHERE last_seen_ms < ?1)
+                   AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id)",
+                [gone_before],
+            )
+            .map_err(ctx("pruning series"))?;
         pruned.targets = tx
             .execute(
                 "DELETE FROM targets WHERE last_seen_ms < ?1
                    AND NOT EXISTS (SELECT 1 FROM series WHERE target_id = targets.id)",
-                [cutoff_ms],
+                [gone_before],
             )
             .map_err(ctx("pruning targets"))?;
         tx.commit().map_err(ctx("committing a prune"))?;
-        if pruned.targets > 0 {
+        if series > 0 || pruned.targets > 0 {
             self.ids.targets.clear();
             self.ids.series.clear();
         }
@@ -1553,12 +1558,15 @@ mod tests {
         let mut s = open(&dir);
         s.write_tick(0, &snapshot(1, &[proc_key(1)], 2))
             .expect("tick");
-        s.write_tick(0, &snapshot(500, &[proc_key(2)], 2))
+        s.write_tick(0, &snapshot(500_000, &[proc_key(2)], 2))
             .expect("tick");
-        let p = s.prune(100, 1000).expect("prune");
-        assert_eq!((p.samples, p.targets), (2, 1));
+        // Seen at 1 ms: gone once even a minute-stale `last_seen_ms` is before the cutoff.
+        let p = s.prune(60_001, 1000).expect("prune");
+        assert_eq!((p.samples, p.targets), (2, 0));
+        let p = s.prune(100_000, 1000).expect("prune");
+        assert_eq!((p.samples, p.targets), (0, 1));
         // Writing again for a dropped target recreates it (caches were cleared).
-        s.write_tick(0, &snapshot(600, &[proc_key(1)], 2))
+        s.write_tick(0, &snapshot(600_000, &[proc_key(1)], 2))
             .expect("tick");
         assert_eq!(count(s.connection(), "SELECT count(*) FROM targets"), 2);
     }
@@ -1628,6 +1636,44 @@ mod tests {
             .expect("tick");
         s.end_run(run, 60_150, "signal").expect("end");
         assert_eq!(one(&s, "SELECT last_tick_ms FROM runs"), 60_100);
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_seen_interval_never_fails_a_tick() {
+        // Issue 20.1: `--retention 10s --interval 100ms` failed a tick with `FOREIGN KEY
+        // constraint failed`: `last_seen_ms` is written once a minute, so the prune took the live
+        // target for gone, deleted its sparse (PSS-like) series, and the writer's cached id for it
+        // pointed at nothing.
+        let dir = tmp();
+        let mut s = open(&dir);
+        let run = s.begin_run(&RunInfo {
+            started_ms: 0,
+            interval_ms: 100,
+            retention_ms: 10_000,
+            host: "h".into(),
+            settings_json: "{}".into(),
+        });
+        let run = run.expect("run");
+        for i in 0..1_350i64 {
+            let ts = i * 100;
+            let mut snap = snapshot(ts, &[proc_key(1)], 1);
+            if i % 300 == 0 {
+                snap.targets[0]
+                    .values
+                    .push(Value::new("pss", Unit::Bytes, ts as f64));
+            }
+            s.write_tick(run, &snap)
+                .unwrap_or_else(|e| panic!("tick at {ts} ms: {e}"));
+            s.prune(ts - 10_000, 10_000)
+                .unwrap_or_else(|e| panic!("prune at {ts} ms: {e}"));
+        }
+        let c = s.connection();
+        assert_eq!(count(c, "SELECT count(*) FROM targets"), 1);
+        // The sparse series' last sample (t = 120 s) is inside the retention at the end.
+        assert_eq!(
+            count(c, "SELECT count(*) FROM series WHERE metric = 'pss'"),
+            1
+        );
     }
 
     #[test]
