@@ -69,12 +69,15 @@ struct Live {
     custom_latest: BTreeMap<(String, String), f64>,
 }
 
-/// Ticks held in memory because the database could not be written.
+/// Ticks not yet in the database: held in memory because a write failed, or spooled on purpose
+/// for the next commit (`commit_interval`), which is healthy and counted apart.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Held {
     pub ticks: usize,
     pub samples: usize,
     pub dropped_ticks: u64,
+    pub spooled_ticks: usize,
+    pub spooled_samples: usize,
 }
 
 /// One tick's facts, for health and the live endpoints.
@@ -259,6 +262,8 @@ fn recorder_json(s: &Shared) -> Value {
         "held_ticks": l.held.ticks,
         "held_samples": l.held.samples,
         "dropped_ticks": l.held.dropped_ticks,
+        "spooled_ticks": l.held.spooled_ticks,
+        "spooled_samples": l.held.spooled_samples,
     })
 }
 
@@ -667,6 +672,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
             "last_tick_age_ms": age_ms,
             "ticks": l.ticks,
             "held_ticks": l.held.ticks,
+            "spooled_ticks": l.held.spooled_ticks,
         }))
         .into_response(),
         Some(reason) => (
@@ -856,6 +862,12 @@ pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> S
         "Samples held in memory because the database could not be written.",
         "gauge",
         held.samples.to_string(),
+    );
+    own(
+        "memtrail_recorder_spooled_samples",
+        "Samples waiting in the spool for the next commit (commit_interval); not a fault.",
+        "gauge",
+        held.spooled_samples.to_string(),
     );
     own(
         "memtrail_recorder_dropped_ticks_total",

@@ -117,6 +117,24 @@ impl Backlog {
         self.samples
     }
 
+    /// What health and `/metrics` report: after a failed write every tick waiting here is held
+    /// (it could not be written); otherwise they wait for the next commit, which is healthy.
+    pub fn figures(&self, write_failed: bool) -> Held {
+        let (ticks, samples) = (self.ticks(), self.samples);
+        let (held, spooled) = if write_failed {
+            ((ticks, samples), (0, 0))
+        } else {
+            ((0, 0), (ticks, samples))
+        };
+        Held {
+            ticks: held.0,
+            samples: held.1,
+            dropped_ticks: self.dropped_ticks,
+            spooled_ticks: spooled.0,
+            spooled_samples: spooled.1,
+        }
+    }
+
     /// Write the held ticks, oldest first, `FLUSH_BATCH` per transaction, until none is left or
     /// `budget` has passed. Returns the samples written, or the first error (what failed stays
     /// held, so nothing is lost by trying).
@@ -405,11 +423,7 @@ impl Recorder {
             self.shared.tick_done(TickReport {
                 ts_ms: ts,
                 written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
-                held: Held {
-                    ticks: backlog.ticks(),
-                    samples: backlog.samples(),
-                    dropped_ticks: backlog.dropped_ticks,
-                },
+                held: backlog.figures(last_write_failed),
                 took: tick_at.elapsed(),
                 watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
                 cleanup_targets: self.cleanup_targets(),

@@ -702,3 +702,42 @@ fn a_reused_pid_is_a_new_process_not_the_old_one() {
     assert!(mib(max_rss) < 24.0, "{} MiB", mib(max_rss));
     assert_eq!(stop_reason(&conn), "targets gone");
 }
+
+/// Ticks spooled for the next commit (`--commit-interval 2s` at 100 ms ticks) are not held: a
+/// healthy recorder reports no held ticks or samples in `/healthz`, the status and `/metrics`,
+/// and counts what waits for the commit as spooled.
+#[test]
+fn spooled_ticks_are_not_counted_as_held() {
+    let s = Scratch::new();
+    let db = s.db();
+    let api = ApiRecorder::start(
+        &db,
+        &["--self", "--interval", "100ms", "--commit-interval", "2s"],
+        &[],
+        None,
+    );
+    let mut spooled_seen = 0;
+    for _ in 0..20 {
+        let (code, body) = http("GET", &api.url("/healthz"), None, None);
+        let health = json(&body);
+        if code == 200 {
+            assert_eq!(health["held_ticks"], 0, "{body}");
+        }
+        let (_, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+        let rec = &json(&body)["recorder"];
+        assert_eq!(rec["held_ticks"], 0, "{body}");
+        assert_eq!(rec["held_samples"], 0, "{body}");
+        spooled_seen = spooled_seen.max(rec["spooled_ticks"].as_i64().unwrap_or(0));
+        let (_, metrics) = http("GET", &api.url("/metrics"), None, None);
+        assert!(
+            metrics.contains("\nmemtrail_recorder_held_samples 0\n"),
+            "{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    api.stop();
+    assert!(
+        spooled_seen >= 3,
+        "ticks between 2 s commits are reported as spooled (most seen: {spooled_seen})"
+    );
+}
