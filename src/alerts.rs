@@ -589,6 +589,43 @@ fn observe(
         .collect())
 }
 
+/// When rules are evaluated: after the first tick at or past each point of a grid laid every
+/// `every` from a run's first tick. A tick up to half a tick interval early counts as on the point
+/// (ticks wake a little early or late, so a 1 s evaluation at 1 s ticks runs after every tick);
+/// points a long tick or a clock step skipped are not made up. The recorder and `backtest` share
+/// it, so a replay evaluates at the ticks the live recorder did.
+#[derive(Debug, Clone)]
+pub struct EvaluationGrid {
+    every_ms: i64,
+    slack_ms: i64,
+    next_ms: Option<i64>,
+}
+
+impl EvaluationGrid {
+    pub fn new(every: Duration, tick_interval: Duration) -> EvaluationGrid {
+        EvaluationGrid {
+            every_ms: (every.as_millis() as i64).max(1),
+            slack_ms: tick_interval.as_millis() as i64 / 2,
+            next_ms: None,
+        }
+    }
+
+    /// Whether rules are due after the tick stamped `tick_ms` (the first tick always is).
+    pub fn due(&self, tick_ms: i64) -> bool {
+        self.next_ms.is_none_or(|n| tick_ms + self.slack_ms >= n)
+    }
+
+    /// Rules were evaluated after `tick_ms`: the next point is the first on the grid after it.
+    pub fn evaluated(&mut self, tick_ms: i64) {
+        let at = tick_ms + self.slack_ms;
+        self.next_ms = Some(match self.next_ms {
+            None => tick_ms + self.every_ms,
+            Some(n) if at < n => n,
+            Some(n) => n + ((at - n) / self.every_ms + 1) * self.every_ms,
+        });
+    }
+}
+
 /// Evaluates the installed rules against the database after a tick, every `evaluation_interval`.
 pub struct Engine {
     pub rules: Vec<Rule>,

@@ -330,9 +330,9 @@ struct BacktestArgs {
     /// Config file whose rules to replay [default: the built-in rules]
     #[arg(short, long, env = "MEMTRAIL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Time between evaluations.
-    #[arg(long, value_name = "DURATION", default_value = "1m")]
-    step: HumanDuration,
+    /// Time between evaluations [default: the evaluation interval the recording ran at, else 1m]
+    #[arg(long, value_name = "DURATION")]
+    step: Option<HumanDuration>,
     /// Start of the replay (RFC 3339 or Unix time) [default: the first sample]
     #[arg(long)]
     from: Option<String>,
@@ -521,7 +521,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rules = rules_of(&file)?;
             let from = time_arg("from", &args.from)?;
             let to = time_arg("to", &args.to)?;
-            let report = crate::backtest::run(&db, rules, from, to, args.step.0)?;
+            let report = crate::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
             match args.format {
                 OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 OutFormat::Csv => print!("{}", crate::output::csv(&report.timeline())),

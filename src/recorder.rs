@@ -269,7 +269,10 @@ impl Recorder {
         let mut next = start;
         let mut next_prune = start;
         let mut next_vacuum = start + VACUUM_EVERY;
-        let mut next_evaluation = start;
+        let mut evaluations = crate::alerts::EvaluationGrid::new(
+            self.settings.evaluation_interval,
+            self.settings.interval,
+        );
         let mut next_periodic = self
             .cleaner
             .as_ref()
@@ -387,7 +390,9 @@ impl Recorder {
             let due = last_write_failed
                 || tick_at.saturating_duration_since(last_commit) + self.settings.interval / 2
                     >= self.settings.commit_interval
-                || pending_stop.is_some();
+                || pending_stop.is_some()
+                // Rules read the database: an evaluation due now commits what waits first.
+                || (!self.engine.rules.is_empty() && evaluations.due(ts));
             if !due
                 && let Err(e) = spool.append(&snap)
                 && last_spool_error_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
@@ -437,8 +442,8 @@ impl Recorder {
                             "the database accepts writes again: the ticks held in memory are written"
                         );
                     }
-                    if backlog.ticks() == 0 && tick_at >= next_evaluation {
-                        next_evaluation = tick_at + self.settings.evaluation_interval;
+                    if backlog.ticks() == 0 && evaluations.due(ts) {
+                        evaluations.evaluated(ts);
                         self.evaluate_rules(ts);
                     }
                 }
