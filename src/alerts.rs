@@ -716,7 +716,7 @@ impl Engine {
             };
             let f = facts.get(&sid);
             let observed = due.get(r, "observed").as_f64();
-            let message = describe(rule, event, observed, f);
+            let message = describe(rule, event, observed, f, now_ms);
             let state_update = match event {
                 "firing" => {
                     "UPDATE alert_state SET firing_since_ms = :now, last_notified_ms = :now, suppressed_since_ms = NULL"
@@ -786,9 +786,16 @@ impl Engine {
     }
 }
 
-/// The alert's sentence: what, whose, how much, against what.
-fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFacts>) -> String {
-    let unit = f.map_or("count", |f| f.unit.as_str());
+/// The alert's sentence: what, whose, how much, against what; a resolution says why it resolved
+/// (back under the threshold, no longer heading for the limit, the target gone), not the firing's
+/// words.
+fn describe(
+    rule: &Rule,
+    event: &str,
+    observed: Option<f64>,
+    f: Option<&SeriesFacts>,
+    now_ms: i64,
+) -> String {
     let who = match f {
         Some(f) if f.pid.is_some() => format!(
             "{} of {} {} (pid {})",
@@ -800,50 +807,10 @@ fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFa
         Some(f) => format!("{} of {} {}", f.metric, f.kind, f.target),
         None => rule.metric.clone(),
     };
-    let window = HumanDuration(Duration::from_millis(rule.window_ms.max(0) as u64));
-    let secs = crate::units::format_duration_rough;
-    let condition = match (rule.comparison, observed) {
-        (_, None) => "has no current value (stopped or gone)".to_string(),
-        (Comparison::GreaterThan, Some(v)) => {
-            format!(
-                "is {} (above {})",
-                format_value(unit, v),
-                format_value(unit, rule.threshold)
-            )
-        }
-        (Comparison::LessThan, Some(v)) => {
-            format!(
-                "is {} (below {})",
-                format_value(unit, v),
-                format_value(unit, rule.threshold)
-            )
-        }
-        (Comparison::PercentChange, Some(v)) => {
-            format!(
-                "changed {v:+.1} % in {window} (threshold {:.1} %)",
-                rule.threshold
-            )
-        }
-        (Comparison::Slope, Some(v)) => {
-            format!(
-                "grows {v:.2} %/h over {window} (trend; threshold {:.2} %/h)",
-                rule.threshold
-            )
-        }
-        (Comparison::Increase, Some(v)) => {
-            format!(
-                "rose by {} in {window} (threshold {})",
-                format_value(unit, v),
-                format_value(unit, rule.threshold)
-            )
-        }
-        (Comparison::TimeToLimit, Some(v)) => {
-            format!(
-                "reaches its limit in {} at its {window} trend (threshold {})",
-                secs(v),
-                secs(rule.threshold)
-            )
-        }
+    let condition = match observed {
+        Some(v) if event == "resolved" => cleared(rule, v, f),
+        Some(v) => holds(rule, v, f),
+        None => no_value(rule, f, now_ms),
     };
     let suffix = match event {
         "resolved" => " — resolved",
@@ -852,6 +819,101 @@ fn describe(rule: &Rule, event: &str, observed: Option<f64>, f: Option<&SeriesFa
         _ => "",
     };
     format!("{}: {who} {condition}{suffix}", rule.name)
+}
+
+/// The rule's window in words ("1h").
+fn window_of(rule: &Rule) -> HumanDuration {
+    HumanDuration(Duration::from_millis(rule.window_ms.max(0) as u64))
+}
+
+/// The condition as it holds: the firing (and repeat, suppressed) wording.
+fn holds(rule: &Rule, v: f64, f: Option<&SeriesFacts>) -> String {
+    let value = |x: f64| format_value(f.map_or("count", |f| f.unit.as_str()), x);
+    let window = window_of(rule);
+    let secs = crate::units::format_duration_rough;
+    match rule.comparison {
+        Comparison::GreaterThan => format!("is {} (above {})", value(v), value(rule.threshold)),
+        Comparison::LessThan => format!("is {} (below {})", value(v), value(rule.threshold)),
+        Comparison::PercentChange => format!(
+            "changed {v:+.1} % in {window} (threshold {:.1} %)",
+            rule.threshold
+        ),
+        Comparison::Slope => format!(
+            "grows {v:.2} %/h over {window} (trend; threshold {:.2} %/h)",
+            rule.threshold
+        ),
+        Comparison::Increase => format!(
+            "rose by {} in {window} (threshold {})",
+            value(v),
+            value(rule.threshold)
+        ),
+        Comparison::TimeToLimit => format!(
+            "reaches its limit in {} at its {window} trend (threshold {})",
+            secs(v),
+            secs(rule.threshold)
+        ),
+    }
+}
+
+/// Why a firing alert resolved while its value is still known.
+fn cleared(rule: &Rule, v: f64, f: Option<&SeriesFacts>) -> String {
+    let value = |x: f64| format_value(f.map_or("count", |f| f.unit.as_str()), x);
+    let window = window_of(rule);
+    let secs = crate::units::format_duration_rough;
+    match rule.comparison {
+        Comparison::GreaterThan => format!(
+            "is back down to {}, no longer above {}",
+            value(v),
+            value(rule.threshold)
+        ),
+        Comparison::LessThan => format!(
+            "is back up to {}, no longer below {}",
+            value(v),
+            value(rule.threshold)
+        ),
+        Comparison::PercentChange => format!(
+            "changed {v:+.1} % in {window}, under the {:.1} % threshold",
+            rule.threshold
+        ),
+        // Not `increasing` any more is observed as 0 %/h.
+        Comparison::Slope if v <= 0.0 => {
+            format!("no longer grows: its {window} trend is not increasing")
+        }
+        Comparison::Slope => format!(
+            "grows {v:.2} %/h over {window}, under the {:.2} %/h threshold",
+            rule.threshold
+        ),
+        Comparison::Increase => format!(
+            "rose by {} in {window}, under the {} threshold",
+            value(v),
+            value(rule.threshold)
+        ),
+        Comparison::TimeToLimit => format!(
+            "would reach its limit in {} at its {window} trend, later than the {} threshold",
+            secs(v),
+            secs(rule.threshold)
+        ),
+    }
+}
+
+/// Why there is no value: the target is gone, or (alive) the rule's query has none to give.
+fn no_value(rule: &Rule, f: Option<&SeriesFacts>, now_ms: i64) -> String {
+    let window = window_of(rule);
+    match f {
+        Some(f) if f.gone_ms.is_some_and(|g| g <= now_ms) => match f.kind.as_str() {
+            "cgroup" => "has no current value: the cgroup was removed".to_string(),
+            _ => "has no current value: the process exited".to_string(),
+        },
+        _ => match rule.comparison {
+            Comparison::TimeToLimit => {
+                format!("is no longer heading for its limit: its {window} trend is not increasing")
+            }
+            Comparison::Slope => {
+                format!("has too little history over {window} to judge a trend")
+            }
+            _ => "has no fresh value (no recent sample)".to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -514,3 +514,78 @@ fn evaluation_grid_keeps_its_own_points() {
         "{evaluated:?}"
     );
 }
+
+/// Evaluate every `step_ms` from T0 to T0 + `minutes`; returns (ms since T0, event, message).
+fn replay_messages(
+    h: &History,
+    rules: Vec<Rule>,
+    minutes: i64,
+    step_ms: i64,
+) -> Vec<(i64, String, String)> {
+    install(h.conn(), &rules).expect("install");
+    let engine = Engine::new(rules);
+    let mut out = Vec::new();
+    let mut now = T0;
+    while now <= T0 + minutes * MIN {
+        for e in engine.evaluate(h.conn(), now).expect("evaluate") {
+            out.push((now - T0, e.event, e.message));
+        }
+        now += step_ms;
+    }
+    out
+}
+
+#[test]
+fn a_resolution_says_why_it_resolved() {
+    // Issue 20.5: resolutions kept the firing's words ("is 85 (above 100) — resolved").
+    let h = History::new();
+    history(&h, 6, |m| if m < 2.0 { 200.0 } else { 85.0 });
+    let events = replay_messages(&h, vec![rule(ABOVE_100)], 6, 30_000);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[0].2,
+        "r: rss of process app (pid 4242) is 200 B (above 100 B)"
+    );
+    assert_eq!(
+        events[1].2,
+        "r: rss of process app (pid 4242) is back down to 85 B, no longer above 100 B — resolved"
+    );
+
+    let h = History::new();
+    history(&h, 3, |_| 200.0);
+    h.conn()
+        .execute("UPDATE targets SET gone_ms = ?1", [T0 + 3 * MIN])
+        .expect("gone");
+    let events = replay_messages(&h, vec![rule(ABOVE_100)], 5, 30_000);
+    assert_eq!(
+        events.last().map(|e| e.2.as_str()),
+        Some(
+            "r: rss of process app (pid 4242) has no current value: the process exited — resolved"
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_time_to_limit_alert_resolves_when_the_growth_stops_not_as_gone() {
+    // Issue 20.5: a time_to_limit rule resolved with "has no current value (stopped or gone)"
+    // while its target was alive and had merely stopped growing.
+    const MIB: f64 = 1024.0 * 1024.0;
+    let h = History::new();
+    // +200 MiB/h from 100 MiB for 90 minutes, then flat for two hours.
+    history(&h, 210, |m| (100.0 + 200.0 * m.min(90.0) / 60.0) * MIB);
+    let r = rule(
+        "metric = \"rss\"\ncomparison = \"time_to_limit\"\nvalue = \"4h\"\nlimit = \"1GiB\"\nwindow = \"30m\"\n",
+    );
+    let events = replay_messages(&h, vec![r], 210, MIN);
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(kinds, ["firing", "resolved"], "{events:?}");
+    assert!(
+        events[0].0 < 90 * MIN && events[1].0 > 90 * MIN,
+        "{events:?}"
+    );
+    assert_eq!(
+        events[1].2,
+        "r: rss of process app (pid 4242) is no longer heading for its limit: its 30m trend is not increasing — resolved"
+    );
+}
