@@ -479,8 +479,10 @@ impl Cleaner {
     /// settle delay), so stopping the recorder never cuts one off before it is recorded.
     pub fn finish(&self) {
         let handles = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
-        if !handles.is_empty() {
-            tracing::info!("waiting for {} cleanup run(s) to finish", handles.len());
+        // Finished runs leave their handle behind until joined: only the others are waited for.
+        let running = handles.iter().filter(|h| !h.is_finished()).count();
+        if running > 0 {
+            tracing::info!("waiting for {running} cleanup run(s) to finish");
         }
         for h in handles {
             let _ = h.join();

@@ -158,7 +158,7 @@ fn periodic_cleanup_runs_while_recording() {
                 "--interval",
                 "200ms",
                 "--duration",
-                "4s",
+                "3500ms",
                 "--no-system",
                 "--pid",
                 &hog.id().to_string(),
@@ -173,19 +173,15 @@ fn periodic_cleanup_runs_while_recording() {
     assert!(out.status.success(), "{}", stderr(&out));
     let r = runs(&s.db());
     assert!(!r.is_empty(), "no periodic cleanup ran: {}", stderr(&out));
+    // The run at 2 s ended (settle 500 ms) long before the stop at 3.5 s: nothing to wait for
+    // (issue 20.6: the stop said "waiting for 1 cleanup run(s) to finish").
+    assert_eq!(r.len(), 1, "one periodic run in 3.5 s");
+    assert!(!stderr(&out).contains("waiting for"), "{}", stderr(&out));
     assert_eq!(
         (r[0].trigger.as_str(), r[0].outcome.as_str()),
         ("periodic", "ok")
     );
     freed_about(r[0].freed, 96.0);
-    // A second run (at 4 s) had nothing left to free.
-    if let Some(second) = r.get(1) {
-        assert!(
-            second.freed.abs() < 8.0 * MIB,
-            "second run freed {}",
-            second.freed
-        );
-    }
 }
 
 #[test]
