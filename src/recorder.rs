@@ -542,12 +542,21 @@ impl Recorder {
         if let Some(pid) = self.command_pid
             && outcome.command_status.is_none()
         {
+            tracing::info!(
+                pid,
+                "the recording ends ({}) while the launched command still runs: sending it SIGTERM",
+                outcome.reason.as_str()
+            );
             // SAFETY: kill(2) with a pid we launched.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
             if let Ok(Control::CommandExited(status)) = wait_exit(&control, Duration::from_secs(10))
             {
                 outcome.command_status = Some(status);
             } else {
+                tracing::warn!(
+                    pid,
+                    "the launched command did not exit within 10 s of SIGTERM: sending SIGKILL"
+                );
                 // SAFETY: as above.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 if let Ok(Control::CommandExited(status)) =
@@ -688,7 +697,7 @@ fn wait_exit(control: &Receiver<Control>, limit: Duration) -> Result<Control, Re
 
 /// The launched command could not be started (exit code 127 when not found, 126 otherwise, as a shell).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot run {program:?}: {source}")]
+#[error("cannot run {program:?}")]
 pub struct LaunchError {
     pub program: String,
     pub code: u8,
@@ -709,6 +718,23 @@ fn launch(command: &[String]) -> Result<std::process::Child, LaunchError> {
             program,
             source,
         })
+}
+
+/// The pid of a launched command to end (SIGKILL) when dropped: a start that fails after the launch
+/// must not leave the command running unwatched.
+struct OrphanGuard(Option<u32>);
+
+impl Drop for OrphanGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            tracing::warn!(
+                pid,
+                "the recording did not start: ending the launched command"
+            );
+            // SAFETY: kill(2) with a pid we launched and have not reaped (its waiter holds it).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }
 
 /// The exit code a shell would report for this status (128 + signal number when killed).
@@ -794,11 +820,28 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
+    // What can fail comes before the launch, so a failed start never leaves the command running.
+    crate::alerts::install(store.connection(), &settings.rules)?;
+    let listener = match &settings.api {
+        Some(api) => Some(
+            rt.block_on(tokio::net::TcpListener::bind(api.listen))
+                .with_context(|| {
+                    format!(
+                        "cannot serve the API on {}: is another recorder using it? Choose another with --listen, or --no-api",
+                        api.listen
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let (control_tx, control_rx) = mpsc::channel();
     let mut command_pid = None;
+    // Ends the launched command if the start fails after the launch (disarmed once recording).
+    let mut orphan_guard = OrphanGuard(None);
     if !settings.targets.command.is_empty() {
         let mut child = launch(&settings.targets.command)?;
         let pid = child.id();
+        orphan_guard.0 = Some(pid);
         // Not yet reaped, so /proc/PID exists even if the command already exited.
         sampler.add_command(pid, Instant::now())?;
         command_pid = Some(pid);
@@ -860,22 +903,13 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
         what.join(", ")
     );
 
-    crate::alerts::install(store.connection(), &settings.rules)?;
     let shared = Shared::new(
         settings.db.clone(),
         settings.interval,
         settings.cleanup.clone(),
         settings.api.as_ref().and_then(|a| a.token.clone()),
     );
-    if let Some(api) = &settings.api {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(api.listen))
-            .with_context(|| {
-                format!(
-                    "cannot serve the API on {}: is another recorder using it? Choose another with --listen, or --no-api",
-                    api.listen
-                )
-            })?;
+    if let Some(listener) = listener {
         let addr = listener.local_addr().context("reading the API's address")?;
         tracing::info!("API listening on http://{addr}");
         let app = crate::api::router(shared.clone());
@@ -904,6 +938,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
             result
         })
         .context("starting the recorder thread")?;
+    orphan_guard.0 = None;
     rt.block_on(async {
         loop {
             tokio::select! {

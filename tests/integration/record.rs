@@ -133,6 +133,65 @@ fn missing_command_exits_127() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {}",
+        stderr(&out)
+    );
+}
+
+/// Issue 20.7: with the API port taken, `record -- CMD` exited 1 but left the command running.
+/// What can fail is started first: the command is never launched.
+#[test]
+fn a_taken_api_port_fails_before_the_command_is_launched() {
+    let s = Scratch::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let marker = s.path("launched");
+    let out = run(
+        memtrail()
+            .args(["record", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(s.db())
+            .args(["--", "sh", "-c"])
+            .arg(format!("touch {}; sleep 30", marker.display())),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve the API on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "the command was launched anyway");
+}
+
+/// Issue 20.9: `--duration` ending a still-running `-- CMD` says so (it was silent).
+#[test]
+fn a_duration_stop_says_it_ends_the_running_command() {
+    let s = Scratch::new();
+    let out = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "1s",
+                "--no-system",
+                "--db",
+            ])
+            .arg(s.db())
+            .args(["--", "sleep", "30"]),
+        Duration::from_secs(30),
+    );
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("the recording ends (duration) while the launched command still runs: sending it SIGTERM"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -245,35 +245,26 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    fn mount(test: &str, at: std::path::PathBuf, size: &str) -> Option<SmallDisk> {
+    /// Mount it, or fail the test saying why: a disk-full test that cannot fill a disk must not
+    /// pass (it needs root, as CI runs; elsewhere `--skip disk` leaves these tests out).
+    fn mount(test: &str, at: std::path::PathBuf, size: &str) -> SmallDisk {
         // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!(
-                "SKIPPED {test}: not root, so no small filesystem can be mounted to fill; the disk-full checks did not run"
-            );
-            return None;
-        }
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "{test} mounts a small tmpfs to fill and needs root (run as root, or pass `--skip disk` to leave the disk-full tests out)"
+        );
         std::fs::create_dir_all(&at).expect("mount point");
         let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&at)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(SmallDisk { dir: at }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED {test}: mounting a tmpfs failed ({}); the disk-full checks did not run",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED {test}: cannot run mount ({e}); the disk-full checks did not run"
-                );
-                None
-            }
-        }
+            .output()
+            .unwrap_or_else(|e| panic!("{test}: cannot run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "{test}: mounting a tmpfs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        SmallDisk { dir: at }
     }
 }
 
@@ -309,9 +300,7 @@ fn fill(path: &std::path::Path) {
 fn a_full_disk_holds_ticks_in_memory_and_writes_them_when_space_returns() {
     let test = "a_full_disk_holds_ticks_in_memory_and_writes_them_when_space_returns";
     let s = Scratch::new();
-    let Some(disk) = SmallDisk::mount(test, s.path("small"), "16m") else {
-        return;
-    };
+    let disk = SmallDisk::mount(test, s.path("small"), "16m");
     let db = disk.dir.join("memtrail.db");
     let api = ApiRecorder::start(&db, &["--self", "--interval", "100ms"], &[], None);
     wait_for_samples(&db, 10);
