@@ -23,39 +23,73 @@ pub struct Delivery {
 }
 
 pub struct Notifier {
-    events: Sender<AlertEvent>,
+    /// One queue per configured channel, each drained by a thread of its own.
+    channels: Vec<Sender<AlertEvent>>,
     results: Receiver<Delivery>,
 }
 
-impl Notifier {
-    /// `None` when no webhook or command is configured.
-    pub fn start(cfg: &NotifySection) -> Option<Notifier> {
-        if cfg.webhook.is_none() && cfg.command.is_none() {
-            return None;
+/// Where an alert goes besides the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Channel {
+    Webhook,
+    Command,
+}
+
+impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Command => "command",
         }
-        let (events, inbox) = mpsc::channel::<AlertEvent>();
+    }
+
+    fn configured(self, cfg: &NotifySection) -> bool {
+        match self {
+            Channel::Webhook => cfg.webhook.is_some(),
+            Channel::Command => cfg.command.is_some(),
+        }
+    }
+}
+
+impl Notifier {
+    /// `None` when no webhook or command is configured. Each channel delivers on its own thread,
+    /// so a webhook retrying with back-off never delays the command, nor the other way round.
+    pub fn start(cfg: &NotifySection) -> Option<Notifier> {
         let (outbox, results) = mpsc::channel();
-        let cfg = cfg.clone();
-        let spawned = std::thread::Builder::new()
-            .name("notifier".into())
-            .spawn(move || {
-                for ev in inbox {
-                    for d in deliver(&cfg, &ev) {
+        let mut channels = Vec::new();
+        for channel in [Channel::Webhook, Channel::Command] {
+            if !channel.configured(cfg) {
+                continue;
+            }
+            let (events, inbox) = mpsc::channel::<AlertEvent>();
+            let (cfg, outbox) = (cfg.clone(), outbox.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("notify-{}", channel.name()))
+                .spawn(move || {
+                    for ev in inbox {
+                        let Some(d) = deliver_to(channel, &cfg, &ev) else {
+                            continue;
+                        };
                         if outbox.send(d).is_err() {
                             return;
                         }
                     }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the notifier thread: {e}; alerts go to the log only");
-            return None;
+                });
+            match spawned {
+                Ok(_) => channels.push(events),
+                Err(e) => tracing::error!(
+                    "cannot start the {} notifier thread: {e}; those alerts go to the log only",
+                    channel.name()
+                ),
+            }
         }
-        Some(Notifier { events, results })
+        (!channels.is_empty()).then_some(Notifier { channels, results })
     }
 
     pub fn send(&self, ev: AlertEvent) {
-        let _ = self.events.send(ev);
+        for ch in &self.channels {
+            let _ = ch.send(ev.clone());
+        }
     }
 
     /// Outcomes finished since the last call.
@@ -67,9 +101,9 @@ impl Notifier {
     /// alert of the last tick's evaluation is still running its command), and return every
     /// outcome not yet taken, and whether some delivery was still running when the wait ended.
     pub fn finish(self, within: Duration) -> (Vec<Delivery>, bool) {
-        let Notifier { events, results } = self;
-        // The thread delivers what is queued, then ends, which closes `results`.
-        drop(events);
+        let Notifier { channels, results } = self;
+        // Each thread delivers what is queued, then ends; the last one closes `results`.
+        drop(channels);
         let deadline = std::time::Instant::now() + within;
         let mut out = Vec::new();
         loop {
@@ -83,22 +117,23 @@ impl Notifier {
     }
 }
 
-/// Deliver one alert to every channel its rule names (blocking; used by the notifier thread).
-pub fn deliver(cfg: &NotifySection, ev: &AlertEvent) -> Vec<Delivery> {
-    let mut out = Vec::new();
-    if let Some(url) = &cfg.webhook
-        && ev.actions.iter().any(|a| a == "webhook")
-    {
-        let timeout = cfg.webhook_timeout.map_or(Duration::from_secs(5), |d| d.0);
-        out.push(webhook(url, timeout, cfg.webhook_retries.unwrap_or(3), ev));
+/// Deliver one alert to `channel` if its rule names it (blocking; on that channel's thread).
+fn deliver_to(channel: Channel, cfg: &NotifySection, ev: &AlertEvent) -> Option<Delivery> {
+    if !ev.actions.iter().any(|a| a == channel.name()) {
+        return None;
     }
-    if let Some(cmd) = &cfg.command
-        && ev.actions.iter().any(|a| a == "command")
-    {
-        let timeout = cfg.command_timeout.map_or(Duration::from_secs(30), |d| d.0);
-        out.push(command(cmd, timeout, ev));
+    match channel {
+        Channel::Webhook => {
+            let url = cfg.webhook.as_deref()?;
+            let timeout = cfg.webhook_timeout.map_or(Duration::from_secs(5), |d| d.0);
+            Some(webhook(url, timeout, cfg.webhook_retries.unwrap_or(3), ev))
+        }
+        Channel::Command => {
+            let cmd = cfg.command.as_deref()?;
+            let timeout = cfg.command_timeout.map_or(Duration::from_secs(30), |d| d.0);
+            Some(command(cmd, timeout, ev))
+        }
     }
-    out
 }
 
 fn now_ms() -> i64 {
@@ -163,15 +198,20 @@ fn command(cmd: &str, timeout: Duration, ev: &AlertEvent) -> Delivery {
             false,
             format!("exit {}: {}", s.code().unwrap_or(-1), r.output),
         ),
-        ShellOutcome::TimedOut => {
-            tracing::warn!(cmd, "alert command timed out after {timeout:?}; killed");
-            (
-                false,
-                format!("timed out after {}s; killed", timeout.as_secs_f64()),
-            )
-        }
+        ShellOutcome::TimedOut => (
+            false,
+            format!("timed out after {}s; killed", timeout.as_secs_f64()),
+        ),
         ShellOutcome::NotStarted(why) => (false, why),
     };
+    if !ok {
+        tracing::warn!(
+            cmd,
+            alert = ev.id,
+            "alert command failed: {}",
+            exec::truncate(&detail, 200)
+        );
+    }
     Delivery {
         alert_id: ev.id,
         ts_ms: now_ms(),
@@ -298,6 +338,42 @@ mod tests {
         n.send(event());
         let (done, cut_short) = n.finish(Duration::from_millis(200));
         assert_eq!((done.len(), cut_short), (0, true));
+    }
+
+    #[test]
+    fn a_failing_webhook_does_not_delay_the_command() {
+        // Issue 20.8: both channels ran on one thread, so the command waited out the webhook's
+        // retries (1 s + 2 s back-off here).
+        let (url, server) = server(vec![503, 503, 503]);
+        let n = Notifier::start(&NotifySection {
+            webhook: Some(url),
+            webhook_retries: Some(2),
+            command: Some("echo delivered".into()),
+            ..NotifySection::default()
+        })
+        .expect("notifier");
+        let started = Instant::now();
+        n.send(event());
+        let mut got = Vec::new();
+        while got.is_empty() && started.elapsed() < Duration::from_secs(10) {
+            got = n.finished();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].channel, got[0].ok), ("command", true), "{got:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "the command waited {:?}",
+            started.elapsed()
+        );
+        let (rest, cut_short) = n.finish(Duration::from_secs(20));
+        assert!(!cut_short);
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        assert_eq!(
+            (rest[0].channel, rest[0].ok, rest[0].attempts),
+            ("webhook", false, 3)
+        );
+        server.join().expect("server");
     }
 
     #[test]

@@ -426,3 +426,39 @@ fn a_backtest_of_a_recording_reproduces_the_live_alerts() {
         "the recording's evaluation interval"
     );
 }
+
+/// Issue 20.8: a failing alert command was written to `notifications` but never logged.
+#[test]
+fn a_failing_alert_command_is_logged() {
+    let s = Scratch::new();
+    let config = s.path("memtrail.toml");
+    std::fs::write(
+        &config,
+        "[alerts]\ndefault_rules = false\n\n[notify]\ncommand = \"echo no route to pager >&2; exit 3\"\n\n\
+         [[rules]]\nname = \"hog_above_40mib\"\nmetric = \"rss\"\ntarget = \"memhog\"\ncomparison = \"greater_than\"\nvalue = \"40MiB\"\n",
+    )
+    .expect("config");
+    let out = run(
+        memtrail()
+            .args(["record", "--interval", "100ms", "--no-system", "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(s.db())
+            .args([
+                "--", MEMHOG, "--steps", "1", "--step", "64MiB", "--hold", "1500ms",
+            ]),
+        Duration::from_secs(30),
+    );
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("ALERT hog_above_40mib"), "{log}");
+    assert!(
+        log.contains("alert command failed: exit 3: no route to pager"),
+        "{log}"
+    );
+    let failed = count(
+        &open(&s.db()),
+        "SELECT count(*) FROM notifications WHERE channel = 'command' AND ok = 0",
+    );
+    assert!(failed >= 1, "{failed}");
+}
