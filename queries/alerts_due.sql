@@ -6,8 +6,8 @@
 --   repeat      still firing, and `repeat` has passed since the last notification
 --   resolved    firing, and the value crossed back by the hysteresis margin (or is gone)
 --
--- Parameters (name = default):
---   :now_ms = now          the evaluation time (Unix ms)
+-- Parameters (name = default  kind):
+--   :now_ms = now  time  the evaluation time (Unix ms)
 -- Result columns:
 --   rule, series_id, event, observed, threshold, comparison, severity, actions,
 --   pending_since_ms, firing_since_ms

@@ -1,10 +1,10 @@
 -- cleanups: cleanup runs with the memory they freed, newest first.
 --
--- Parameters (name = default):
---   :now_ms = now          runs started at or before this time (Unix ms)
---   :since_ms = NULL       only runs started at or after this time (NULL = all)
---   :trigger = NULL        only this trigger (periodic, manual, alert)
---   :target = NULL         only this target name
+-- Parameters (name = default  kind):
+--   :now_ms = now     time  runs started at or before this time (Unix ms)
+--   :since_ms = NULL  time  only runs started at or after this time (NULL = all)
+--   :trigger = NULL   text  only this trigger (periodic, manual, alert)
+--   :target = NULL    text  only this target name
 -- Result columns:
 --   id, trigger, rule, level, target, pid, actions, started_ms, ended_ms, duration_ms, outcome,
 --   exit_code, http_status, rss_before, rss_after, freed_bytes, freed_pct

@@ -3,15 +3,15 @@
 -- one pass over the samples plus one primary-key seek per bucket between a series' first and last
 -- sample in the range, so a tiny :bucket_ms over a long, sparse range costs more than it saves.
 --
--- Parameters (name = default):
---   :from_ms = required     start of the range (Unix ms, inclusive)
---   :to_ms = now            end of the range (Unix ms, exclusive)
---   :bucket_ms = 60000      bucket width (1 min); buckets start at :from_ms
---   :series_id = NULL       only this series
---   :metric = NULL          only this metric
---   :kind = NULL            only targets of this kind
---   :target = NULL          only targets with this name
---   :pid = NULL             only this pid
+-- Parameters (name = default  kind):
+--   :from_ms = required  time      start of the range (Unix ms, inclusive)
+--   :to_ms = now         time      end of the range (Unix ms, exclusive)
+--   :bucket_ms = 60000   duration  bucket width (1 min); buckets start at :from_ms
+--   :series_id = NULL    integer   only this series
+--   :metric = NULL       text      only this metric
+--   :kind = NULL         text      only targets of this kind
+--   :target = NULL       text      only targets with this name
+--   :pid = NULL          integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, bucket_ms (bucket start), min, avg, max, samples
 WITH sel AS MATERIALIZED (

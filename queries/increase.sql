@@ -3,14 +3,14 @@
 -- as growth. Growth before the window (or before memtrail first saw the counter) is not counted,
 -- so `increase > 0` on oom_kill means "a new OOM kill in the window".
 --
--- Parameters (name = default):
---   :now_ms = now           as of this time (Unix ms)
---   :window_ms = 300000     the window (5 min)
---   :series_id = NULL       only this series
---   :metric = NULL          only this metric
---   :kind = NULL            only targets of this kind
---   :target = NULL          only targets with this name
---   :pid = NULL             only this pid
+-- Parameters (name = default  kind):
+--   :now_ms = now        time      as of this time (Unix ms)
+--   :window_ms = 300000  duration  the window (5 min)
+--   :series_id = NULL    integer   only this series
+--   :metric = NULL       text      only this metric
+--   :kind = NULL         text      only targets of this kind
+--   :target = NULL       text      only targets with this name
+--   :pid = NULL          integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, first_value,
 --   last_value, increase

@@ -1,13 +1,13 @@
 -- latest: the newest value of each series.
 --
--- Parameters (name = default):
---   :now_ms = now          as of this time (Unix ms): only samples at or before it count
---   :max_age_ms = NULL     leave out series whose newest sample is older than this (NULL = any age)
---   :series_id = NULL      only this series
---   :metric = NULL         only this metric (rss, mem_used_percent, ...)
---   :kind = NULL           only targets of this kind (process, system, custom)
---   :target = NULL         only targets with this name
---   :pid = NULL            only this pid
+-- Parameters (name = default  kind):
+--   :now_ms = now       time      as of this time (Unix ms): only samples at or before it count
+--   :max_age_ms = NULL  duration  leave out series whose newest sample is older than this (NULL = any age)
+--   :series_id = NULL   integer   only this series
+--   :metric = NULL      text      only this metric (rss, mem_used_percent, ...)
+--   :kind = NULL        text      only targets of this kind (process, system, custom)
+--   :target = NULL      text      only targets with this name
+--   :pid = NULL         integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, ts_ms, value
 WITH sel AS (

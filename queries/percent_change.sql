@@ -5,17 +5,17 @@
 -- garbage-collector peak cannot make a change on its own. A series is reported only once its
 -- samples cover at least :min_coverage of the window: no false growth right after start.
 --
--- Parameters (name = default):
---   :now_ms = now           as of this time (Unix ms)
---   :window_ms = 600000     the window (10 min)
---   :min_coverage = 0.9     the samples must span at least this fraction of the window
---   :end_fraction = 0.2     each end's slice, as a fraction of the window
---   :points = 15            instants per end whose samples give its median
---   :series_id = NULL       only this series
---   :metric = NULL          only this metric
---   :kind = NULL            only targets of this kind
---   :target = NULL          only targets with this name
---   :pid = NULL             only this pid
+-- Parameters (name = default  kind):
+--   :now_ms = now        time      as of this time (Unix ms)
+--   :window_ms = 600000  duration  the window (10 min)
+--   :min_coverage = 0.9  number    the samples must span at least this fraction of the window
+--   :end_fraction = 0.2  number    each end's slice, as a fraction of the window
+--   :points = 15         integer   instants per end whose samples give its median
+--   :series_id = NULL    integer   only this series
+--   :metric = NULL       text      only this metric
+--   :kind = NULL         text      only targets of this kind
+--   :target = NULL       text      only targets with this name
+--   :pid = NULL          integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, first_ts_ms, first_value (the start's median),
 --   ts_ms, value (the end's median), coverage (0-1), percent_change (NULL when the start is 0)

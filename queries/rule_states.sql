@@ -1,8 +1,8 @@
 -- rule_states: every rule in force and its state on each series it watches: firing (since when),
 -- cooldown (until when a new firing would be held back), pending (its `for` has not passed), or ok.
 --
--- Parameters (name = default):
---   :now_ms = now          the time "now" (Unix ms)
+-- Parameters (name = default  kind):
+--   :now_ms = now  time  the time "now" (Unix ms)
 -- Result columns:
 --   rule, severity, comparison, threshold, series_id, kind, target, pid, metric, observed, state,
 --   pending_since_ms, firing_since_ms, cooldown_until_ms

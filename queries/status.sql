@@ -1,8 +1,8 @@
 -- status: per series, the newest value, the min and max over a recent window, and the sample count.
 --
--- Parameters (name = default):
---   :now_ms = now           the time "now" (Unix ms)
---   :window_ms = 3600000    how far back min/max look (memtrail status uses one hour)
+-- Parameters (name = default  kind):
+--   :now_ms = now         time      the time "now" (Unix ms)
+--   :window_ms = 3600000  duration  how far back min/max look (memtrail status uses one hour)
 -- Result columns:
 --   series_id, kind, target, pid, gone_ms, metric, unit,
 --   latest_ts_ms, latest, window_min, window_max (NULL when no sample in the window), samples

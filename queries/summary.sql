@@ -1,14 +1,14 @@
 -- summary: each series over a time range: how many samples, min, max, average, first and last
 -- value, and the change from first to last in percent. For reports.
 --
--- Parameters (name = default):
---   :from_ms = required     start of the range (Unix ms, inclusive)
---   :to_ms = now            end of the range (Unix ms, inclusive)
---   :series_id = NULL       only this series
---   :metric = NULL          only this metric
---   :kind = NULL            only targets of this kind
---   :target = NULL          only targets with this name
---   :pid = NULL             only this pid
+-- Parameters (name = default  kind):
+--   :from_ms = required  time     start of the range (Unix ms, inclusive)
+--   :to_ms = now         time     end of the range (Unix ms, inclusive)
+--   :series_id = NULL    integer  only this series
+--   :metric = NULL       text     only this metric
+--   :kind = NULL         text     only targets of this kind
+--   :target = NULL       text     only targets with this name
+--   :pid = NULL          integer  only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, min, max, avg, first_ts_ms, first,
 --   last_ts_ms, last, change_pct

@@ -1,15 +1,15 @@
 -- threshold: the newest value of each series compared with a threshold.
 --
--- Parameters (name = default):
---   :threshold = required       the value to compare with, in the series' unit (bytes, percent, count)
---   :comparison = greater_than  greater_than or less_than
---   :now_ms = now               as of this time (Unix ms)
---   :max_age_ms = 120000        leave out series with no sample this recent (stopped, exited)
---   :series_id = NULL           only this series
---   :metric = NULL              only this metric
---   :kind = NULL                only targets of this kind
---   :target = NULL              only targets with this name
---   :pid = NULL                 only this pid
+-- Parameters (name = default  kind):
+--   :threshold = required       size      the value to compare with, in the series' unit (bytes, percent, count)
+--   :comparison = greater_than  text      greater_than or less_than
+--   :now_ms = now               time      as of this time (Unix ms)
+--   :max_age_ms = 120000        duration  leave out series with no sample this recent (stopped, exited)
+--   :series_id = NULL           integer   only this series
+--   :metric = NULL              text      only this metric
+--   :kind = NULL                text      only targets of this kind
+--   :target = NULL              text      only targets with this name
+--   :pid = NULL                 integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, ts_ms, value, threshold, comparison,
 --   holds (1 when the value is beyond the threshold)

@@ -4,18 +4,18 @@
 -- is available or a capacity (mem_available, mem_total, swap_total, limit, high, has_limit).
 -- Rules and the API use `trend`'s robust projection instead; this is the Prometheus-style one.
 --
--- Parameters (name = default):
---   :now_ms = now           as of this time (Unix ms)
---   :window_ms = 3600000    the window the line is fitted over (1 h)
---   :limit = NULL           the limit in the series' unit; NULL = the target's own `limit` series
---                           (a cgroup's memory limit) for bytes series, else the system's total
---                           memory; 100 for percent series
---   :min_samples = 10       fewer samples in the window: no prediction
---   :series_id = NULL       only this series
---   :metric = NULL          only this metric
---   :kind = NULL            only targets of this kind
---   :target = NULL          only targets with this name
---   :pid = NULL             only this pid
+-- Parameters (name = default  kind):
+--   :now_ms = now         time      as of this time (Unix ms)
+--   :window_ms = 3600000  duration  the window the line is fitted over (1 h)
+--   :limit = NULL         size      the limit in the series' unit; NULL = the target's own `limit` series
+--                                   (a cgroup's memory limit) for bytes series, else the system's total
+--                                   memory; 100 for percent series
+--   :min_samples = 10     integer   fewer samples in the window: no prediction
+--   :series_id = NULL     integer   only this series
+--   :metric = NULL        text      only this metric
+--   :kind = NULL          text      only targets of this kind
+--   :target = NULL        text      only targets with this name
+--   :pid = NULL           integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, last_ts_ms, fitted_now, slope_per_hour,
 --   limit_value, seconds_to_limit, limit_at_ms

@@ -41,26 +41,26 @@
 --   stable             otherwise
 -- accelerating is 1 for an increasing series whose late slope is at least twice its early one.
 --
--- Parameters (name = default):
---   :now_ms = now              as of this time (Unix ms)
---   :window_ms = 3600000       the window (1 h)
---   :buckets = 12              slices of the window
---   :points = 20               instants per slice whose samples give the slice's median
---   :min_samples = 20          fewer samples in the window: insufficient_data
---   :min_span_ms = 180000      samples spanning less than this (3 min): insufficient_data
---   :min_coverage = 0.5        an older target's samples must span this fraction of the window
---   :min_z = 2.33              Mann-Kendall z needed for a rising or falling verdict
---   :min_pct_per_hour = 1.0    Theil-Sen slope needed (percent of the level per hour)
---   :min_growth_pct = 1.0      growth over the span, and margin over the prior high (percent)
---   :lookback_ms = 21600000    history before the window whose range growth must leave (6 h)
---   :lookback_groups = 144     at most this many groups of the lookback, each a level
---   :lookback_points = 8       instants per lookback group
---   :limit = NULL              the limit for seconds_to_limit (default: below)
---   :series_id = NULL          only this series
---   :metric = NULL             only this metric
---   :kind = NULL               only targets of this kind
---   :target = NULL             only targets with this name
---   :pid = NULL                only this pid
+-- Parameters (name = default  kind):
+--   :now_ms = now            time      as of this time (Unix ms)
+--   :window_ms = 3600000     duration  the window (1 h)
+--   :buckets = 12            integer   slices of the window
+--   :points = 20             integer   instants per slice whose samples give the slice's median
+--   :min_samples = 20        integer   fewer samples in the window: insufficient_data
+--   :min_span_ms = 180000    duration  samples spanning less than this (3 min): insufficient_data
+--   :min_coverage = 0.5      number    an older target's samples must span this fraction of the window
+--   :min_z = 2.33            number    Mann-Kendall z needed for a rising or falling verdict
+--   :min_pct_per_hour = 1.0  number    Theil-Sen slope needed (percent of the level per hour)
+--   :min_growth_pct = 1.0    number    growth over the span, and margin over the prior high (percent)
+--   :lookback_ms = 21600000  duration  history before the window whose range growth must leave (6 h)
+--   :lookback_groups = 144   integer   at most this many groups of the lookback, each a level
+--   :lookback_points = 8     integer   instants per lookback group
+--   :limit = NULL            size      the limit for seconds_to_limit (default: below)
+--   :series_id = NULL        integer   only this series
+--   :metric = NULL           text      only this metric
+--   :kind = NULL             text      only targets of this kind
+--   :target = NULL           text      only targets with this name
+--   :pid = NULL              integer   only this pid
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage (span
 --   over the window), mean (of the slice levels), slope_per_hour (Theil-Sen, units/h),

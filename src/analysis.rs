@@ -1,6 +1,7 @@
 //! The analysis catalog: the named queries of `queries/*.sql`, their parameters as declared in each
-//! file's header (`--   :name = default   what it means`), and turning parameter text from the
-//! command line (`window_ms=10m`, `threshold=1GiB`, `now_ms=2026-11-25T04:00:00Z`) into values.
+//! file's header (`--   :name = default  kind  what it means`), and turning parameter text from
+//! the command line (`window_ms=10m`, `threshold=1GiB`, `now_ms=2026-11-25T04:00:00Z`) into values
+//! of the declared kind, or a clear error naming the parameter.
 //! The SQL does the analysis; this module only finds, fills and runs it.
 
 use rusqlite::Connection;
@@ -27,6 +28,12 @@ pub enum AnalysisError {
     },
     #[error("--param {0:?} is not NAME=VALUE")]
     BadParam(String),
+    #[error("--param {param}={value:?} is not {}: {param} takes {}", kind.article(), kind.forms())]
+    BadValue {
+        param: String,
+        value: String,
+        kind: Kind,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,10 +46,75 @@ pub enum Default {
     Value(Cell),
 }
 
+/// What a parameter's value is, as its header declares it (the word after the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A point in time, stored as Unix ms (`now`, `-2h`, RFC 3339, ...: `units::parse_time`).
+    Time,
+    /// A length of time, stored as ms (`10m`, or a plain number of ms).
+    Duration,
+    /// A number in the series' unit, which may carry a size unit (`1GiB`, `85.5`).
+    Size,
+    /// A whole number (an id, a count).
+    Integer,
+    /// Any number.
+    Number,
+    Text,
+}
+
+impl Kind {
+    fn parse(word: &str) -> Option<Kind> {
+        Some(match word {
+            "time" => Kind::Time,
+            "duration" => Kind::Duration,
+            "size" => Kind::Size,
+            "integer" => Kind::Integer,
+            "number" => Kind::Number,
+            "text" => Kind::Text,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Time => "time",
+            Kind::Duration => "duration",
+            Kind::Size => "size",
+            Kind::Integer => "integer",
+            Kind::Number => "number",
+            Kind::Text => "text",
+        }
+    }
+
+    fn article(self) -> &'static str {
+        match self {
+            Kind::Time => "a time",
+            Kind::Duration => "a duration",
+            Kind::Size => "a size or number",
+            Kind::Integer => "a whole number",
+            Kind::Number => "a number",
+            Kind::Text => "text",
+        }
+    }
+
+    fn forms(self) -> &'static str {
+        match self {
+            Kind::Time => crate::units::TIME_FORMS,
+            Kind::Duration => "a duration (500ms, 10m, 1h30m) or a number of ms",
+            Kind::Size => "a number in the series' unit, with a size unit for bytes (1GiB, 512MB)",
+            Kind::Integer => "a whole number (e.g. 4242)",
+            Kind::Number => "a number (e.g. 0.5, 2.33)",
+            Kind::Text => "any text",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
     pub name: String,
     pub default: Default,
+    /// `None` when the header names no kind (a test keeps every header declaring one).
+    pub kind: Option<Kind>,
     pub doc: String,
 }
 
@@ -99,7 +171,10 @@ pub fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery {
             continue;
         };
         let after = after.trim();
-        let (default, doc) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+        let (default, rest) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+        let rest = rest.trim();
+        let (word, doc) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let kind = Kind::parse(word);
         params.push(Param {
             name: pname.trim().to_string(),
             default: match default {
@@ -107,7 +182,8 @@ pub fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery {
                 "required" => Default::Required,
                 other => Default::Value(literal(other)),
             },
-            doc: doc.trim().to_string(),
+            kind,
+            doc: if kind.is_some() { doc } else { rest }.trim().to_string(),
         });
     }
     NamedQuery {
@@ -130,37 +206,34 @@ fn literal(text: &str) -> Cell {
     }
 }
 
-/// A parameter value written by a person. `*_ms` parameters take durations (`10m`) or, for
-/// points in time (`now_ms`, `from_ms`, `to_ms`), RFC 3339 times or a duration ago (`-2h`);
-/// other numbers may carry a size unit (`1GiB`).
-pub fn parse_value(name: &str, text: &str, now_ms: i64) -> Cell {
+/// A parameter value written by a person, read as its declared kind; `NULL` clears any parameter.
+/// `None` when the text is not of that kind.
+pub fn parse_value(kind: Kind, text: &str, now_ms: i64) -> Option<Cell> {
     let text = text.trim();
-    let plain = literal(text);
-    if !matches!(plain, Cell::Text(_)) {
-        return plain;
+    if text.eq_ignore_ascii_case("null") {
+        return Some(Cell::Null);
     }
-    let is_time = matches!(name, "now_ms" | "from_ms" | "to_ms");
-    if name.ends_with("_ms") {
-        if is_time {
-            if text == "now" {
-                return Cell::Int(now_ms);
-            }
-            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-                return Cell::Int(t.timestamp_millis());
-            }
-            if let Some(ago) = text.strip_prefix('-')
-                && let Ok(d) = ago.parse::<HumanDuration>()
-            {
-                return Cell::Int(now_ms - d.0.as_millis() as i64);
-            }
-        } else if let Ok(d) = text.parse::<HumanDuration>() {
-            return Cell::Int(d.0.as_millis() as i64);
+    let number = || match literal(text) {
+        Cell::Int(i) => Some(Cell::Int(i)),
+        Cell::Real(f) if f.is_finite() => Some(Cell::Real(f)),
+        _ => None,
+    };
+    match kind {
+        Kind::Time => crate::units::parse_time(text, now_ms).map(Cell::Int),
+        Kind::Duration => match literal(text) {
+            Cell::Int(ms) if ms >= 0 => Some(Cell::Int(ms)),
+            _ => text
+                .parse::<HumanDuration>()
+                .ok()
+                .map(|d| Cell::Int(d.0.as_millis() as i64)),
+        },
+        Kind::Size => {
+            number().or_else(|| text.parse::<ByteSize>().ok().map(|b| Cell::Int(b.0 as i64)))
         }
+        Kind::Integer => text.parse::<i64>().ok().map(Cell::Int),
+        Kind::Number => number(),
+        Kind::Text => Some(Cell::Text(text.to_string())),
     }
-    if let Ok(b) = text.parse::<ByteSize>() {
-        return Cell::Int(b.0 as i64);
-    }
-    plain
 }
 
 impl NamedQuery {
@@ -212,7 +285,17 @@ impl NamedQuery {
                     .split_once('=')
                     .ok_or_else(|| AnalysisError::BadParam(t.clone()))?;
                 let name = name.trim().trim_start_matches(':').to_string();
-                let cell = parse_value(&name, value, now_ms);
+                // An unknown name is reported by `bind`, with the names the query takes.
+                let Some(p) = self.params.iter().find(|p| p.name == name) else {
+                    return Ok((name, Cell::Text(value.to_string())));
+                };
+                let kind = p.kind.unwrap_or(Kind::Text);
+                let cell =
+                    parse_value(kind, value, now_ms).ok_or_else(|| AnalysisError::BadValue {
+                        param: name.clone(),
+                        value: value.trim().to_string(),
+                        kind,
+                    })?;
                 Ok((name, cell))
             })
             .collect()

@@ -298,9 +298,9 @@ struct ReportArgs {
     #[command(flatten)]
     db: DbArg,
     /// The range: this long before --to (or now).
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    #[arg(long, value_name = "DURATION", conflicts_with = "from", value_parser = since_duration)]
     since: Option<HumanDuration>,
-    /// Start of the range (RFC 3339 or Unix time) [default: 24h before --to]
+    /// Start of the range (a time: RFC 3339, YYYY-MM-DD[ HH:MM], Unix time, -2h, ...) [default: 24h before --to]
     #[arg(long)]
     from: Option<String>,
     /// End of the range [default: now]
@@ -333,7 +333,7 @@ struct BacktestArgs {
     /// Time between evaluations [default: the evaluation interval the recording ran at, else 1m]
     #[arg(long, value_name = "DURATION")]
     step: Option<HumanDuration>,
-    /// Start of the replay (RFC 3339 or Unix time) [default: the first sample]
+    /// Start of the replay (a time: RFC 3339, YYYY-MM-DD[ HH:MM], Unix time, -2h, ...) [default: the first sample]
     #[arg(long)]
     from: Option<String>,
     /// End of the replay [default: the last sample]
@@ -344,13 +344,23 @@ struct BacktestArgs {
     format: OutFormat,
 }
 
+/// `--since` takes how far back; a time given there is pointed to `--from`.
+fn since_duration(text: &str) -> Result<HumanDuration, String> {
+    text.parse::<HumanDuration>().map_err(|e| {
+        format!(
+            "{e}; --since takes how far back from --to (2h, 1d); for a point in time use --from (e.g. --from 2026-12-01 or --from -1d)"
+        )
+    })
+}
+
 fn time_arg(name: &str, value: &Option<String>) -> Result<Option<i64>, UsageError> {
     value
         .as_deref()
         .map(|v| {
-            crate::import::parse_timestamp(v).ok_or_else(|| {
+            crate::units::parse_time(v, crate::recorder::now_ms()).ok_or_else(|| {
                 UsageError(format!(
-                    "--{name} {v:?} is not a time: use RFC 3339 (2026-11-25T04:00:00Z) or Unix seconds/ms"
+                    "--{name} {v:?} is not a time: use {}",
+                    crate::units::TIME_FORMS
                 ))
             })
         })
@@ -714,7 +724,8 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                     Default::Value(Cell::Real(v)) => v.to_string(),
                     Default::Value(Cell::Text(t)) => t.clone(),
                 };
-                println!("    {:<18} = {:<12} {}", p.name, default, p.doc);
+                let kind = p.kind.map_or("text", |k| k.as_str());
+                println!("    {:<18} = {:<12} {kind:<8} {}", p.name, default, p.doc);
             }
         }
         return Ok(ExitCode::SUCCESS);

@@ -144,22 +144,9 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-/// A timestamp: Unix milliseconds (an integer from 10^11 up), Unix seconds, or RFC 3339.
+/// A timestamp in a file: any absolute form of the one time grammar (`units::parse_instant`).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(if i.abs() >= 100_000_000_000 {
-            i
-        } else {
-            i * 1000
-        });
-    }
-    if let Ok(f) = s.parse::<f64>() {
-        return f.is_finite().then(|| (f * 1000.0).round() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    crate::units::parse_instant(s)
 }
 
 fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError> {
@@ -184,7 +171,7 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
         }
         let ts = parse_timestamp(&f[0]).ok_or_else(|| {
             err(format!(
-                "bad timestamp {:?}: use Unix ms, Unix seconds or RFC 3339",
+                "bad timestamp {:?}: use Unix ms, Unix seconds, RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (UTC unless an offset follows) or memtrail's own form (2026-12-01 20:10:26 UTC)",
                 f[0]
             ))
         })?;

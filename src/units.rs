@@ -1,6 +1,8 @@
-//! Human-written quantities: durations (`100ms`, `5s`, `1h30m`, `7d`) and sizes (`512MiB`, `2GB`,
-//! `1048576`). Used by the command line and the config file alike, so both reject the same
-//! malformed input with the same message.
+//! Human-written quantities: durations (`100ms`, `5s`, `1h30m`, `7d`), sizes (`512MiB`, `2GB`,
+//! `1048576`) and points in time (one grammar for `--from/--to`, `--param`, import: RFC 3339,
+//! `YYYY-MM-DD[ HH:MM[:SS]]`, memtrail's printed form, Unix seconds or ms, `now`, `-2h`). Used by
+//! the command line and the config file alike, so both reject the same malformed input with the
+//! same message.
 
 use std::fmt;
 use std::str::FromStr;
@@ -159,6 +161,83 @@ pub fn format_bytes(bytes: f64) -> String {
     }
 }
 
+/// The time forms every time input takes, for error messages.
+pub const TIME_FORMS: &str = "RFC 3339 (2026-12-01T20:10:26Z, any offset), YYYY-MM-DD, \
+     YYYY-MM-DD HH:MM[:SS] (UTC unless an offset follows), memtrail's own form \
+     (2026-12-01 20:10:26 UTC), Unix seconds or ms, or relative (now, -2h, 2h ago)";
+
+/// A point in time written by a person, as Unix ms: an absolute time (see `parse_instant`), or
+/// one relative to `now_ms`: `now`, `-2h`, `now-2h`, `2h ago`.
+pub fn parse_time(text: &str, now_ms: i64) -> Option<i64> {
+    let s = text.trim();
+    if s.eq_ignore_ascii_case("now") {
+        return Some(now_ms);
+    }
+    let ago = s
+        .strip_prefix("now-")
+        .or_else(|| s.strip_prefix("now -"))
+        .or_else(|| s.strip_prefix('-'))
+        .or_else(|| s.strip_suffix(" ago"));
+    if let Some(d) = ago.and_then(|d| d.trim().parse::<HumanDuration>().ok()) {
+        return Some(now_ms.saturating_sub(d.0.as_millis() as i64));
+    }
+    parse_instant(s)
+}
+
+/// An absolute point in time, as Unix ms: Unix ms (an integer from 10^11 up) or seconds (with a
+/// fraction, too); RFC 3339 with any offset; `YYYY-MM-DD` (midnight UTC); `YYYY-MM-DD HH:MM[:SS]`
+/// with `T` or a space, UTC unless an offset follows; memtrail's printed `... UTC`.
+pub fn parse_instant(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let s = text.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(if i.abs() >= 100_000_000_000 {
+            i
+        } else {
+            i.checked_mul(1000)?
+        });
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        return (f.is_finite() && f.abs() < 1e14).then(|| (f * 1000.0).round() as i64);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    let utc = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix("Z"))
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s)
+        .trim_end();
+    if let Ok(d) = NaiveDate::parse_from_str(utc, "%Y-%m-%d") {
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
+    }
+    for form in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(utc, form) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    // With an offset (`+02:00`, `+0200`, after a space or not).
+    for form in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+        "%Y-%m-%d %H:%M %#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, form) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +313,50 @@ mod tests {
         assert_eq!(format_bytes(812.0), "812 B");
         assert_eq!(format_bytes(1536.0), "1.5 KiB");
         assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+
+    #[test]
+    fn every_time_form_parses_to_the_same_instant() {
+        // 2026-12-01 20:10:26 UTC
+        const T: i64 = 1_796_155_826_000;
+        for text in [
+            "2026-12-01T20:10:26Z",
+            "2026-12-01T21:10:26+01:00",
+            "2026-12-01T15:10:26-05:00",
+            "2026-12-01 20:10:26",
+            "2026-12-01T20:10:26",
+            "2026-12-01 20:10:26 UTC",
+            "2026-12-01 22:10:26+02:00",
+            "2026-12-01 22:10:26 +0200",
+            "1796155826",
+            "1796155826000",
+            "1796155826.0",
+        ] {
+            assert_eq!(parse_time(text, 0), Some(T), "{text}");
+        }
+        assert_eq!(parse_time("2026-12-01 20:10", 0), Some(T - 26_000));
+        assert_eq!(
+            parse_time("2026-12-01", 0),
+            Some(T - (20 * 3600 + 10 * 60 + 26) * 1000)
+        );
+        assert_eq!(parse_time("2026-12-01T20:10:26.5Z", 0), Some(T + 500));
+        for text in ["now", "-2h", "now-2h", "2h ago", "now - 90m"] {
+            assert!(parse_time(text, T).is_some_and(|t| t <= T), "{text}");
+        }
+        assert_eq!(parse_time("-2h", T), Some(T - 7_200_000));
+        assert_eq!(parse_time("2h ago", T), Some(T - 7_200_000));
+        for bad in [
+            "yesterday",
+            "10minutes",
+            "2026-13-01",
+            "2026-12-01 25:00",
+            "",
+            "-",
+            "1e300",
+        ] {
+            assert_eq!(parse_time(bad, T), None, "{bad}");
+        }
+        // Files (import) take absolute times only.
+        assert_eq!(parse_instant("-2h"), None);
     }
 }

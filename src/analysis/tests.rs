@@ -123,17 +123,60 @@ fn headers_declare_every_parameter_each_query_uses() {
 #[test]
 fn parameter_text_is_read_by_kind() {
     let now = T0;
-    assert_eq!(parse_value("window_ms", "10m", now), Cell::Int(600_000));
-    assert_eq!(parse_value("window_ms", "600000", now), Cell::Int(600_000));
-    assert_eq!(parse_value("now_ms", "-1h", now), Cell::Int(T0 - 3_600_000));
+    let v = |k, t| parse_value(k, t, now);
+    assert_eq!(v(Kind::Duration, "10m"), Some(Cell::Int(600_000)));
+    assert_eq!(v(Kind::Duration, "600000"), Some(Cell::Int(600_000)));
+    assert_eq!(v(Kind::Time, "-1h"), Some(Cell::Int(T0 - 3_600_000)));
     assert_eq!(
-        parse_value("from_ms", "2026-01-01T00:00:00Z", now),
-        Cell::Int(1_767_225_600_000)
+        v(Kind::Time, "2026-01-01T00:00:00Z"),
+        Some(Cell::Int(1_767_225_600_000))
     );
-    assert_eq!(parse_value("threshold", "1GiB", now), Cell::Int(1 << 30));
-    assert_eq!(parse_value("threshold", "85.5", now), Cell::Real(85.5));
-    assert_eq!(parse_value("metric", "rss", now), Cell::Text("rss".into()));
-    assert_eq!(parse_value("pid", "NULL", now), Cell::Null);
+    assert_eq!(
+        v(Kind::Time, "2026-01-01 01:00:00+01:00"),
+        Some(Cell::Int(1_767_225_600_000))
+    );
+    assert_eq!(v(Kind::Size, "1GiB"), Some(Cell::Int(1 << 30)));
+    assert_eq!(v(Kind::Size, "85.5"), Some(Cell::Real(85.5)));
+    assert_eq!(v(Kind::Text, "rss"), Some(Cell::Text("rss".into())));
+    assert_eq!(v(Kind::Integer, "NULL"), Some(Cell::Null));
+    // Issue 20.10: these ran as text and matched nothing.
+    assert_eq!(v(Kind::Duration, "10minutes"), None);
+    assert_eq!(v(Kind::Time, "yesterday"), None);
+    assert_eq!(v(Kind::Integer, "12.5"), None);
+    assert_eq!(v(Kind::Number, "lots"), None);
+    assert_eq!(v(Kind::Size, "1 GiBs"), None);
+}
+
+#[test]
+fn every_parameter_declares_its_kind() {
+    for q in catalog() {
+        for p in &q.params {
+            assert!(
+                p.kind.is_some(),
+                "{}: :{} names no kind after its default (time, duration, size, integer, number, text)",
+                q.name,
+                p.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_value_of_the_wrong_kind_is_refused_naming_the_parameter() {
+    let q = find("trend").expect("trend");
+    let err = q
+        .parse_params(&["window_ms=10minutes".to_string()], T0)
+        .expect_err("not a duration")
+        .to_string();
+    assert!(
+        err.contains("--param window_ms=\"10minutes\" is not a duration"),
+        "{err}"
+    );
+    let err = q
+        .parse_params(&["now_ms=yesterday".to_string()], T0)
+        .expect_err("not a time")
+        .to_string();
+    assert!(err.contains("now_ms") && err.contains("RFC 3339"), "{err}");
 }
 
 #[test]

@@ -462,3 +462,75 @@ fn a_failing_alert_command_is_logged() {
     );
     assert!(failed >= 1, "{failed}");
 }
+
+/// Issues 20.10 and 20.11: a parameter value of the wrong kind is a usage error naming the
+/// parameter (it ran as text and printed `(0 rows)`), and every time input takes one grammar.
+#[test]
+fn parameters_are_checked_by_kind_and_times_take_one_grammar() {
+    let s = Scratch::new();
+    assert!(import(&s, "history.csv", &growth_csv()).status.success());
+    let query = |params: &[&str]| {
+        let mut cmd = memtrail();
+        cmd.args(["query", "latest", "--format", "json", "--db"])
+            .arg(s.db());
+        for p in params {
+            cmd.args(["--param", p]);
+        }
+        run(&mut cmd, Duration::from_secs(20))
+    };
+    for (bad, kind) in [
+        ("max_age_ms=10minutes", "is not a duration"),
+        ("now_ms=yesterday", "is not a time"),
+        ("pid=12.5", "is not a whole number"),
+    ] {
+        let out = query(&[bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        let name = bad.split('=').next().unwrap_or_default();
+        assert!(
+            stderr(&out).contains(&format!("--param {name}=")) && stderr(&out).contains(kind),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // The same instant in five forms gives the same rows.
+    let at = chrono::DateTime::from_timestamp_millis(T0 + 20 * 60_000).expect("time");
+    let forms = [
+        at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        (at + chrono::Duration::hours(2))
+            .format("%Y-%m-%d %H:%M:%S+02:00")
+            .to_string(),
+        (at.timestamp()).to_string(),
+    ];
+    let outputs: Vec<String> = forms
+        .iter()
+        .map(|f| {
+            let out = query(&[&format!("now_ms={f}")]);
+            assert!(out.status.success(), "{f}: {}", stderr(&out));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    assert!(outputs[0].contains("\"value\""), "{}", outputs[0]);
+    assert!(
+        outputs.iter().all(|o| *o == outputs[0]),
+        "{forms:?}: {outputs:?}"
+    );
+
+    // --from takes the grammar too; --since with a time points to --from.
+    let out = run(
+        memtrail()
+            .args(["report", "--format", "json", "--from", &forms[1], "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        memtrail()
+            .args(["report", "--since", "yesterday", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("use --from"), "{}", stderr(&out));
+}
