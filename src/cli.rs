@@ -178,8 +178,8 @@ struct RecordArgs {
     /// Samples held in memory while the database cannot be written (disk full, locked) [default: 100000]
     #[arg(long, value_name = "SAMPLES")]
     write_buffer: Option<usize>,
-    /// Commit ticks together at most this often: cheaper at short intervals, but a crash loses
-    /// the ticks not yet committed [default: 0s, every tick]
+    /// Commit ticks together at most this often: cheaper at short intervals; ticks between
+    /// commits wait in the spool, so a crash loses at most the tick in flight [default: 1s; 0s commits every tick]
     #[arg(long, value_name = "DURATION")]
     commit_interval: Option<HumanDuration>,
     /// Evaluate the alert rules at most this often (each evaluation runs every rule's query)

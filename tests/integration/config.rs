@@ -122,3 +122,82 @@ fn a_missing_config_file_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+/// Issue 20.12: `record --help` said the commit interval defaulted to 0s (it is 1s). Every default
+/// the help prints is compared with the one in force (`config check` on an empty file).
+#[test]
+fn every_default_record_help_prints_is_the_one_in_force() {
+    use memtrail::units::{ByteSize, HumanDuration};
+    let s = Scratch::new();
+    let empty = s.path("empty.toml");
+    std::fs::write(&empty, "").expect("config");
+    let out = run(
+        memtrail()
+            .env_remove("MEMTRAIL_EVALUATION_INTERVAL")
+            .env_remove("MEMTRAIL_LISTEN")
+            .args(["config", "check"])
+            .arg(&empty),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let in_force: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.trim().split_once(" = "))
+        .collect();
+    let help = run(
+        memtrail().args(["record", "--help"]),
+        Duration::from_secs(20),
+    );
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    // Defaults written as prose: what they say is checked by the tests of those options.
+    let prose = ["db", "duration", "log-format"];
+    let mut compared = 0;
+    for line in help.lines() {
+        let line = line.trim();
+        let Some(flag) = line.split_whitespace().find_map(|w| w.strip_prefix("--")) else {
+            continue;
+        };
+        let Some(default) = line
+            .split("[default: ")
+            .nth(1)
+            .and_then(|d| d.split(']').next())
+        else {
+            continue;
+        };
+        if prose.contains(&flag) {
+            continue;
+        }
+        let key = match flag {
+            "listen" => "api".to_string(),
+            f => f.replace('-', "_"),
+        };
+        let Some(actual) = in_force.get(key.as_str()) else {
+            panic!(
+                "--{flag} prints [default: {default}] but `config check` shows no {key}: {text}"
+            );
+        };
+        // The help may add words after the value ("1s; 0s commits every tick").
+        let shown = default.split([';', ',']).next().unwrap_or(default).trim();
+        let actual = actual.trim_end_matches(" samples");
+        let same = match (
+            shown.parse::<HumanDuration>(),
+            actual.parse::<HumanDuration>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => match (
+                shown.parse::<ByteSize>(),
+                actual
+                    .replace(' ', "")
+                    .replace(".0", "")
+                    .parse::<ByteSize>(),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => shown == actual,
+            },
+        };
+        assert!(same, "--{flag}: help says {default:?}, in force {actual:?}");
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} defaults compared: {help}");
+}
