@@ -520,9 +520,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
             let n = store.import(&series)?;
             println!(
-                "imported {n} samples in {} series from {path} into {}",
+                "imported {} samples in {} series from {path} into {}: {} new, {} already there{}",
+                n.new + n.changed + n.unchanged,
                 series.len(),
-                db.display()
+                db.display(),
+                n.new,
+                n.unchanged,
+                match n.changed {
+                    0 => String::new(),
+                    c => format!(", {c} changed to the file's value"),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

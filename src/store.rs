@@ -335,6 +335,15 @@ pub struct Pruned {
 /// Series ids by target id, then metric: looked up by `&str` without allocating.
 type SeriesCache = HashMap<i64, HashMap<String, i64>>;
 
+/// What an import stored: samples new to the database, ones whose stored value the file changed,
+/// and ones already there with the same value.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub new: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
 /// A cleanup about to start (see `Store::claim_cleanup`).
 pub struct Claim<'a> {
     pub trigger: &'a str,
@@ -742,12 +751,14 @@ impl Store {
     }
 
     /// Write imported series in one transaction; returns the number of samples written.
-    pub fn import(&mut self, series: &[crate::import::ImportedSeries]) -> Result<usize> {
+    /// Write imported series in one transaction. A sample already stored (same series and time)
+    /// takes the file's value; the counts say how many were new, changed, or already there.
+    pub fn import(&mut self, series: &[crate::import::ImportedSeries]) -> Result<Imported> {
         let tx = self
             .conn
             .transaction()
             .map_err(ctx("starting the import"))?;
-        let mut written = 0;
+        let mut counts = Imported::default();
         for s in series {
             let (Some(first), Some(last)) = (
                 s.points.iter().map(|p| p.0).min(),
@@ -763,23 +774,39 @@ impl Store {
             )
             .map_err(ctx("updating an imported target"))?;
             let sid = series_id(&tx, &mut self.ids.series, tid, &s.metric, s.unit)?;
+            // Not INSERT OR REPLACE: REPLACE makes SQLite open a statement journal (a savepoint
+            // copying each touched page) for every row.
             let mut insert = tx
                 .prepare_cached(
-                    // An upsert, not INSERT OR REPLACE: REPLACE makes SQLite open a statement
-                    // journal (a savepoint copying each touched page) for every row.
                     "INSERT INTO samples (series_id, ts_ms, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (series_id, ts_ms) DO UPDATE SET value = excluded.value",
+                     ON CONFLICT (series_id, ts_ms) DO NOTHING",
+                )
+                .map_err(ctx("preparing the import"))?;
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE samples SET value = ?3 WHERE series_id = ?1 AND ts_ms = ?2 AND value IS NOT ?3",
                 )
                 .map_err(ctx("preparing the import"))?;
             for (ts, v) in &s.points {
-                insert
+                if insert
                     .execute(params![sid, ts, v])
-                    .map_err(ctx("importing a sample"))?;
-                written += 1;
+                    .map_err(ctx("importing a sample"))?
+                    == 1
+                {
+                    counts.new += 1;
+                } else if update
+                    .execute(params![sid, ts, v])
+                    .map_err(ctx("importing a sample"))?
+                    == 1
+                {
+                    counts.changed += 1;
+                } else {
+                    counts.unchanged += 1;
+                }
             }
         }
         tx.commit().map_err(ctx("committing the import"))?;
-        Ok(written)
+        Ok(counts)
     }
 
     /// Claim a process for a cleanup: in one IMMEDIATE transaction (so two processes cannot both

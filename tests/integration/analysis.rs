@@ -534,3 +534,43 @@ fn parameters_are_checked_by_kind_and_times_take_one_grammar() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("use --from"), "{}", stderr(&out));
 }
+
+/// Issue 20.13: re-importing a file said "imported 20 samples" when nothing new was stored.
+#[test]
+fn a_reimport_says_what_was_new_and_what_was_already_there() {
+    let s = Scratch::new();
+    let stdout = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = growth_csv();
+    let first = stdout(import(&s, "history.csv", &text));
+    assert!(
+        first.contains("imported 361 samples in 1 series"),
+        "{first}"
+    );
+    assert!(first.ends_with(": 361 new, 0 already there\n"), "{first}");
+    let again = stdout(import(&s, "history.csv", &text));
+    assert!(again.ends_with(": 0 new, 361 already there\n"), "{again}");
+    // One value differs and one sample is new: the file's value wins, and the counts say so.
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    assert!(
+        lines[1].starts_with(&format!("{T0},api,rss,")),
+        "{}",
+        lines[1]
+    );
+    lines[1] = format!("{T0},api,rss,1");
+    lines.push(format!("{},api,rss,1", T0 + 361 * 10_000));
+    let changed = stdout(import(&s, "history.csv", &(lines.join("\n") + "\n")));
+    assert!(
+        changed.ends_with(": 1 new, 360 already there, 1 changed to the file's value\n"),
+        "{changed}"
+    );
+    assert_eq!(
+        count(
+            &open(&s.db()),
+            &format!("SELECT count(*) FROM samples WHERE ts_ms = {T0} AND value = 1")
+        ),
+        1
+    );
+}
