@@ -27,8 +27,8 @@
 --                      the system, a cgroup), under :min_coverage of the window. A process younger
 --                      than the window is judged over the life it has (from :min_span_ms on).
 --   step               a one-time change: |z| >= :min_z, the step fits >= 2x better than a line, the
---                      levels after it stay flat (their mean deviation under a quarter of the jump:
---                      growth that starts and goes on is no step), and the jump is at least
+--                      levels after it stay flat (their range under a quarter of the jump: growth
+--                      that starts and goes on is no step), and the jump is at least
 --                      :min_growth_pct of the level
 --   increasing         z >= :min_z, Theil-Sen slope >= :min_pct_per_hour of the level per hour,
 --                      fitted growth over the span >= :min_growth_pct (a young series, whose span
@@ -203,7 +203,8 @@ side_medians AS MATERIALIZED (
 ),
 steps AS MATERIALIZED (
     SELECT s.series_id, s.k, sum(abs(s.m - sm.med)) AS resid,
-           avg(CASE WHEN s.right_side THEN abs(s.m - sm.med) END) AS right_dev,
+           max(CASE WHEN s.right_side THEN s.m END) - min(CASE WHEN s.right_side THEN s.m END)
+             AS right_range,
            max(CASE WHEN s.right_side THEN sm.med END)
              - max(CASE WHEN NOT s.right_side THEN sm.med END) AS jump
     FROM sides AS s JOIN side_medians AS sm
@@ -211,7 +212,7 @@ steps AS MATERIALIZED (
     GROUP BY s.series_id, s.k
 ),
 best_step AS MATERIALIZED (
-    SELECT series_id, resid, jump, right_dev
+    SELECT series_id, resid, jump, right_range
     FROM (SELECT *, row_number() OVER (PARTITION BY series_id ORDER BY resid, k) AS r FROM steps)
     WHERE r = 1
 ),
@@ -254,7 +255,7 @@ stats AS (
              AS r2,
            (ts.s - CASE WHEN ts.s > 0 THEN 1 WHEN ts.s < 0 THEN -1 ELSE 0 END) / (SELECT sd FROM sd)
              AS mk_z,
-           best_step.jump, best_step.resid AS step_resid, best_step.right_dev,
+           best_step.jump, best_step.resid AS step_resid, best_step.right_range,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
            prior.prior_high,
@@ -296,7 +297,7 @@ verdict AS (
     SELECT *,
            CASE
              WHEN reason IS NOT NULL THEN 'insufficient_data'
-             WHEN abs(mk_z) >= :min_z AND step_resid * 2 <= resid AND right_dev * 4 <= abs(jump)
+             WHEN abs(mk_z) >= :min_z AND step_resid * 2 <= resid AND right_range * 4 <= abs(jump)
                   AND abs(jump) * 100.0 / nullif(abs(mean), 0) >= :min_growth_pct THEN 'step'
              WHEN mk_z >= :min_z AND pct_per_hour >= :min_pct_per_hour
                   AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
