@@ -77,7 +77,7 @@ fn main() {
             .map(|s| (T0 + s * 1000, 40.0 + (s % 300) as f64 / 30.0))
             .collect(),
     });
-    let rows = store.import(&series).expect("import");
+    let rows = store.import(&series).expect("import").new;
     let load = started.elapsed();
     let (pages, _) = store.page_stats().expect("pages");
     let conn = store.connection();

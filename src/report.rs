@@ -56,6 +56,15 @@ pub struct Trend {
     pub slope_per_hour: Option<f64>,
     pub pct_per_hour: Option<f64>,
     pub r2: Option<f64>,
+    /// Sen's 95 % range of the slope, in % of the level per hour.
+    pub pct_low_per_hour: Option<f64>,
+    pub pct_high_per_hour: Option<f64>,
+    /// The best step's jump (% of the level), for a `step` verdict.
+    pub step_pct: Option<f64>,
+    pub early_pct_per_hour: Option<f64>,
+    pub late_pct_per_hour: Option<f64>,
+    /// Why there is no verdict (`insufficient_data`).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -158,6 +167,7 @@ fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
     }
 }
 
+/// The trend verdict in words; every verdict `trend.sql` gives has its own.
 fn verdict(s: &SeriesReport) -> String {
     let limit = s.seconds_to_limit.map_or(String::new(), |secs| {
         format!(
@@ -165,17 +175,62 @@ fn verdict(s: &SeriesReport) -> String {
             crate::units::format_duration_rough(secs)
         )
     });
-    let pct = s.trend.pct_per_hour.unwrap_or(0.0);
-    let r2 = s.trend.r2.map_or("n/a".to_string(), |r| format!("{r:.2}"));
-    match s.trend.classification.as_deref() {
+    let t = &s.trend;
+    let pct = t.pct_per_hour.unwrap_or(0.0);
+    let range = match (t.pct_low_per_hour, t.pct_high_per_hour) {
+        (Some(lo), Some(hi)) => format!(" (95 % range {lo:+.2} to {hi:+.2})"),
+        _ => String::new(),
+    };
+    let f = |x: Option<f64>| x.unwrap_or(0.0);
+    match t.classification.as_deref() {
         Some("increasing") if s.unit == "bytes" => {
-            format!("leak suspected: {pct:+.2} %/h (R² {r2}){limit}")
+            format!("leak suspected: {pct:+.2} %/h{range}{limit}")
         }
-        Some("increasing") => format!("growing: {pct:+.2} %/h (R² {r2}){limit}"),
-        Some("decreasing") => format!("shrinking: {pct:+.2} %/h (R² {r2})"),
+        Some("increasing") => format!("growing: {pct:+.2} %/h{range}{limit}"),
+        Some("decreasing") => format!("shrinking: {pct:+.2} %/h{range}"),
+        Some("step") => format!("one-time step of {:+.1} %, flat after it", f(t.step_pct)),
+        Some("levelling_off") => format!(
+            "growth levelling off: {:+.2} %/h early, {:+.2} %/h late",
+            f(t.early_pct_per_hour),
+            f(t.late_pct_per_hour)
+        ),
+        Some("fluctuating") => "fluctuating inside the range it already spanned".into(),
         Some("stable") => "stable".into(),
-        _ => "not enough data for a verdict".into(),
+        _ => match &t.reason {
+            Some(why) => format!("not enough data for a verdict: {why}"),
+            None => "not enough data for a verdict".into(),
+        },
     }
+}
+
+/// The metric that speaks for a target in a headline, first of the ones it has: what a process,
+/// the system or a cgroup holds in memory before what it merely maps.
+fn leading_rank(metric: &str) -> usize {
+    const ORDER: [&str; 9] = [
+        "rss", "tree_rss", "pss", "uss", "mem_used", "usage", "anon", "vms", "tree_vms",
+    ];
+    ORDER
+        .iter()
+        .position(|m| *m == metric)
+        .unwrap_or(ORDER.len())
+}
+
+/// Series with a leak verdict, one per target: its leading leaking metric.
+pub fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
+    let mut best: BTreeMap<(&str, &str, Option<i64>), &SeriesReport> = BTreeMap::new();
+    for s in series
+        .iter()
+        .filter(|s| s.trend.classification.as_deref() == Some("increasing") && s.unit == "bytes")
+    {
+        let key = (s.kind.as_str(), s.target.as_str(), s.pid);
+        match best.get(&key) {
+            Some(b) if leading_rank(&b.metric) <= leading_rank(&s.metric) => {}
+            _ => {
+                best.insert(key, s);
+            }
+        }
+    }
+    best.into_values().collect()
 }
 
 /// Which series a chart draws: a process's memory lines, the system's used memory, a cgroup's
@@ -332,6 +387,10 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
             let series_id = summary.get(r, "series_id").as_i64().unwrap_or(0);
             let trend = trends.get(&series_id).filter(|t| !t.rows.is_empty());
             let tf = |c: &str| trend.and_then(|t| t.get(0, c).as_f64());
+            let pct_of_mean = |c: &str| {
+                let mean = tf("mean").filter(|m| *m != 0.0)?;
+                Some(tf(c)? * 100.0 / mean.abs())
+            };
             let mut s = SeriesReport {
                 series_id,
                 kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
@@ -353,6 +412,14 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
                     slope_per_hour: tf("slope_per_hour"),
                     pct_per_hour: tf("pct_per_hour"),
                     r2: tf("r2"),
+                    pct_low_per_hour: pct_of_mean("slope_low_per_hour"),
+                    pct_high_per_hour: pct_of_mean("slope_high_per_hour"),
+                    step_pct: tf("step_pct"),
+                    early_pct_per_hour: tf("early_pct_per_hour"),
+                    late_pct_per_hour: tf("late_pct_per_hour"),
+                    reason: trend
+                        .and_then(|t| t.get(0, "reason").as_str())
+                        .map(str::to_string),
                 },
                 // From the same fit, as time_to_limit.sql computes it.
                 seconds_to_limit: tf("seconds_to_limit"),
@@ -579,6 +646,26 @@ pub fn markdown(r: &Report) -> String {
             .map_or(String::new(), |t| format!(", target {t}")),
         format_time(r.generated_ms)
     );
+    let leaks = leak_headline(&r.series);
+    if leaks.is_empty() {
+        let _ = writeln!(o, "No memory series is growing steadily over this range.\n");
+    } else {
+        let _ = writeln!(
+            o,
+            "**Leak suspected in {}:** {}.\n",
+            leaks.len(),
+            leaks
+                .iter()
+                .map(|s| format!(
+                    "{}: {} {}",
+                    who(&s.kind, &s.target, s.pid),
+                    s.metric,
+                    s.verdict.trim_start_matches("leak suspected: ")
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     let _ = writeln!(o, "## Series\n");
     let _ = writeln!(
         o,
@@ -913,11 +1000,7 @@ pub fn html(r: &Report) -> String {
             .map_or(String::new(), |t| format!(" · target {}", esc(t))),
         esc(&format_time(r.generated_ms))
     );
-    let leaks: Vec<&SeriesReport> = r
-        .series
-        .iter()
-        .filter(|s| s.trend.classification.as_deref() == Some("increasing") && s.unit == "bytes")
-        .collect();
+    let leaks = leak_headline(&r.series);
     let _ = write!(
         o,
         "<p>{}</p>",
@@ -933,7 +1016,7 @@ pub fn html(r: &Report) -> String {
                     .map(|s| {
                         let detail = s.verdict.trim_start_matches("leak suspected: ");
                         esc(&format!(
-                            "{} {} ({detail})",
+                            "{}: {} {detail}",
                             who(&s.kind, &s.target, s.pid),
                             s.metric
                         ))

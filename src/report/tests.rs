@@ -220,3 +220,89 @@ fn csv_is_rfc_4180_with_one_row_per_sample_or_bucket() {
         "six 10-minute buckets, and the one holding the last sample"
     );
 }
+
+/// Issue 20.15: a 10 s recording headlined "Leak suspected: system mem_used +4427 %/h". A span
+/// too short to support a verdict gets none, and says why.
+#[test]
+fn a_span_too_short_for_a_verdict_suspects_no_leak() {
+    let h = History::new();
+    let pts = |f: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        (0..=100).map(|i| (T0 + i * 100, f(i))).collect()
+    };
+    h.series(
+        "system",
+        "system",
+        "mem_used",
+        "bytes",
+        &pts(&|i| 4096.0 * MB + i as f64 * 2.0 * MB),
+    );
+    // A process that grew and was freed.
+    h.series(
+        "process",
+        "app",
+        "rss",
+        "bytes",
+        &pts(&|i| {
+            if i < 60 {
+                50.0 * MB + i as f64 * MB
+            } else {
+                50.0 * MB
+            }
+        }),
+    );
+    let r = build(
+        &h.path(),
+        &Options {
+            from_ms: T0,
+            to_ms: T0 + 10_000,
+            target: None,
+            generated_ms: T0 + 11_000,
+            database: "short.db".into(),
+        },
+    )
+    .expect("report");
+    for s in &r.series {
+        assert!(
+            s.verdict.starts_with("not enough data for a verdict: "),
+            "{} {}: {}",
+            s.target,
+            s.metric,
+            s.verdict
+        );
+    }
+    assert!(leak_headline(&r.series).is_empty());
+    assert!(markdown(&r).contains("No memory series is growing steadily"));
+}
+
+/// The headline names a leaking target once, by its leading metric, not once per rss, tree_rss,
+/// vms and tree_vms.
+#[test]
+fn the_headline_names_a_target_once_by_its_leading_metric() {
+    let h = History::new();
+    let rising: Vec<(i64, f64)> = (0..=60)
+        .map(|m| (T0 + m * MIN, 100.0 * MB + m as f64 * MB))
+        .collect();
+    for metric in ["vms", "tree_vms", "tree_rss", "rss"] {
+        h.series("process", "api", metric, "bytes", &rising);
+    }
+    let r = build(&h.path(), &options(None)).expect("report");
+    let leaking = r
+        .series
+        .iter()
+        .filter(|s| s.verdict.starts_with("leak suspected"))
+        .count();
+    assert_eq!(
+        leaking,
+        4,
+        "{:?}",
+        r.series.iter().map(|s| &s.verdict).collect::<Vec<_>>()
+    );
+    let headline = leak_headline(&r.series);
+    assert_eq!(headline.len(), 1);
+    assert_eq!(headline[0].metric, "rss");
+    let md = markdown(&r);
+    assert!(
+        md.contains("**Leak suspected in 1:** process api (4242): rss +"),
+        "{md}"
+    );
+}

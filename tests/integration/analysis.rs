@@ -90,7 +90,10 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
     // Growth that goes on is no step: the leak alarm never resolves while it compounds (a step
     // verdict judged on one or two rising levels after the breakpoint resolved it at minute 49).
     assert_eq!(
-        timeline.iter().filter(|e| e.1 == "process_rss_leak").count(),
+        timeline
+            .iter()
+            .filter(|e| e.1 == "process_rss_leak")
+            .count(),
         1,
         "{timeline:?}"
     );
