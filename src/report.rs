@@ -471,12 +471,18 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     cleanups.reverse();
     let runs_table = store::query_table(
         &conn,
-        "SELECT id, started_ms, coalesce(stopped_ms, last_tick_ms) AS stopped_ms, stop_reason, interval_ms, host, version
+        "SELECT id, started_ms, coalesce(stopped_ms, last_tick_ms) AS stopped_ms, stop_reason, interval_ms, host, version,
+                pid, stopped_ms IS NULL AS open
          FROM runs WHERE started_ms <= :to AND coalesce(stopped_ms, last_tick_ms, started_ms) >= :from
          ORDER BY started_ms",
         &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
     )?;
-    let runs = runs_table.json_rows();
+    let mut runs = runs_table.json_rows();
+    for run in &mut runs {
+        let state = run_state(run);
+        run.remove("open");
+        run.insert("state".into(), Value::String(state.into()));
+    }
     let mut gaps = Vec::new();
     for pair in runs.windows(2) {
         let (end, next) = (
@@ -554,6 +560,7 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
                 }),
             })
             .collect();
+        let lines = without_lone_tree(lines, series, &target, pid);
         let units: Vec<&str> = members.iter().map(|s| s.unit.as_str()).collect();
         let total = series
             .iter()
@@ -596,6 +603,73 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
     charts
 }
 
+/// A run's end as the tables show it: (stopped, reason).
+fn run_end(run: &Map<String, Value>) -> (String, String) {
+    match jtext(run, "state").as_str() {
+        "recording" => (
+            format!("recording (last tick {})", jtime(run, "stopped_ms")),
+            "–".into(),
+        ),
+        "not closed" => (
+            format!("last tick {}", jtime(run, "stopped_ms")),
+            "not closed (its recorder is gone)".into(),
+        ),
+        _ => (jtime(run, "stopped_ms"), jtext(run, "stop_reason")),
+    }
+}
+
+/// A run is `recording` while its recorder still runs (its pid, on this host, is a memtrail),
+/// `stopped` once closed, and `not closed` when its recorder is gone without closing it (the next
+/// recorder marks it crashed).
+fn run_state(run: &Map<String, Value>) -> &'static str {
+    if run.get("open").and_then(Value::as_i64) != Some(1) {
+        return "stopped";
+    }
+    let here = run.get("host").and_then(Value::as_str) == Some(crate::procfs::hostname().as_str());
+    let alive = run.get("pid").and_then(Value::as_i64).is_some_and(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("memtrail"))
+    });
+    if here && alive {
+        "recording"
+    } else {
+        "not closed"
+    }
+}
+
+/// A process tree's sum is drawn only when the process has children: with none, `tree_rss` equals
+/// `rss` and would hide it. Children are known from `tree_procs` (its maximum over the range), or,
+/// without it, from the tree line differing from rss. The tree is drawn under rss.
+fn without_lone_tree(
+    mut lines: Vec<Line>,
+    series: &[SeriesReport],
+    target: &str,
+    pid: Option<i64>,
+) -> Vec<Line> {
+    let procs = series
+        .iter()
+        .find(|s| s.target == target && s.pid == pid && s.metric == "tree_procs")
+        .map(|s| s.max);
+    let avg = |metric: &str| -> Option<Vec<f64>> {
+        let l = lines.iter().find(|l| l.metric == metric)?;
+        Some(l.buckets.iter().map(|b| b.2).collect())
+    };
+    let same = match (avg("rss"), avg("tree_rss")) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-3 * x.abs())
+        }
+        _ => false,
+    };
+    if procs.map_or(same, |n| n <= 1.0) {
+        lines.retain(|l| l.metric != "tree_rss");
+    }
+    lines.sort_by_key(|l| l.metric != "tree_rss");
+    lines
+}
+
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or("–".into(), f)
 }
@@ -631,9 +705,7 @@ fn who(kind: &str, target: &str, pid: Option<i64>) -> String {
 /// Markdown: the tables, for a bug report or a wiki.
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
-    let span = HumanDuration(std::time::Duration::from_millis(
-        (r.to_ms - r.from_ms).max(0) as u64,
-    ));
+    let span = crate::units::format_duration_rough((r.to_ms - r.from_ms).max(0) as f64 / 1000.0);
     let _ = writeln!(o, "# memtrail report\n");
     let _ = writeln!(
         o,
@@ -738,13 +810,12 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "| ---: | --- | --- | --- | ---: |");
         for run in &r.runs {
             let interval = run.get("interval_ms").and_then(Value::as_i64).unwrap_or(0);
+            let (stopped, reason) = run_end(run);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {stopped} | {reason} | {} |",
                 jtext(run, "id"),
                 jtime(run, "started_ms"),
-                jtime(run, "stopped_ms"),
-                jtext(run, "stop_reason"),
                 HumanDuration(std::time::Duration::from_millis(interval.max(0) as u64))
             );
         }
@@ -772,217 +843,20 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const COLORS: [&str; 5] = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777"];
-
-/// An SVG chart: per line a band from min to max and the average; alerts (red) and cleanups
-/// (green) as vertical markers; gaps in the recording as grey bands. Lines break where buckets
-/// are missing.
-fn svg_chart(c: &Chart, r: &Report) -> String {
-    let (w, h, left, right, top, bottom) =
-        (CHART_BUCKETS as f64 + 90.0, 240.0, 80.0, 10.0, 10.0, 30.0);
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let values = c
-        .lines
-        .iter()
-        .flat_map(|l| l.buckets.iter().flat_map(|b| [b.1, b.3]));
-    let (mut lo, mut hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-    if lo > hi {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if c.unit == "bytes" || c.unit == "percent" || c.unit == "count" {
-        lo = lo.min(0.0);
-    }
-    if hi <= lo {
-        hi = lo + 1.0;
-    }
-    let span = (r.data_to_ms - r.data_from_ms).max(1) as f64;
-    let x = |ts: i64| left + ((ts - r.data_from_ms) as f64 / span).clamp(0.0, 1.0) * pw;
-    let y = |v: f64| top + ph - (v - lo) / (hi - lo) * ph;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{}">"#,
-        esc(&c.title)
-    );
-    let _ = write!(
-        s,
-        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ddd"/>"##
-    );
-    for i in 0..=4 {
-        let v = lo + (hi - lo) * i as f64 / 4.0;
-        let yy = y(v);
-        let label = format_value(&c.unit, v);
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end" class="tick">{}</text>"##,
-            left + pw,
-            left - 6.0,
-            yy + 4.0,
-            esc(&label)
-        );
-    }
-    for i in 0..=4 {
-        let ts = r.data_from_ms + ((r.data_to_ms - r.data_from_ms) as f64 * i as f64 / 4.0) as i64;
-        let fmt = match r.data_to_ms - r.data_from_ms {
-            s if s <= 10 * 60_000 => "%H:%M:%S",
-            s if s <= 86_400_000 => "%H:%M",
-            _ => "%m-%d %H:%M",
-        };
-        let label = chrono::DateTime::from_timestamp_millis(ts)
-            .map_or(String::new(), |t| t.format(fmt).to_string());
-        let anchor = match i {
-            0 => "start",
-            4 => "end",
-            _ => "middle",
-        };
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="{anchor}" class="tick">{label}</text>"#,
-            x(ts),
-            h - 10.0
-        );
-    }
-    for g in &r.gaps {
-        let _ = write!(
-            s,
-            r##"<rect class="gap" x="{:.1}" y="{top}" width="{:.1}" height="{ph}" fill="#e5e7eb"><title>not recording</title></rect>"##,
-            x(g.from_ms),
-            (x(g.to_ms) - x(g.from_ms)).max(1.0)
-        );
-    }
-    for (i, line) in c.lines.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        // Contiguous runs of buckets. Sparse samples leave some buckets empty as a matter of
-        // course, so a gap is a step well beyond the series' usual one (its median step).
-        let mut steps: Vec<i64> = line.buckets.windows(2).map(|w| w[1].0 - w[0].0).collect();
-        steps.sort_unstable();
-        let usual = steps
-            .get(steps.len() / 2)
-            .copied()
-            .unwrap_or(c.bucket_ms)
-            .max(c.bucket_ms);
-        let mut runs: Vec<Vec<&(i64, f64, f64, f64)>> = Vec::new();
-        for b in &line.buckets {
-            match runs.last_mut() {
-                Some(run) if run.last().is_some_and(|p| b.0 - p.0 <= usual * 5 / 2) => run.push(b),
-                _ => runs.push(vec![b]),
-            }
-        }
-        for run in &runs {
-            let upper: Vec<String> = run
-                .iter()
-                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.3)))
-                .collect();
-            let lower: Vec<String> = run
-                .iter()
-                .rev()
-                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.1)))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polygon class="band" points="{} {}" fill="{color}" fill-opacity="0.18" stroke="{color}" stroke-opacity="0.35" stroke-width="0.5"/>"#,
-                upper.join(" "),
-                lower.join(" ")
-            );
-            let avg: Vec<String> = run
-                .iter()
-                .map(|b| format!("{:.1},{:.1}", x(b.0), y(b.2)))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline class="line" points="{}" fill="none" stroke="{color}" stroke-width="1.2"/>"#,
-                avg.join(" ")
-            );
-        }
-    }
-    let matches = |t: Option<&str>, p: Option<i64>| {
-        c.kind == "system" || (t == Some(c.target.as_str()) && p == c.pid)
-    };
-    for a in &r.alerts {
-        if !matches(
-            a.get("target").and_then(Value::as_str),
-            a.get("pid").and_then(Value::as_i64),
-        ) {
-            continue;
-        }
-        if let Some(ts) = a.get("ts_ms").and_then(Value::as_i64) {
-            let color = if jtext(a, "event") == "resolved" {
-                "#f59e0b"
-            } else {
-                "#dc2626"
-            };
-            let _ = write!(
-                s,
-                r#"<line class="marker alert" x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="{color}" stroke-dasharray="4 2"><title>{2}</title></line>"#,
-                x(ts),
-                top + ph,
-                esc(&format!(
-                    "{} {}: {}",
-                    format_time(ts),
-                    jtext(a, "event"),
-                    jtext(a, "message")
-                ))
-            );
-        }
-    }
-    for cl in &r.cleanups {
-        if !matches(
-            cl.get("target").and_then(Value::as_str),
-            cl.get("pid").and_then(Value::as_i64),
-        ) {
-            continue;
-        }
-        if let Some(ts) = cl.get("started_ms").and_then(Value::as_i64) {
-            let _ = write!(
-                s,
-                r##"<line class="marker cleanup" x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#16a34a" stroke-width="1.5"><title>{2}</title></line>"##,
-                x(ts),
-                top + ph,
-                esc(&format!(
-                    "{} cleanup ({}): freed {}",
-                    format_time(ts),
-                    jtext(cl, "trigger"),
-                    jbytes(cl, "freed_bytes")
-                ))
-            );
-        }
-    }
-    s.push_str("</svg>");
-    let legend: Vec<String> = c
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            format!(
-                r#"<span><i style="background:{}"></i>{}</span>"#,
-                COLORS[i % COLORS.len()],
-                esc(&l.metric)
-            )
-        })
-        .collect();
-    format!(
-        r#"{s}<div class="legend">{} <span><i class="alert"></i>alert</span> <span><i class="cleanup"></i>cleanup</span> <span><i class="gap"></i>not recording</span> · band: min–max per {}, line: average</div>"#,
-        legend.join(" "),
-        HumanDuration(std::time::Duration::from_millis(c.bucket_ms.max(1) as u64))
-    )
-}
-
 const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#1f2937}\
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #e5e7eb;padding-bottom:.2rem}\
 .meta{color:#6b7280}table{border-collapse:collapse;width:100%;margin:.5rem 0;font-size:13px}\
 th,td{border-bottom:1px solid #e5e7eb;padding:.3rem .5rem;text-align:left;vertical-align:top}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-th{background:#f9fafb}.chart{max-width:100%;height:auto}.tick{font-size:10px;fill:#6b7280}\
+th{background:#f9fafb}.chart{display:block;width:100%;height:auto}.tick{font-size:10px;fill:#4b5563}\
+.axis-title{font-size:11px;fill:#374151}.marker-label{font-size:10px;font-weight:600}\
 .legend{font-size:12px;color:#4b5563;margin:.2rem 0 1rem}.legend span{margin-right:.8rem}\
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:-1px}\
-.legend i.alert{background:#dc2626}.legend i.cleanup{background:#16a34a}.legend i.gap{background:#e5e7eb}\
-.leak{color:#b91c1c;font-weight:600}.ok{color:#047857}";
+.legend i.gap{background:#e5e7eb}.leak{color:#b91c1c;font-weight:600}.ok{color:#047857}";
 
 /// HTML: one self-contained file (inline CSS and SVG, no scripts, no network).
 pub fn html(r: &Report) -> String {
     let mut o = String::new();
-    let span = HumanDuration(std::time::Duration::from_millis(
-        (r.to_ms - r.from_ms).max(0) as u64,
-    ));
+    let span = crate::units::format_duration_rough((r.to_ms - r.from_ms).max(0) as f64 / 1000.0);
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -1027,7 +901,7 @@ pub fn html(r: &Report) -> String {
         }
     );
     for c in &r.charts {
-        let _ = write!(o, "<h2>{}</h2>{}", esc(&c.title), svg_chart(c, r));
+        let _ = write!(o, "<h2>{}</h2>{}", esc(&c.title), chart::svg(c, r));
     }
     let _ = write!(
         o,
@@ -1099,13 +973,14 @@ pub fn html(r: &Report) -> String {
     } else {
         o.push_str("<table><tr><th>run</th><th>started</th><th>stopped</th><th>reason</th></tr>");
         for run in &r.runs {
+            let (stopped, reason) = run_end(run);
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&jtext(run, "id")),
                 esc(&jtime(run, "started_ms")),
-                esc(&jtime(run, "stopped_ms")),
-                esc(&jtext(run, "stop_reason"))
+                esc(&stopped),
+                esc(&reason)
             );
         }
         o.push_str("</table>");
@@ -1229,6 +1104,8 @@ pub fn csv(
     progress.done();
     Ok(lines)
 }
+
+mod chart;
 
 #[cfg(test)]
 mod tests;

@@ -133,14 +133,17 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A long duration for people, to two units: `11d 6h`, `3h 20m`, `45m`, `30s`.
+/// A long duration for people, to two units: `11d 6h`, `3h 20m`, `3m 34s`, `45m`, `30s`.
 pub fn format_duration_rough(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60);
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
     match (d, h, m) {
+        (d, 0, _) if d > 0 => format!("{d}d"),
         (d, h, _) if d > 0 => format!("{d}d {h}h"),
+        (_, h, 0) if h > 0 => format!("{h}h"),
         (_, h, m) if h > 0 => format!("{h}h {m}m"),
-        (_, _, m) if m > 0 => format!("{m}m"),
+        (_, _, m) if m > 0 && sec == 0 => format!("{m}m"),
+        (_, _, m) if m > 0 => format!("{m}m {sec}s"),
         _ => format!("{s}s"),
     }
 }
@@ -305,6 +308,9 @@ mod tests {
         assert_eq!(format_duration_rough(16224.0 * 60.0), "11d 6h");
         assert_eq!(format_duration_rough(12_000.0), "3h 20m");
         assert_eq!(format_duration_rough(2_700.0), "45m");
+        assert_eq!(format_duration_rough(214.089), "3m 34s");
+        assert_eq!(format_duration_rough(3_600.0), "1h");
+        assert_eq!(format_duration_rough(86_400.0), "1d");
         assert_eq!(format_duration_rough(30.4), "30s");
     }
 

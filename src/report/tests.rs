@@ -166,10 +166,19 @@ fn verdicts_gaps_and_markers_come_from_the_history() {
     assert_eq!(page.matches("<svg class=\"chart\"").count(), 3);
     assert_eq!(
         page.matches("class=\"marker alert\"").count(),
-        2 + 2,
-        "on the api chart and the system chart"
+        1,
+        "the firing, on the api chart only (issue 20.16: alerts were drawn on the system chart too)"
     );
-    assert_eq!(page.matches("class=\"marker cleanup\"").count(), 1 + 1);
+    assert_eq!(page.matches("class=\"marker resolved\"").count(), 1);
+    assert_eq!(page.matches("class=\"marker cleanup\"").count(), 1);
+    // Each marker says what it is in visible text, not only in a tooltip.
+    for label in [
+        ">alert: process_rss_growth<",
+        ">resolved: process_rss_growth<",
+        ">cleanup: freed 20.0 MiB<",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
     assert!(
         !page.contains("<script") && !page.contains("http://") && !page.contains("https://"),
         "self-contained"
@@ -305,4 +314,82 @@ fn the_headline_names_a_target_once_by_its_leading_metric() {
         md.contains("**Leak suspected in 1:** process api (4242): rss +"),
         "{md}"
     );
+}
+
+/// Issue 20.16: `rss` was hidden under an equal `tree_rss`; the tree is drawn only when the process
+/// has children. PSS, read once every few minutes, is drawn as points.
+#[test]
+fn the_tree_is_drawn_only_with_children_and_sparse_series_as_points() {
+    for (children, tree_drawn) in [(0.0, false), (2.0, true)] {
+        let h = History::new();
+        let minutes = |f: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+            (0..=60).map(|m| (T0 + m * MIN, f(m))).collect()
+        };
+        let rss = minutes(&|m| 100.0 * MB + m as f64 * 0.1 * MB);
+        h.series("process", "api", "rss", "bytes", &rss);
+        let tree: Vec<(i64, f64)> = rss
+            .iter()
+            .map(|(t, v)| (*t, v + children * 10.0 * MB))
+            .collect();
+        h.series("process", "api", "tree_rss", "bytes", &tree);
+        h.series(
+            "process",
+            "api",
+            "tree_procs",
+            "count",
+            &minutes(&|_| 1.0 + children),
+        );
+        let pss: Vec<(i64, f64)> = (0..=6).map(|i| (T0 + i * 10 * MIN, 90.0 * MB)).collect();
+        h.series("process", "api", "pss", "bytes", &pss);
+        let r = build(&h.path(), &options(None)).expect("report");
+        let chart = r
+            .charts
+            .iter()
+            .find(|c| c.target == "api")
+            .expect("api chart");
+        let metrics: Vec<&str> = chart.lines.iter().map(|l| l.metric.as_str()).collect();
+        assert_eq!(metrics.contains(&"tree_rss"), tree_drawn, "{metrics:?}");
+        assert!(metrics.contains(&"rss"), "{metrics:?}");
+        let page = html(&r);
+        assert!(
+            page.contains("class=\"line\" data-metric=\"rss\""),
+            "rss is drawn"
+        );
+        assert_eq!(
+            page.matches("class=\"point\" data-metric=\"pss\"").count(),
+            7,
+            "PSS as points"
+        );
+        assert!(!page.contains("class=\"line\" data-metric=\"pss\""));
+    }
+}
+
+/// A run whose recorder still runs is shown as recording, not as "stopped" at its last tick.
+#[test]
+fn a_run_still_recording_is_shown_as_recording() {
+    let h = history();
+    // This test process stands in for the recorder: its command line names memtrail.
+    h.conn()
+        .execute(
+            "UPDATE runs SET stopped_ms = NULL, stop_reason = NULL, host = ?1, pid = ?2 WHERE id = 2",
+            rusqlite::params![crate::procfs::hostname(), std::process::id()],
+        )
+        .expect("open run");
+    let r = build(&h.path(), &options(None)).expect("report");
+    let states: Vec<&str> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.get("state").and_then(Value::as_str))
+        .collect();
+    assert_eq!(states, ["stopped", "recording"]);
+    assert!(
+        markdown(&r).contains("| recording (last tick 2026-09-21 15:13:20 UTC) |"),
+        "{}",
+        markdown(&r)
+    );
+    h.conn()
+        .execute("UPDATE runs SET pid = 999999999 WHERE id = 2", [])
+        .expect("gone recorder");
+    let r = build(&h.path(), &options(None)).expect("report");
+    assert!(markdown(&r).contains("not closed (its recorder is gone)"));
 }

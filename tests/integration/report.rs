@@ -121,6 +121,112 @@ fn html_report_renders_in_a_real_browser_with_charts_and_markers() {
         assert!(!log.contains(bad), "{bad} in chromium's log:\n{log}");
     }
 
+    // Issue 20.16: the charts as drawn, measured in the browser: full width, axis titles, round
+    // ticks, labelled markers on their own chart, and no two labels on top of each other.
+    let g = geometry(&html);
+    let charts = g["charts"].as_array().expect("charts");
+    assert!(charts.len() >= 2, "{g}");
+    let page_width = g["content_width"].as_f64().expect("width");
+    for c in charts {
+        let width = c["width"].as_f64().expect("chart width");
+        assert!(
+            width >= 0.95 * page_width,
+            "a chart {width} px wide on a {page_width} px page: {c}"
+        );
+        assert_eq!(c["axis_titles"].as_array().map(Vec::len), Some(2), "{c}");
+        assert_eq!(
+            c["overlaps"].as_array().map(Vec::len),
+            Some(0),
+            "labels on top of each other: {c}"
+        );
+        assert_eq!(
+            c["outside"].as_array().map(Vec::len),
+            Some(0),
+            "labels outside the chart: {c}"
+        );
+        let ticks: Vec<f64> = c["yticks"]
+            .as_array()
+            .expect("y ticks")
+            .iter()
+            .filter_map(|t| t.as_str()?.split(' ').next()?.parse().ok())
+            .collect();
+        assert!(ticks.len() >= 3, "{c}");
+        let step = ticks[1] - ticks[0];
+        let mantissa = step / 10f64.powf(step.log10().floor());
+        assert!(
+            [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9)
+                && ticks
+                    .windows(2)
+                    .all(|w| ((w[1] - w[0]) - step).abs() < 1e-9),
+            "y ticks in 1-2-5 steps: {ticks:?}"
+        );
+        // A few seconds of recording: HH:MM:SS ticks a round number of seconds apart, each on a
+        // multiple of that step.
+        let secs: Vec<i64> = c["xticks"]
+            .as_array()
+            .expect("x ticks")
+            .iter()
+            .filter_map(|t| {
+                let p: Vec<i64> = t
+                    .as_str()?
+                    .split(':')
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (p.len() == 3).then(|| p[0] * 3600 + p[1] * 60 + p[2])
+            })
+            .collect();
+        assert!(secs.len() >= 2, "{c}");
+        let step = secs[1] - secs[0];
+        assert!(
+            [1, 2, 5, 10, 15, 30].contains(&step)
+                && secs.windows(2).all(|w| w[1] - w[0] == step)
+                && secs.iter().all(|t| t % step == 0),
+            "x ticks on round seconds: {c}"
+        );
+    }
+    let hog = charts
+        .iter()
+        .find(|c| {
+            c["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("process memhog"))
+        })
+        .expect("memhog chart");
+    let labels: Vec<&str> = hog["marker_labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(labels.contains(&"alert: hog_big"), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("cleanup: freed")),
+        "{labels:?}"
+    );
+    let lines: Vec<&str> = hog["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        lines.contains(&"rss") && !lines.contains(&"tree_rss"),
+        "memhog has no children: rss, and no tree_rss over it: {lines:?}"
+    );
+    let system = charts
+        .iter()
+        .find(|c| {
+            c["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("system memory"))
+        })
+        .expect("system chart");
+    assert_eq!(
+        system["marker_labels"],
+        serde_json::json!([]),
+        "memhog's markers stay on its chart"
+    );
+
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshot.png");
     let _ = std::fs::remove_file(&shot);
     let out = headless(&[
@@ -136,6 +242,57 @@ fn html_report_renders_in_a_real_browser_with_charts_and_markers() {
         png.len()
     );
     eprintln!("report screenshot: {}", shot.display());
+}
+
+/// Open a copy of the report with a measuring script added (the report itself runs none) and
+/// return what it measured: per chart its rendered width, titles, tick and marker labels, and
+/// which labels overlap each other or leave the chart.
+fn geometry(html: &Path) -> serde_json::Value {
+    const MEASURE: &str = r#"<script>
+const box = e => e.getBoundingClientRect();
+const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+const charts = [...document.querySelectorAll('svg.chart')].map(svg => {
+  const s = box(svg);
+  const texts = [...svg.querySelectorAll('text')];
+  const overlaps = [];
+  texts.forEach((a, i) => texts.slice(i + 1).forEach(b => { if (hit(box(a), box(b))) overlaps.push([a.textContent, b.textContent]); }));
+  const outside = texts.filter(t => { const r = box(t); return r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 || r.bottom > s.bottom + 1; }).map(t => t.textContent);
+  const text = sel => [...svg.querySelectorAll(sel)].map(t => t.childNodes[0].textContent);
+  return { title: svg.getAttribute('aria-label'), width: s.width, overlaps, outside,
+           axis_titles: text('text.axis-title'), yticks: text('text.ytick'), xticks: text('text.xtick'),
+           marker_labels: text('text.marker-label'),
+           lines: [...new Set([...svg.querySelectorAll('[data-metric]')].map(e => e.dataset.metric))] };
+});
+const out = document.createElement('pre');
+out.id = 'geometry';
+out.textContent = JSON.stringify({ content_width: box(document.querySelector('table')).width, charts });
+document.body.appendChild(out);
+</script>"#;
+    let page = std::fs::read_to_string(html).expect("html");
+    let measured = html.with_extension("measured.html");
+    std::fs::write(
+        &measured,
+        page.replace("</body>", &format!("{MEASURE}</body>")),
+    )
+    .expect("copy");
+    let out = headless(&[
+        "--window-size=1280,2000",
+        "--dump-dom",
+        &format!("file://{}", measured.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let json = dom
+        .split("<pre id=\"geometry\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no measurement in the page: {}", stderr(&out)));
+    let json = json
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
 #[test]
