@@ -201,3 +201,43 @@ fn every_default_record_help_prints_is_the_one_in_force() {
     }
     assert!(compared >= 10, "only {compared} defaults compared: {help}");
 }
+
+/// Issue 20.12: `config --default` listed 3 of the built-in rules and left `increase` out of the
+/// comparisons. Every rule in force by default, and every comparison, is named there.
+#[test]
+fn the_default_config_names_every_built_in_rule_and_comparison() {
+    let out = run(
+        memtrail().args(["config", "--default"]),
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let s = Scratch::new();
+    let empty = s.path("empty.toml");
+    std::fs::write(&empty, "").expect("config");
+    let check = run(
+        memtrail().args(["config", "check"]).arg(&empty),
+        Duration::from_secs(20),
+    );
+    let shown = String::from_utf8_lossy(&check.stdout).into_owned();
+    let rules: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rule ")?.split(' ').next())
+        .collect();
+    assert!(rules.len() >= 7, "{shown}");
+    for rule in rules {
+        assert!(text.contains(rule), "config --default does not name {rule}");
+    }
+    for comparison in [
+        "greater_than",
+        "less_than",
+        "percent_change",
+        "slope",
+        "time_to_limit",
+        "increase",
+    ] {
+        assert!(
+            text.contains(comparison),
+            "config --default does not name {comparison}"
+        );
+    }
+}
