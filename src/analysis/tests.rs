@@ -361,9 +361,9 @@ fn trend_of_an_exact_line_at_unix_scale() {
         t.rows[r]
     );
     assert!(close(f(&t, r, "r2"), 1.0, 1e-9));
-    // Each slice's middle instants (15 s apart) find the samples 150 and 160 s into it: its level
-    // is the line 5 s after the slice's centre, so the fitted line sits 10 bytes above.
-    assert!(close(f(&t, r, "intercept"), 1e9 + 10.0, 1e-15));
+    // Each slice's 15 instants (20 s apart, from 10 s in) find samples on them; the middle one is
+    // the slice's centre, so the levels lie on the line and the fit is exact.
+    assert!(close(f(&t, r, "intercept"), 1e9, 1e-15), "{:?}", t.rows[r]);
     assert_eq!(
         t.get(r, "classification").as_str(),
         Some("stable"),
@@ -759,7 +759,7 @@ fn shrinking_is_decreasing() {
 
 #[test]
 fn too_little_history_is_insufficient_data_and_says_why() {
-    // A process that started a day before the recording: 20 minutes cover under half the window.
+    // A process that started a day before the recording: 20 minutes do not cover the window.
     let h = History::new();
     let s = h.series(
         "process",
@@ -779,7 +779,7 @@ fn too_little_history_is_insufficient_data_and_says_why() {
     );
     assert_eq!(
         t.get(r, "reason").as_str(),
-        Some("needs 1800 s of history (older than the window), has 1200 s")
+        Some("needs 3600 s of history (older than the window), has 1200 s")
     );
     // A process 2 minutes old: under the 3 minutes any verdict needs.
     let (c, t) = classify(&shape(2, 0.0, |t| BASE + t), 2);
@@ -812,10 +812,19 @@ fn a_young_process_that_leaks_is_increasing_within_minutes() {
 }
 
 /// `trend`'s levels and slope, computed plainly: each slice's level is the median of the samples
-/// found at or after its 20 evenly spaced instants, the slope the median of the pairwise slopes
-/// between slice levels. Returns (mean of the levels, slope per hour).
+/// found at or after its `:points` evenly spaced instants, the slope the median of the pairwise
+/// slopes between slice levels. Returns (mean of the levels, slope per hour).
 fn reference_trend(all: &[(i64, f64)], inside: &[(i64, f64)], buckets: i64) -> (f64, f64) {
-    const POINTS: i64 = 20;
+    let points_default = find("trend")
+        .expect("trend")
+        .params
+        .iter()
+        .find(|p| p.name == "points")
+        .map(|p| p.default.clone());
+    let points: i64 = match points_default {
+        Some(Default::Value(Cell::Int(n))) => n,
+        other => panic!("trend's :points default: {other:?}"),
+    };
     let (first, last) = (inside[0].0, inside[inside.len() - 1].0);
     let span = last - first;
     let median = |mut v: Vec<f64>| {
@@ -826,10 +835,10 @@ fn reference_trend(all: &[(i64, f64)], inside: &[(i64, f64)], buckets: i64) -> (
     let levels: Vec<f64> = (0..buckets)
         .map(|b| {
             median(
-                (b * POINTS..(b + 1) * POINTS)
+                (b * points..(b + 1) * points)
                     .filter_map(|i| {
                         let at = first
-                            + ((i as f64 + 0.5) * span as f64 / (buckets * POINTS) as f64) as i64;
+                            + ((i as f64 + 0.5) * span as f64 / (buckets * points) as f64) as i64;
                         all.iter().find(|p| p.0 >= at).map(|p| p.1)
                     })
                     .collect(),
