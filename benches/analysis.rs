@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use memtrail::alerts::{Engine, default_rules, install};
 use memtrail::analysis;
 use memtrail::config::NotifySection;
-use memtrail::import::ImportedSeries;
+use memtrail::model::ImportedSeries;
 use memtrail::model::{Cell, Kind, TargetKey, Unit};
 use memtrail::report;
 use memtrail::store::{self, Store};

@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::analysis::{self, AnalysisError};
 use crate::config::{ConfigError, NotifySection, RuleConfig, RuleValue};
-use crate::model::Cell;
-use crate::status::format_value;
+use crate::model::{CGROUP_METRICS, Cell, PROCESS_METRICS, SYSTEM_METRICS};
 use crate::store::{self, StoreError};
+use crate::units::format_value;
 use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,51 +78,6 @@ impl Comparison {
 
 pub const ACTIONS: [&str; 4] = ["log", "webhook", "command", "cleanup"];
 pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
-
-/// Metrics memtrail records itself, with the kind of target that has them.
-pub const PROCESS_METRICS: [&str; 13] = [
-    "rss",
-    "vms",
-    "swap",
-    "threads",
-    "fds",
-    "pss",
-    "uss",
-    "tree_rss",
-    "tree_vms",
-    "tree_swap",
-    "tree_threads",
-    "tree_fds",
-    "tree_procs",
-];
-pub const SYSTEM_METRICS: [&str; 8] = [
-    "mem_total",
-    "mem_available",
-    "mem_used",
-    "mem_used_percent",
-    "swap_total",
-    "swap_used",
-    "pressure_some_avg10",
-    "pressure_full_avg10",
-];
-pub const CGROUP_METRICS: [&str; 16] = [
-    "usage",
-    "limit",
-    "limit_percent",
-    "has_limit",
-    "high",
-    "swap",
-    "anon",
-    "file",
-    "kernel",
-    "events_high",
-    "events_max",
-    "oom",
-    "oom_kill",
-    "failcnt",
-    "pressure_some_avg10",
-    "pressure_full_avg10",
-];
 
 /// The kinds of target that record `metric` (first: the one a rule without `kind` means).
 pub fn kinds_of(metric: &str) -> Vec<&'static str> {

@@ -8,10 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,12 +22,13 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use crate::analysis;
-use crate::cleanup::{self, CleanupError, CleanupSettings, Level, Target, Trigger};
+use crate::cleanup::{self, CleanupError, Level, Target, Trigger};
+use crate::live::{Held, Shared};
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
 use crate::procfs::{self, Kernel};
-use crate::recorder::now_ms;
 use crate::sampler::system_sample;
 use crate::store;
+use crate::units::now_ms;
 
 /// Bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -36,129 +36,6 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const STUCK_AT_LEAST: Duration = Duration::from_secs(2);
 /// At most this many metrics in one custom push.
 pub const MAX_CUSTOM_METRICS: usize = 256;
-
-/// Where the API listens and the token POSTs need.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiSettings {
-    pub listen: SocketAddr,
-    pub token: Option<String>,
-}
-
-/// What the recorder thread and the API share.
-pub struct Shared {
-    pub db: PathBuf,
-    pub interval: Duration,
-    pub cleanup: CleanupSettings,
-    pub token: Option<String>,
-    live: Mutex<Live>,
-}
-
-#[derive(Default)]
-struct Live {
-    last_tick: Option<Instant>,
-    last_tick_ms: Option<i64>,
-    last_error: Option<String>,
-    ticks: u64,
-    samples: u64,
-    failed_ticks: u64,
-    held: Held,
-    tick_seconds: f64,
-    watched: Vec<TargetKey>,
-    cleanup_targets: Vec<Target>,
-    custom_pending: Vec<TargetSample>,
-    custom_latest: BTreeMap<(String, String), f64>,
-}
-
-/// Ticks not yet in the database: held in memory because a write failed, or spooled on purpose
-/// for the next commit (`commit_interval`), which is healthy and counted apart.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Held {
-    pub ticks: usize,
-    pub samples: usize,
-    pub dropped_ticks: u64,
-    pub spooled_ticks: usize,
-    pub spooled_samples: usize,
-}
-
-/// One tick's facts, for health and the live endpoints.
-pub struct TickReport {
-    pub ts_ms: i64,
-    /// Samples written this tick (held ones included), or why nothing could be.
-    pub written: Result<usize, String>,
-    pub held: Held,
-    pub took: Duration,
-    pub watched: Vec<TargetKey>,
-    pub cleanup_targets: Vec<Target>,
-}
-
-impl Shared {
-    pub fn new(
-        db: PathBuf,
-        interval: Duration,
-        cleanup: CleanupSettings,
-        token: Option<String>,
-    ) -> Arc<Shared> {
-        Arc::new(Shared {
-            db,
-            interval,
-            cleanup,
-            token,
-            live: Mutex::new(Live::default()),
-        })
-    }
-
-    fn live(&self) -> MutexGuard<'_, Live> {
-        // A panic while holding the lock leaves plain data behind: keep serving it.
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn tick_done(&self, t: TickReport) {
-        let mut l = self.live();
-        l.last_tick = Some(Instant::now());
-        l.last_tick_ms = Some(t.ts_ms);
-        l.ticks += 1;
-        l.tick_seconds = t.took.as_secs_f64();
-        match t.written {
-            Ok(n) => {
-                l.samples += n as u64;
-                l.last_error = None;
-            }
-            Err(e) => {
-                l.failed_ticks += 1;
-                l.last_error = Some(e);
-            }
-        }
-        l.held = t.held;
-        l.watched = t.watched;
-        l.cleanup_targets = t.cleanup_targets;
-    }
-
-    /// Custom metrics pushed since the last tick, to be written with it.
-    pub fn take_custom(&self) -> Vec<TargetSample> {
-        std::mem::take(&mut self.live().custom_pending)
-    }
-
-    fn push_custom(&self, sample: TargetSample) {
-        let mut l = self.live();
-        for v in &sample.values {
-            l.custom_latest
-                .insert((sample.key.name.clone(), v.metric.to_string()), v.value);
-        }
-        // One pending sample per target and metric: a newer push replaces an unwritten one.
-        if let Some(existing) = l.custom_pending.iter_mut().find(|p| p.key == sample.key) {
-            for v in sample.values {
-                match existing.values.iter_mut().find(|e| e.metric == v.metric) {
-                    Some(e) => e.value = v.value,
-                    None => existing.values.push(v),
-                }
-            }
-        } else {
-            l.custom_pending.push(sample);
-        }
-    }
-}
 
 /// An error answer: `{"error": message}` with a status.
 #[derive(Debug)]

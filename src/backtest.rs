@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::alerts::{self, AlertError, AlertEvent, Engine, EvaluationGrid, Rule};
 use crate::model::{Cell, Table};
-use crate::status::format_time;
 use crate::store::{self, StoreError};
 use crate::units::HumanDuration;
+use crate::units::format_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {

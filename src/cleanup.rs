@@ -406,7 +406,7 @@ pub fn run(
                 pid: target.pid,
                 run_id: busy.run_id,
                 trigger: busy.trigger,
-                since: crate::status::format_time(busy.started_ms),
+                since: crate::units::format_time(busy.started_ms),
             });
         }
     };
@@ -427,7 +427,7 @@ pub fn run(
     let http_status = results.iter().rev().find_map(|r| r.http_status);
     // A target that exited during the cleanup freed all it had.
     let freed = rss_before.map(|b| b as i64 - rss_after.unwrap_or(0) as i64);
-    let ended_ms = crate::recorder::now_ms();
+    let ended_ms = crate::units::now_ms();
     store.finish_cleanup(&store::Finish {
         id,
         ended_ms,

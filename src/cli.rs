@@ -9,13 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cleanup::{CleanupSettings, Level};
-use crate::config::{
-    ConfigError, DEFAULT_CONFIG, FileConfig, OrOff, RecordPartial, RecordSettings,
-};
+use crate::config::{ConfigError, DEFAULT_CONFIG, FileConfig, OrOff, RecordPartial};
 use crate::import::{ImportError, ImportFormat};
 use crate::model::Cell;
 use crate::output::OutFormat;
 use crate::sampler::SamplerError;
+use crate::settings::RecordSettings;
 use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Parser)]
@@ -357,7 +356,7 @@ fn time_arg(name: &str, value: &Option<String>) -> Result<Option<i64>, UsageErro
     value
         .as_deref()
         .map(|v| {
-            crate::units::parse_time(v, crate::recorder::now_ms()).ok_or_else(|| {
+            crate::units::parse_time(v, crate::units::now_ms()).ok_or_else(|| {
                 UsageError(format!(
                     "--{name} {v:?} is not a time: use {}",
                     crate::units::TIME_FORMS
@@ -497,11 +496,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.token_file.as_deref(),
                 std::env::var("MEMTRAIL_TOKEN").ok(),
             )?;
-            crate::recorder::record(settings)
+            crate::recorder::record(settings, |listener, shared| {
+                Box::pin(crate::http::serve(listener, crate::api::router(shared)))
+            })
         }
         Command::Status(args) => {
             let db = args.db.db.unwrap_or_else(crate::config::default_db);
-            crate::status::print(&db, args.format, args.window.0)?;
+            let report = crate::status::collect(&db, args.window.0)?;
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print!("{}", crate::status::render_table(&report)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => run_query(args),
@@ -657,7 +662,7 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
 fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let db = args.db.db.unwrap_or_else(crate::config::default_db);
-    let now = crate::recorder::now_ms();
+    let now = crate::units::now_ms();
     let to = time_arg("to", &args.to)?.unwrap_or(now);
     let from = match (time_arg("from", &args.from)?, args.since) {
         (Some(f), _) => f,
@@ -718,7 +723,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     use crate::analysis::{self, Default};
-    let now = crate::recorder::now_ms();
+    let now = crate::units::now_ms();
     if args.list {
         for q in analysis::catalog() {
             println!("{} — {}", q.name, q.summary);

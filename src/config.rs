@@ -1,7 +1,7 @@
-//! Configuration: the TOML file, the command-line overrides, and the checked settings the rest of
-//! the program uses. Both sources fill the same partial struct; flags are laid over the file, then
-//! defaults fill the gaps and every value is checked once, here. Unknown keys and wrong types are
-//! errors that name the key and the file line (the TOML parser's spans).
+//! Configuration as written: the TOML file's sections and the command-line overrides, which fill
+//! the same partial struct (flags laid over the file). Unknown keys and wrong types are errors
+//! that name the key and the file line (the TOML parser's spans). The checked settings built from
+//! them live with the stage that uses them (`settings` for `memtrail record`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ impl ApiSection {
         no_api: bool,
         token_file_flag: Option<&Path>,
         token_env: Option<String>,
-    ) -> Result<Option<crate::api::ApiSettings>, ConfigError> {
+    ) -> Result<Option<ApiSettings>, ConfigError> {
         if no_api || self.enabled == Some(false) {
             return Ok(None);
         }
@@ -148,7 +148,7 @@ impl ApiSection {
                  Give --token-file FILE or MEMTRAIL_TOKEN, or listen on 127.0.0.1"
             )));
         }
-        Ok(Some(crate::api::ApiSettings { listen, token }))
+        Ok(Some(ApiSettings { listen, token }))
     }
 }
 
@@ -343,238 +343,11 @@ impl Targets {
     }
 }
 
-/// Checked settings for `memtrail record`.
+/// Where the API listens and the token POSTs need.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordSettings {
-    pub db: PathBuf,
-    pub interval: Duration,
-    pub retention: Duration,
-    pub duration: Option<Duration>,
-    pub targets: Targets,
-    pub system: bool,
-    pub include_children: bool,
-    pub smaps_interval: Option<Duration>,
-    pub smaps_max_rss: Option<u64>,
-    pub discovery_interval: Duration,
-    pub busy_timeout: Duration,
-    /// At most this many samples are held in memory while the database cannot be written (a full
-    /// disk, a lock held past the busy timeout); the oldest are dropped beyond it.
-    pub write_buffer: usize,
-    /// Ticks are committed together at most this often (0: every tick is its own transaction).
-    /// Fewer commits cost less (each dirties a page per series), but a crash loses what is held.
-    pub commit_interval: Duration,
-    /// The rules are evaluated after a tick at most this often (each evaluation runs every rule's
-    /// windowed query and writes their state).
-    pub evaluation_interval: Duration,
-    /// Alert rules, evaluated every `evaluation_interval` (set by the caller from the config file).
-    pub rules: Vec<crate::alerts::Rule>,
-    pub notify: NotifySection,
-    pub cleanup: crate::cleanup::CleanupSettings,
-    /// The HTTP API, or None when it is off.
-    pub api: Option<crate::api::ApiSettings>,
-}
-
-/// Samples held in memory while writes fail: about 4 MB, and at the default targets (10
-/// processes and the system, 1 tick each 5 s) more than an hour of history.
-pub const DEFAULT_WRITE_BUFFER: usize = 100_000;
-
-fn dur(s: &str) -> Duration {
-    s.parse::<HumanDuration>().map(|h| h.0).unwrap_or_default()
-}
-
-impl RecordSettings {
-    /// Fill gaps with defaults and check every value.
-    pub fn build(
-        db: PathBuf,
-        p: RecordPartial,
-        command: Vec<String>,
-    ) -> Result<RecordSettings, ConfigError> {
-        let interval = p.interval.map_or(dur("5s"), |d| d.0);
-        let retention = p.retention.map_or(dur("24h"), |d| d.0);
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if interval < MIN_INTERVAL {
-            return invalid(format!(
-                "interval {} is below the minimum of 100ms: use --interval 100ms or more",
-                HumanDuration(interval)
-            ));
-        }
-        if retention <= interval {
-            return invalid(format!(
-                "retention {} must be longer than the interval {}: keep at least a few samples",
-                HumanDuration(retention),
-                HumanDuration(interval)
-            ));
-        }
-        if let Some(d) = p.duration
-            && d.0.is_zero()
-        {
-            return invalid(
-                "duration must be more than 0 (leave it out to record until stopped)".into(),
-            );
-        }
-        let names = p.names.unwrap_or_default();
-        if let Some(bad) = names.iter().find(|n| n.trim().is_empty()) {
-            return invalid(format!(
-                "process name {bad:?} is empty: give the name as `ps -o comm` shows it"
-            ));
-        }
-        let smaps_interval = p
-            .smaps_interval
-            .map_or(Some(dur("60s")), |o| o.0.map(|d| d.0));
-        if smaps_interval.is_some_and(|d| d.is_zero()) {
-            return invalid("smaps_interval must be more than 0, or \"off\"".into());
-        }
-        let write_buffer = p.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);
-        if write_buffer == 0 {
-            return invalid(format!(
-                "write_buffer must be at least 1 sample (default {DEFAULT_WRITE_BUFFER}): it holds what cannot be written yet"
-            ));
-        }
-        let commit_interval = p.commit_interval.map_or(dur("1s"), |d| d.0);
-        if commit_interval > Duration::from_secs(60) {
-            return invalid(format!(
-                "commit_interval {} is over 1m: a crash loses what is not yet committed; use 1m or less (0s commits every tick)",
-                HumanDuration(commit_interval)
-            ));
-        }
-        let evaluation_interval = p.evaluation_interval.map_or(dur("10s"), |d| d.0);
-        if evaluation_interval < MIN_INTERVAL {
-            return invalid(format!(
-                "evaluation_interval {} is below the minimum of 100ms: use 100ms or more (rules then run after every tick at most)",
-                HumanDuration(evaluation_interval)
-            ));
-        }
-        Ok(RecordSettings {
-            db,
-            interval,
-            retention,
-            duration: p.duration.map(|d| d.0),
-            targets: Targets {
-                pids: p.pids.unwrap_or_default(),
-                names,
-                cgroups: p.cgroups.unwrap_or_default(),
-                units: p.units.unwrap_or_default(),
-                watch_self: p.watch_self.unwrap_or(false),
-                command,
-                top: p.top.unwrap_or(10),
-            },
-            system: p.system.unwrap_or(true),
-            include_children: p.include_children.unwrap_or(false),
-            smaps_interval,
-            smaps_max_rss: p
-                .smaps_max_rss
-                .map_or(Some(2 * 1024 * 1024 * 1024), |o| o.0.map(|b| b.0)),
-            discovery_interval: p
-                .discovery_interval
-                .map_or(dur("5s"), |d| d.0)
-                .max(interval),
-            busy_timeout: p.busy_timeout.map_or(dur("5s"), |d| d.0),
-            write_buffer,
-            commit_interval,
-            evaluation_interval,
-            rules: Vec::new(),
-            notify: NotifySection::default(),
-            cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
-            api: None,
-        })
-    }
-}
-
-impl RecordSettings {
-    /// The effective settings as `key = value` pairs, for `config check` and the `runs` table.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let d = |d: Duration| HumanDuration(d).to_string();
-        let list = |v: Vec<String>| format!("[{}]", v.join(", "));
-        let t = &self.targets;
-        vec![
-            ("db", self.db.display().to_string()),
-            ("interval", d(self.interval)),
-            ("retention", d(self.retention)),
-            ("duration", self.duration.map_or("until stopped".into(), d)),
-            ("pids", list(t.pids.iter().map(u32::to_string).collect())),
-            (
-                "names",
-                list(t.names.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            (
-                "cgroups",
-                list(t.cgroups.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            (
-                "units",
-                list(t.units.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            ("self", t.watch_self.to_string()),
-            (
-                "top",
-                if t.explicit() {
-                    format!("{} (not used: explicit targets given)", t.top)
-                } else {
-                    t.top.to_string()
-                },
-            ),
-            (
-                "command",
-                list(t.command.iter().map(|a| format!("{a:?}")).collect()),
-            ),
-            ("system", self.system.to_string()),
-            ("include_children", self.include_children.to_string()),
-            (
-                "smaps_interval",
-                self.smaps_interval.map_or("off".into(), d),
-            ),
-            (
-                "smaps_max_rss",
-                self.smaps_max_rss
-                    .map_or("unlimited".into(), |b| crate::units::format_bytes(b as f64)),
-            ),
-            ("discovery_interval", d(self.discovery_interval)),
-            ("busy_timeout", d(self.busy_timeout)),
-            ("write_buffer", format!("{} samples", self.write_buffer)),
-            ("commit_interval", d(self.commit_interval)),
-            ("evaluation_interval", d(self.evaluation_interval)),
-            (
-                "rules",
-                list(self.rules.iter().map(|r| r.name.clone()).collect()),
-            ),
-            (
-                "notify.webhook",
-                self.notify.webhook.clone().unwrap_or_else(|| "none".into()),
-            ),
-            (
-                "notify.command",
-                self.notify.command.clone().unwrap_or_else(|| "none".into()),
-            ),
-            (
-                "cleanup.actions",
-                list(
-                    self.cleanup
-                        .actions
-                        .iter()
-                        .map(|a| format!("{} ({})", a.describe(), a.level.as_str()))
-                        .collect(),
-                ),
-            ),
-            (
-                "cleanup.periodic",
-                self.cleanup.periodic.map_or("off".into(), d),
-            ),
-            (
-                "api",
-                self.api.as_ref().map_or("off".into(), |a| {
-                    format!(
-                        "{}{}",
-                        a.listen,
-                        if a.token.is_some() {
-                            " (token required for POST)"
-                        } else {
-                            ""
-                        }
-                    )
-                }),
-            ),
-        ]
-    }
+pub struct ApiSettings {
+    pub listen: std::net::SocketAddr,
+    pub token: Option<String>,
 }
 
 /// The default config with the commented examples of one section switched on: lines that look
@@ -614,21 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn default_config_text_matches_built_in_defaults() {
-        let file = parse(DEFAULT_CONFIG).expect("default config parses");
-        let from_text = RecordSettings::build(
-            file.db.expect("default config names the db"),
-            file.record,
-            vec![],
-        )
-        .expect("valid");
-        let built_in =
-            RecordSettings::build(PathBuf::from(DEFAULT_DB), RecordPartial::default(), vec![])
-                .expect("valid");
-        assert_eq!(from_text, built_in);
-    }
-
-    #[test]
     fn unknown_key_names_key_and_line() {
         let err = parse("db = \"x.db\"\n[record]\ninterval = \"5s\"\nintervall = \"1s\"\n")
             .expect_err("unknown key")
@@ -657,56 +415,6 @@ mod tests {
             err.contains("line 3") && err.contains("unknown unit"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let file = parse("[record]\ninterval = \"10s\"\ntop = 3\n").expect("parses");
-        let flags = RecordPartial {
-            interval: Some("1s".parse().expect("dur")),
-            ..Default::default()
-        };
-        let s = RecordSettings::build("a.db".into(), file.record.overlay(flags), vec![])
-            .expect("valid");
-        assert_eq!(s.interval, Duration::from_secs(1));
-        assert_eq!(s.targets.top, 3);
-    }
-
-    #[test]
-    fn checks_ranges() {
-        let build = |text: &str| {
-            RecordSettings::build("a.db".into(), parse(text).expect("parses").record, vec![])
-        };
-        let err = build("[record]\ninterval = \"50ms\"\n")
-            .expect_err("too fast")
-            .to_string();
-        assert!(err.contains("below the minimum"), "{err}");
-        let err = build("[record]\ninterval = \"1m\"\nretention = \"30s\"\n")
-            .expect_err("retention")
-            .to_string();
-        assert!(err.contains("retention 30s must be longer"), "{err}");
-        let s = build("[record]\nsmaps_interval = \"off\"\nsmaps_max_rss = \"unlimited\"\n")
-            .expect("valid");
-        assert_eq!((s.smaps_interval, s.smaps_max_rss), (None, None));
-        let err = build("[record]\nwrite_buffer = 0\n")
-            .expect_err("no buffer")
-            .to_string();
-        assert!(err.contains("write_buffer must be at least 1"), "{err}");
-        let err = build("[record]\ncommit_interval = \"5m\"\n")
-            .expect_err("too long")
-            .to_string();
-        assert!(err.contains("commit_interval 5m is over 1m"), "{err}");
-        let s = build("[record]\ncommit_interval = \"1s\"\nwrite_buffer = 10\n").expect("valid");
-        assert_eq!(
-            (s.commit_interval, s.write_buffer, s.evaluation_interval),
-            (Duration::from_secs(1), 10, Duration::from_secs(10))
-        );
-        let err = build("[record]\nevaluation_interval = \"0s\"\n")
-            .expect_err("zero")
-            .to_string();
-        assert!(err.contains("evaluation_interval 0ms is below"), "{err}");
-        let s = build("[record]\nevaluation_interval = \"1m\"\n").expect("valid");
-        assert_eq!(s.evaluation_interval, Duration::from_secs(60));
     }
 
     #[test]

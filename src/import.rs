@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::alerts::{PROCESS_METRICS, SYSTEM_METRICS};
+use crate::model::{ImportedSeries, PROCESS_METRICS, SYSTEM_METRICS};
 use crate::model::{Kind, TargetKey, Unit};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,16 +33,6 @@ pub enum ImportFormat {
     Csv,
     Psrecord,
     Mprof,
-}
-
-/// One imported series: who, what, and its points (Unix ms, value in the unit).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImportedSeries {
-    pub key: TargetKey,
-    pub cmdline: String,
-    pub metric: String,
-    pub unit: Unit,
-    pub points: Vec<(i64, f64)>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

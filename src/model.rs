@@ -180,3 +180,69 @@ impl Table {
             .unwrap_or(&NULL)
     }
 }
+
+/// Metrics memtrail records itself, with the kind of target that has them.
+pub const PROCESS_METRICS: [&str; 13] = [
+    "rss",
+    "vms",
+    "swap",
+    "threads",
+    "fds",
+    "pss",
+    "uss",
+    "tree_rss",
+    "tree_vms",
+    "tree_swap",
+    "tree_threads",
+    "tree_fds",
+    "tree_procs",
+];
+pub const SYSTEM_METRICS: [&str; 8] = [
+    "mem_total",
+    "mem_available",
+    "mem_used",
+    "mem_used_percent",
+    "swap_total",
+    "swap_used",
+    "pressure_some_avg10",
+    "pressure_full_avg10",
+];
+pub const CGROUP_METRICS: [&str; 16] = [
+    "usage",
+    "limit",
+    "limit_percent",
+    "has_limit",
+    "high",
+    "swap",
+    "anon",
+    "file",
+    "kernel",
+    "events_high",
+    "events_max",
+    "oom",
+    "oom_kill",
+    "failcnt",
+    "pressure_some_avg10",
+    "pressure_full_avg10",
+];
+
+/// One imported series: who, what, and its points (Unix ms, value in the unit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedSeries {
+    pub key: TargetKey,
+    pub cmdline: String,
+    pub metric: String,
+    pub unit: Unit,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The outcome of one alert delivery (a webhook or a command), as `notifications` records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub alert_id: i64,
+    pub ts_ms: i64,
+    pub channel: &'static str,
+    pub ok: bool,
+    pub attempts: u32,
+    pub detail: String,
+}

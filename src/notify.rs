@@ -10,17 +10,7 @@ use std::time::Duration;
 use crate::alerts::AlertEvent;
 use crate::config::NotifySection;
 use crate::exec::{self, ShellOutcome};
-
-/// The outcome of one delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    pub alert_id: i64,
-    pub ts_ms: i64,
-    pub channel: &'static str,
-    pub ok: bool,
-    pub attempts: u32,
-    pub detail: String,
-}
+use crate::model::Delivery;
 
 pub struct Notifier {
     /// One queue per configured channel, each drained by a thread of its own.

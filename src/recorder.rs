@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::alerts::Engine;
-use crate::api::{Held, Shared, TickReport};
 use crate::cleanup::{Cleaner, Level, Target, Trigger};
-use crate::config::RecordSettings;
+use crate::live::{Held, Shared, TickReport};
 use crate::notify::Notifier;
 use crate::procfs;
 use crate::sampler::{Origin, Sampler};
+use crate::settings::RecordSettings;
 use crate::store::{RecorderLock, RunInfo, Store};
-use crate::units::HumanDuration;
+use crate::units::{HumanDuration, now_ms};
 
 /// At most this many samples are deleted per prune pass, so a prune never stalls a tick.
 pub const PRUNE_BATCH: usize = 5_000;
@@ -225,10 +225,6 @@ impl TickClock {
 }
 
 /// Wall-clock now, Unix milliseconds.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The next tick on the fixed grid `start + k * interval` that is still ahead of `now`: work time
 /// never shifts the cadence, and ticks missed while busy are skipped, not caught up.
 pub fn next_tick(start: Instant, interval: Duration, now: Instant) -> Instant {
@@ -638,7 +634,7 @@ impl Recorder {
     }
 
     /// Write alert delivery outcomes to the `notifications` table (a failure is logged).
-    fn record_deliveries(&mut self, done: &[crate::notify::Delivery]) {
+    fn record_deliveries(&mut self, done: &[crate::model::Delivery]) {
         if !done.is_empty()
             && let Err(e) = self.store.record_deliveries(done)
         {
@@ -795,13 +791,20 @@ fn limit_malloc_arenas() {
 
 /// `memtrail record`: check the targets, take the database, launch the command if any, then
 /// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
-pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
+/// Serves the API on a bound listener, with what the recording shares live (the caller's: the
+/// recorder knows no server).
+pub type Serve = fn(
+    tokio::net::TcpListener,
+    Arc<Shared>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     // Past a file-size limit a write should fail (and be reported), not kill the recorder.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     limit_malloc_arenas();
-    let mut sampler = Sampler::new(&settings, Instant::now())?;
+    let mut sampler = Sampler::new(&settings.sampler(), Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;
     write_leftover_spool(&settings.db, &mut store)?;
@@ -912,8 +915,7 @@ pub fn record(settings: RecordSettings) -> anyhow::Result<ExitCode> {
     if let Some(listener) = listener {
         let addr = listener.local_addr().context("reading the API's address")?;
         tracing::info!("API listening on http://{addr}");
-        let app = crate::api::router(shared.clone());
-        rt.spawn(crate::http::serve(listener, app));
+        rt.spawn(serve(listener, shared.clone()));
     }
     let recorder = Recorder {
         settings: settings.clone(),

@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::analysis::{self, AnalysisError};
 use crate::model::{Cell, Table};
-use crate::status::{format_time, format_value};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
+use crate::units::{format_time, format_value};
 
 /// Bumped whenever the JSON report changes shape.
 pub const SCHEMA_VERSION: u32 = 1;

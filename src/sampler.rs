@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupError, Group, Hierarchy};
-use crate::config::RecordSettings;
+use crate::config::Targets;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
 use crate::procfs::{self, Kernel, ProcStat};
 
@@ -124,9 +124,21 @@ impl Totals {
     }
 }
 
+/// What the sampler reads, and how often the slower readings are taken: the sampler's part of the
+/// recording's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerConfig {
+    pub targets: Targets,
+    pub system: bool,
+    pub include_children: bool,
+    pub smaps_interval: Option<Duration>,
+    pub smaps_max_rss: Option<u64>,
+    pub discovery_interval: Duration,
+}
+
 impl Sampler {
     /// Checks that every `--pid` exists now. A launched command joins later with `add_command`.
-    pub fn new(s: &RecordSettings, now: Instant) -> Result<Sampler, SamplerError> {
+    pub fn new(s: &SamplerConfig, now: Instant) -> Result<Sampler, SamplerError> {
         let mut sampler = Sampler {
             kernel: Kernel::get(),
             held_max: held_processes(),
@@ -522,10 +534,13 @@ pub fn system_sample() -> TargetSample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RecordPartial, RecordSettings};
+    use crate::config::RecordPartial;
+    use crate::settings::RecordSettings;
 
-    fn settings(p: RecordPartial) -> RecordSettings {
-        RecordSettings::build("unused.db".into(), p, vec![]).expect("valid settings")
+    fn settings(p: RecordPartial) -> SamplerConfig {
+        RecordSettings::build("unused.db".into(), p, vec![])
+            .expect("valid settings")
+            .sampler()
     }
 
     fn metric(s: &TargetSample, name: &str) -> Option<f64> {

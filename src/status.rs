@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::Format;
-use crate::recorder::now_ms;
 use crate::store::{self, RunStatus, SeriesStatus, StoreError};
 use crate::units::{HumanDuration, format_bytes};
+use crate::units::{format_time, format_value, now_ms};
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -125,30 +124,6 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
         limits: limits_of(&series),
         series,
     })
-}
-
-pub fn print(db: &Path, format: Format, window: Duration) -> anyhow::Result<()> {
-    let report = collect(db, window)?;
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", render_table(&report)),
-    }
-    Ok(())
-}
-
-pub fn format_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
-
-pub fn format_value(unit: &str, v: f64) -> String {
-    match unit {
-        "bytes" => format_bytes(v),
-        "percent" => format!("{v:.2} %"),
-        _ if v.fract() == 0.0 => format!("{v:.0}"),
-        _ => format!("{v:.2}"),
-    }
 }
 
 pub fn render_table(r: &StatusReport) -> String {

@@ -734,7 +734,7 @@ impl Store {
     }
 
     /// Record the outcome of alert deliveries (webhook, command).
-    pub fn record_deliveries(&mut self, deliveries: &[crate::notify::Delivery]) -> Result<()> {
+    pub fn record_deliveries(&mut self, deliveries: &[crate::model::Delivery]) -> Result<()> {
         let tx = self
             .conn
             .transaction()
@@ -753,7 +753,7 @@ impl Store {
     /// Write imported series in one transaction; returns the number of samples written.
     /// Write imported series in one transaction. A sample already stored (same series and time)
     /// takes the file's value; the counts say how many were new, changed, or already there.
-    pub fn import(&mut self, series: &[crate::import::ImportedSeries]) -> Result<Imported> {
+    pub fn import(&mut self, series: &[crate::model::ImportedSeries]) -> Result<Imported> {
         let tx = self
             .conn
             .transaction()
@@ -1611,8 +1611,7 @@ mod tests {
         for tick in 0..(7 * day) {
             let ts = tick * minute;
             s.write_tick(0, &snapshot(ts, &keys, 2)).expect("tick");
-            s.prune(ts - day * minute, crate::recorder::PRUNE_BATCH)
-                .expect("prune");
+            s.prune(ts - day * minute, 5_000).expect("prune");
             if tick == 2 * day {
                 pages_after_two_days = s.page_stats().expect("pages").0;
             }

@@ -164,6 +164,28 @@ pub fn format_bytes(bytes: f64) -> String {
     }
 }
 
+/// The wall clock, as Unix ms.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A time as memtrail prints it: `2026-12-01 20:10:26 UTC`.
+pub fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// A value in its unit, for people: bytes as `1.5 GiB`, percent with two decimals.
+pub fn format_value(unit: &str, v: f64) -> String {
+    match unit {
+        "bytes" => format_bytes(v),
+        "percent" => format!("{v:.2} %"),
+        _ if v.fract() == 0.0 => format!("{v:.0}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
 /// The time forms every time input takes, for error messages.
 pub const TIME_FORMS: &str = "RFC 3339 (2026-12-01T20:10:26Z, any offset), YYYY-MM-DD, \
      YYYY-MM-DD HH:MM[:SS] (UTC unless an offset follows), memtrail's own form \

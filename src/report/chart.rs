@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::{Chart, Line, Report, esc, jbytes, jtext};
-use crate::status::format_time;
+use crate::units::format_time;
 
 /// The drawing box, in SVG units; the page scales it to its full width.
 const W: f64 = 1000.0;

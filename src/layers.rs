@@ -1,0 +1,141 @@
+//! The order of memtrail's layers, bottom first, in the order the data flows, and a test that
+//! keeps every `crate::` import pointing down it (or across its own layer, without a cycle).
+//! ARCHITECTURE.md draws the same picture. A module's tests may reach up (to build their inputs);
+//! everything before its `#[cfg(test)]` may not.
+
+/// Each layer's modules (a module with a folder counts its files as its own).
+pub const LAYERS: &[(&str, &[&str])] = &[
+    ("base", &["model", "units", "exec", "http"]),
+    ("config", &["config"]),
+    ("collect", &["procfs", "cgroup", "sampler", "import"]),
+    ("store", &["store", "spool"]),
+    ("analyze", &["analysis", "alerts", "backtest", "status"]),
+    ("act", &["notify", "cleanup"]),
+    ("record", &["live", "settings", "recorder"]),
+    ("serve", &["api"]),
+    ("present", &["output", "report"]),
+    ("cli", &["cli", "main", "lib", "layers", "proptests"]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::LAYERS;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    fn layer_of(module: &str) -> Option<usize> {
+        LAYERS.iter().position(|(_, ms)| ms.contains(&module))
+    }
+
+    /// Every `crate::name` a file's non-test code names, by the module the file belongs to.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") || path.starts_with(src.join("bin")) {
+                    continue;
+                }
+                let rel = path.strip_prefix(&src).expect("under src");
+                let first = rel.components().next().expect("a file");
+                let module = first
+                    .as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string();
+                if rel.file_name().is_some_and(|f| f == "tests.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("read");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let used = out.entry(module.clone()).or_default();
+                for part in code.split("crate::").skip(1) {
+                    let name: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if !name.is_empty() && name != module {
+                        used.insert(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_module_has_a_layer_and_imports_only_run_down() {
+        let graph = imports();
+        let mut wrong = Vec::new();
+        for (module, used) in &graph {
+            let Some(from) = layer_of(module) else {
+                wrong.push(format!("{module} is in no layer (add it to LAYERS)"));
+                continue;
+            };
+            for target in used {
+                match layer_of(target) {
+                    None => wrong.push(format!("{module} uses {target}, which is in no layer")),
+                    Some(to) if to > from => wrong.push(format!(
+                        "{module} ({}) uses {target} ({}), a layer above it",
+                        LAYERS[from].0, LAYERS[to].0
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn no_import_cycle() {
+        let graph = imports();
+        // Depth-first search: a module met again on the current path closes a cycle.
+        fn visit(
+            m: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| p == m) {
+                return Some(path[at..].to_vec());
+            }
+            if !done.insert(m.to_string()) {
+                return None;
+            }
+            path.push(m.to_string());
+            for next in graph.get(m).into_iter().flatten() {
+                if let Some(cycle) = visit(next, graph, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for m in graph.keys() {
+            let mut path = Vec::new();
+            if let Some(cycle) = visit(m, &graph, &mut path, &mut done) {
+                panic!("import cycle: {}", cycle.join(" -> "));
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_sees_an_upward_import() {
+        // The parser itself: this module names `crate::cli` in its test code only, which is
+        // allowed; a sentence naming crate::report in non-test code would have been caught.
+        let graph = imports();
+        assert!(graph.get("recorder").is_some_and(|u| u.contains("store")));
+        assert!(
+            graph
+                .get("sampler")
+                .is_some_and(|u| !u.contains("settings"))
+        );
+    }
+}
