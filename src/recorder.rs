@@ -224,7 +224,6 @@ impl TickClock {
     }
 }
 
-/// Wall-clock now, Unix milliseconds.
 /// The next tick on the fixed grid `start + k * interval` that is still ahead of `now`: work time
 /// never shifts the cadence, and ticks missed while busy are skipped, not caught up.
 pub fn next_tick(start: Instant, interval: Duration, now: Instant) -> Instant {
@@ -251,276 +250,368 @@ pub struct Recorder {
     pub clock: TickClock,
 }
 
+/// When each complaint was last logged: a fault that lasts is logged once a minute, not per tick.
+#[derive(Default)]
+struct Logged {
+    write_error: Option<Instant>,
+    drop: Option<Instant>,
+    spool_error: Option<Instant>,
+}
+
+/// Log at most once per ERROR_LOG_EVERY: whether `last` allows it now (and note that it did).
+fn due_to_log(last: &mut Option<Instant>, now: Instant) -> bool {
+    let due = last.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_EVERY);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
+/// The loop's state between ticks: its schedules, what waits to be written, and the outcome so far.
+struct LoopState {
+    start: Instant,
+    end: Option<Instant>,
+    next: Instant,
+    next_prune: Instant,
+    next_vacuum: Instant,
+    evaluations: crate::alerts::EvaluationGrid,
+    next_periodic: Option<Instant>,
+    backlog: Backlog,
+    /// Ticks held between commits also go to the spool, so a crash loses none of them.
+    spool: crate::spool::Spool,
+    last_commit: Instant,
+    last_write_failed: bool,
+    signals: u32,
+    pending_stop: Option<StopReason>,
+    outcome: Outcome,
+    logged: Logged,
+}
+
+/// What waiting for the next tick ended with.
+enum Wait {
+    Tick,
+    Stop,
+}
+
 impl Recorder {
+    /// The tick loop: wait for the tick, sample, write or hold, publish, evaluate, maintain;
+    /// then stop (write what is held, finish deliveries and cleanups, end the command).
     pub fn run(mut self, control: Receiver<Control>) -> (Store, Outcome) {
-        let start = Instant::now();
-        let end = self.settings.duration.map(|d| start + d);
-        let mut outcome = Outcome {
-            reason: StopReason::Signal,
-            command_status: None,
-            ticks: 0,
-            samples: 0,
-            failed_ticks: 0,
-        };
-        let mut next = start;
-        let mut next_prune = start;
-        let mut next_vacuum = start + VACUUM_EVERY;
-        let mut evaluations = crate::alerts::EvaluationGrid::new(
-            self.settings.evaluation_interval,
-            self.settings.interval,
-        );
-        let mut next_periodic = self
-            .cleaner
-            .as_ref()
-            .and_then(|c| c.settings.periodic)
-            .map(|p| start + p);
-        let mut last_error_log: Option<Instant> = None;
-        let mut last_drop_log: Option<Instant> = None;
-        let mut backlog = Backlog::new(self.settings.write_buffer);
-        // Ticks held between commits also go to the spool, so a crash loses none of them.
-        let mut spool = crate::spool::Spool::new(&self.settings.db);
-        let mut last_spool_error_log: Option<Instant> = None;
-        // The first tick is committed at once: a reader sees the run start.
-        let mut last_commit = start
-            .checked_sub(self.settings.commit_interval)
-            .unwrap_or(start);
-        let mut last_write_failed = false;
-        let mut signals = 0;
-        let mut pending_stop: Option<StopReason> = None;
-        'run: loop {
-            // Wait for the next tick (or the end), handling control messages as they come.
-            loop {
-                let now = Instant::now();
-                let wake = end.map_or(next, |e| e.min(next));
-                if now >= wake {
-                    break;
-                }
-                match control.recv_timeout(wake - now) {
-                    Ok(Control::CommandExited(status)) => {
-                        outcome.command_status = Some(status);
-                        pending_stop = Some(StopReason::CommandExited);
-                    }
-                    Ok(Control::Signal(sig)) => {
-                        signals += 1;
-                        match self.command_pid {
-                            // With a launched command, the recording ends when it does: pass
-                            // SIGTERM on (SIGINT from a terminal reached it already); a second
-                            // signal kills it.
-                            Some(pid) if outcome.command_status.is_none() => {
-                                let forward = if signals > 1 {
-                                    libc::SIGKILL
-                                } else if sig == libc::SIGTERM {
-                                    libc::SIGTERM
-                                } else {
-                                    0
-                                };
-                                if forward != 0 {
-                                    tracing::info!(
-                                        pid,
-                                        signal = forward,
-                                        "passing the signal on to the command"
-                                    );
-                                    // SAFETY: kill(2) with a pid we launched; no memory is involved.
-                                    unsafe { libc::kill(pid as libc::pid_t, forward) };
-                                }
-                            }
-                            _ => pending_stop = Some(StopReason::Signal),
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => pending_stop = Some(StopReason::Signal),
-                }
-                match pending_stop {
-                    // One last tick records the command as gone (and the system after it).
-                    Some(StopReason::CommandExited) => break,
-                    Some(reason) => {
-                        outcome.reason = reason;
-                        break 'run;
-                    }
-                    None => {}
-                }
-            }
-            if end.is_some_and(|e| Instant::now() >= e) {
-                outcome.reason = StopReason::Duration;
+        let mut st = self.loop_state();
+        loop {
+            if let Wait::Stop = self.wait_for_tick(&control, &mut st) {
                 break;
             }
-
+            if st.end.is_some_and(|e| Instant::now() >= e) {
+                st.outcome.reason = StopReason::Duration;
+                break;
+            }
             let tick_at = Instant::now();
-            let (ts, jump) = self.clock.stamp(tick_at, now_ms());
-            match jump {
-                Some(Jump::Forward(ms)) => tracing::warn!(
-                    "the wall clock jumped {:.1} s forward (or the machine was suspended): ticks follow it, leaving a gap in the history",
-                    ms as f64 / 1000.0
-                ),
-                Some(Jump::Backward(ms)) => tracing::warn!(
-                    "the wall clock is {:.1} s behind the last tick (it jumped back): ticks go on counting on the monotonic clock so none is stamped before an earlier one; they stay ahead of the wall clock until it catches up or the recorder restarts",
-                    ms as f64 / 1000.0
-                ),
+            let ts = self.stamp(tick_at);
+            let snap = self.sample(tick_at, ts);
+            self.record_finished_deliveries();
+            let was_failing = st.last_write_failed;
+            let written = self.write_or_hold(&mut st, snap, tick_at, ts);
+            self.publish(&st, &written, tick_at, ts);
+            self.after_write(&mut st, written, was_failing, tick_at, ts);
+            st.outcome.ticks += 1;
+            self.maintain(&mut st, tick_at, ts);
+            if let Some(reason) = self.stop_reason(&st) {
+                st.outcome.reason = reason;
+                break;
+            }
+            st.next = next_tick(st.start, self.settings.interval, Instant::now());
+        }
+        self.stop(&control, st)
+    }
+
+    fn loop_state(&self) -> LoopState {
+        let start = Instant::now();
+        LoopState {
+            start,
+            end: self.settings.duration.map(|d| start + d),
+            next: start,
+            next_prune: start,
+            next_vacuum: start + VACUUM_EVERY,
+            evaluations: crate::alerts::EvaluationGrid::new(
+                self.settings.evaluation_interval,
+                self.settings.interval,
+            ),
+            next_periodic: self
+                .cleaner
+                .as_ref()
+                .and_then(|c| c.settings.periodic)
+                .map(|p| start + p),
+            backlog: Backlog::new(self.settings.write_buffer),
+            spool: crate::spool::Spool::new(&self.settings.db),
+            // The first tick is committed at once: a reader sees the run start.
+            last_commit: start
+                .checked_sub(self.settings.commit_interval)
+                .unwrap_or(start),
+            last_write_failed: false,
+            signals: 0,
+            pending_stop: None,
+            outcome: Outcome {
+                reason: StopReason::Signal,
+                command_status: None,
+                ticks: 0,
+                samples: 0,
+                failed_ticks: 0,
+            },
+            logged: Logged::default(),
+        }
+    }
+
+    /// Wait for the next tick (or the end), handling control messages as they come. A signal
+    /// stops at once; the launched command's exit gets one last tick (it records the command as
+    /// gone).
+    fn wait_for_tick(&mut self, control: &Receiver<Control>, st: &mut LoopState) -> Wait {
+        loop {
+            let now = Instant::now();
+            let wake = st.end.map_or(st.next, |e| e.min(st.next));
+            if now >= wake {
+                return Wait::Tick;
+            }
+            match control.recv_timeout(wake - now) {
+                Ok(Control::CommandExited(status)) => {
+                    st.outcome.command_status = Some(status);
+                    st.pending_stop = Some(StopReason::CommandExited);
+                }
+                Ok(Control::Signal(sig)) => self.on_signal(st, sig),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => st.pending_stop = Some(StopReason::Signal),
+            }
+            match st.pending_stop {
+                Some(StopReason::CommandExited) => return Wait::Tick,
+                Some(reason) => {
+                    st.outcome.reason = reason;
+                    return Wait::Stop;
+                }
                 None => {}
             }
-            let (mut snap, changes) = self.sampler.sample(tick_at, ts);
-            snap.targets.extend(self.shared.take_custom());
-            for key in &changes.added {
-                tracing::info!(subject = %key, "watching");
-            }
-            for key in &changes.gone {
-                if key.kind == crate::model::Kind::Cgroup {
-                    tracing::info!(subject = %key, "cgroup removed; recorded as gone");
-                } else {
-                    tracing::info!(subject = %key, "process exited; recorded as gone");
-                }
-            }
-            for name in &changes.newly_waiting {
-                tracing::warn!(
-                    name,
-                    every = %crate::units::HumanDuration(self.settings.discovery_interval),
-                    "no process with this name yet; still looking"
-                );
-            }
-            self.record_finished_deliveries();
-            // Commit now, unless ticks are gathered into fewer commits (commit_interval) and the
-            // last commit is recent; after a failed write, every tick tries again.
-            let was_failing = last_write_failed;
-            // Half an interval of slack: ticks wake a little late or early, and at 1 s ticks with
-            // a 1 s commit interval each tick is still committed.
-            let due = last_write_failed
-                || tick_at.saturating_duration_since(last_commit) + self.settings.interval / 2
-                    >= self.settings.commit_interval
-                || pending_stop.is_some()
-                // Rules read the database: an evaluation due now commits what waits first.
-                || (!self.engine.rules.is_empty() && evaluations.due(ts));
-            if !due
-                && let Err(e) = spool.append(&snap)
-                && last_spool_error_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
-            {
-                last_spool_error_log = Some(tick_at);
-                tracing::warn!(
-                    spool = %spool.path().display(),
-                    "could not append this tick to the spool: {e}; it waits in memory for the next commit (a crash before it would lose it)"
-                );
-            }
-            let dropped = backlog.push(snap);
-            if dropped > 0
-                && last_drop_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY)
-            {
-                last_drop_log = Some(tick_at);
-                tracing::error!(
-                    dropped_ticks = backlog.dropped_ticks,
-                    "the write buffer is full ({} samples, write_buffer): dropping the oldest held ticks",
-                    self.settings.write_buffer
-                );
-            }
-            let written = if due {
-                let w = backlog.flush(&mut self.store, self.run_id, self.settings.interval / 2);
-                if w.is_ok() && backlog.ticks() == 0 {
-                    last_commit = tick_at;
-                    spool.clear();
-                }
-                last_write_failed = w.is_err();
-                w
-            } else {
-                Ok(0)
-            };
-            self.shared.tick_done(TickReport {
-                ts_ms: ts,
-                written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
-                held: backlog.figures(last_write_failed),
-                took: tick_at.elapsed(),
-                watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
-                cleanup_targets: self.cleanup_targets(),
-            });
-            match written {
-                Ok(n) => {
-                    outcome.samples += n as u64;
-                    if was_failing && backlog.ticks() == 0 {
-                        tracing::info!(
-                            samples = n,
-                            "the database accepts writes again: the ticks held in memory are written"
-                        );
-                    }
-                    if backlog.ticks() == 0 && evaluations.due(ts) {
-                        evaluations.evaluated(ts);
-                        self.evaluate_rules(ts);
-                    }
-                }
-                Err(e) => {
-                    outcome.failed_ticks += 1;
-                    if last_error_log.is_none_or(|t| tick_at.duration_since(t) >= ERROR_LOG_EVERY) {
-                        last_error_log = Some(tick_at);
-                        tracing::error!(
-                            failed_ticks = outcome.failed_ticks,
-                            held_ticks = backlog.ticks(),
-                            held_samples = backlog.samples(),
-                            "could not write this tick: {e}; it is held in memory with the others not yet written (at most {} samples, write_buffer) and written when the database accepts writes; still recording",
-                            self.settings.write_buffer
-                        );
-                    }
-                }
-            }
-            outcome.ticks += 1;
+        }
+    }
 
-            // While ticks are held, the database refuses writes: a prune or vacuum would too.
-            if backlog.ticks() == 0 && tick_at >= next_prune {
-                next_prune = tick_at + PRUNE_EVERY;
-                let cutoff = ts - self.settings.retention.as_millis() as i64;
-                match self.store.prune(cutoff, PRUNE_BATCH) {
-                    Ok(p) if p.samples > 0 || p.targets > 0 => {
-                        tracing::debug!(samples = p.samples, targets = p.targets, "pruned")
-                    }
-                    Ok(_) => next_prune = tick_at + PRUNE_IDLE_EVERY,
-                    Err(e) => tracing::warn!("pruning old samples failed: {e}; will retry"),
+    /// With a launched command, the recording ends when it does: SIGTERM is passed on (SIGINT
+    /// from a terminal reached it already) and a second signal kills it. Without one, stop.
+    fn on_signal(&mut self, st: &mut LoopState, sig: i32) {
+        st.signals += 1;
+        match self.command_pid {
+            Some(pid) if st.outcome.command_status.is_none() => {
+                let forward = if st.signals > 1 {
+                    libc::SIGKILL
+                } else if sig == libc::SIGTERM {
+                    libc::SIGTERM
+                } else {
+                    0
+                };
+                if forward != 0 {
+                    tracing::info!(
+                        pid,
+                        signal = forward,
+                        "passing the signal on to the command"
+                    );
+                    // SAFETY: kill(2) with a pid we launched; no memory is involved.
+                    unsafe { libc::kill(pid as libc::pid_t, forward) };
                 }
             }
-            if let (Some(due), Some(cleaner)) = (next_periodic, &self.cleaner)
-                && tick_at >= due
-            {
-                next_periodic = cleaner.settings.periodic.map(|p| tick_at + p);
-                for t in self.cleanup_targets() {
-                    cleaner.spawn(Trigger::Periodic, Level::Normal, t);
-                }
-            }
-            if backlog.ticks() == 0 && tick_at >= next_vacuum {
-                next_vacuum = tick_at + VACUUM_EVERY;
-                if let Err(e) = self.store.maybe_vacuum() {
-                    tracing::warn!("incremental vacuum failed: {e}");
-                }
-            }
-            if pending_stop == Some(StopReason::CommandExited) {
-                outcome.reason = StopReason::CommandExited;
-                break;
-            }
-            if !self.sampler.has_work() {
-                tracing::info!(
-                    "every watched process has exited and nothing else is recorded; stopping"
-                );
-                outcome.reason = StopReason::TargetsGone;
-                break;
-            }
-            next = next_tick(start, self.settings.interval, Instant::now());
+            _ => st.pending_stop = Some(StopReason::Signal),
         }
-        // What is still held gets a last try (bounded by the busy timeout); it is lost if that fails.
-        if backlog.ticks() > 0 {
-            match backlog.flush(&mut self.store, self.run_id, self.settings.busy_timeout) {
-                Ok(n) => outcome.samples += n as u64,
-                Err(e) => tracing::error!(
-                    held_ticks = backlog.ticks(),
-                    "could not write the ticks held at the stop: {e}; they are lost"
-                ),
-            }
-            if backlog.ticks() > 0 {
-                tracing::error!(
-                    held_ticks = backlog.ticks(),
-                    "ticks held at the stop were not written"
-                );
+    }
+
+    /// The tick's time, saying so when the wall clock jumped.
+    fn stamp(&mut self, tick_at: Instant) -> i64 {
+        let (ts, jump) = self.clock.stamp(tick_at, now_ms());
+        match jump {
+            Some(Jump::Forward(ms)) => tracing::warn!(
+                "the wall clock jumped {:.1} s forward (or the machine was suspended): ticks follow it, leaving a gap in the history",
+                ms as f64 / 1000.0
+            ),
+            Some(Jump::Backward(ms)) => tracing::warn!(
+                "the wall clock is {:.1} s behind the last tick (it jumped back): ticks go on counting on the monotonic clock so none is stamped before an earlier one; they stay ahead of the wall clock until it catches up or the recorder restarts",
+                ms as f64 / 1000.0
+            ),
+            None => {}
+        }
+        ts
+    }
+
+    /// Read every target (and the custom metrics pushed since the last tick); log what came and went.
+    fn sample(&mut self, tick_at: Instant, ts: i64) -> crate::model::Snapshot {
+        let (mut snap, changes) = self.sampler.sample(tick_at, ts);
+        snap.targets.extend(self.shared.take_custom());
+        for key in &changes.added {
+            tracing::info!(subject = %key, "watching");
+        }
+        for key in &changes.gone {
+            if key.kind == crate::model::Kind::Cgroup {
+                tracing::info!(subject = %key, "cgroup removed; recorded as gone");
+            } else {
+                tracing::info!(subject = %key, "process exited; recorded as gone");
             }
         }
-        if backlog.ticks() == 0
-            && let Err(e) = spool.remove()
-        {
+        for name in &changes.newly_waiting {
             tracing::warn!(
-                "could not remove the spool: {e}; the next start writes its ticks again (harmless)"
+                name,
+                every = %crate::units::HumanDuration(self.settings.discovery_interval),
+                "no process with this name yet; still looking"
             );
         }
+        snap
+    }
+
+    /// Commit now, unless ticks are gathered into fewer commits (commit_interval) and the last
+    /// commit is recent: then the tick waits in the spool. After a failed write every tick tries
+    /// again; rules due now commit what waits first (they read the database).
+    fn write_or_hold(
+        &mut self,
+        st: &mut LoopState,
+        snap: crate::model::Snapshot,
+        tick_at: Instant,
+        ts: i64,
+    ) -> Result<usize, crate::store::StoreError> {
+        // Half an interval of slack: ticks wake a little late or early, and at 1 s ticks with a
+        // 1 s commit interval each tick is still committed.
+        let due = st.last_write_failed
+            || tick_at.saturating_duration_since(st.last_commit) + self.settings.interval / 2
+                >= self.settings.commit_interval
+            || st.pending_stop.is_some()
+            || (!self.engine.rules.is_empty() && st.evaluations.due(ts));
+        if !due
+            && let Err(e) = st.spool.append(&snap)
+            && due_to_log(&mut st.logged.spool_error, tick_at)
+        {
+            tracing::warn!(
+                spool = %st.spool.path().display(),
+                "could not append this tick to the spool: {e}; it waits in memory for the next commit (a crash before it would lose it)"
+            );
+        }
+        if st.backlog.push(snap) > 0 && due_to_log(&mut st.logged.drop, tick_at) {
+            tracing::error!(
+                dropped_ticks = st.backlog.dropped_ticks,
+                "the write buffer is full ({} samples, write_buffer): dropping the oldest held ticks",
+                self.settings.write_buffer
+            );
+        }
+        if !due {
+            return Ok(0);
+        }
+        let w = st
+            .backlog
+            .flush(&mut self.store, self.run_id, self.settings.interval / 2);
+        if w.is_ok() && st.backlog.ticks() == 0 {
+            st.last_commit = tick_at;
+            st.spool.clear();
+        }
+        st.last_write_failed = w.is_err();
+        w
+    }
+
+    /// Health and the live endpoints learn of the tick.
+    fn publish(
+        &self,
+        st: &LoopState,
+        written: &Result<usize, crate::store::StoreError>,
+        tick_at: Instant,
+        ts: i64,
+    ) {
+        self.shared.tick_done(TickReport {
+            ts_ms: ts,
+            written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
+            held: st.backlog.figures(st.last_write_failed),
+            took: tick_at.elapsed(),
+            watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
+            cleanup_targets: self.cleanup_targets(),
+        });
+    }
+
+    /// Count what was written, say when writes work again, and evaluate the rules when due; or
+    /// log the failed write (once a minute).
+    fn after_write(
+        &mut self,
+        st: &mut LoopState,
+        written: Result<usize, crate::store::StoreError>,
+        was_failing: bool,
+        tick_at: Instant,
+        ts: i64,
+    ) {
+        match written {
+            Ok(n) => {
+                st.outcome.samples += n as u64;
+                if was_failing && st.backlog.ticks() == 0 {
+                    tracing::info!(
+                        samples = n,
+                        "the database accepts writes again: the ticks held in memory are written"
+                    );
+                }
+                if st.backlog.ticks() == 0 && st.evaluations.due(ts) {
+                    st.evaluations.evaluated(ts);
+                    self.evaluate_rules(ts);
+                }
+            }
+            Err(e) => {
+                st.outcome.failed_ticks += 1;
+                if due_to_log(&mut st.logged.write_error, tick_at) {
+                    tracing::error!(
+                        failed_ticks = st.outcome.failed_ticks,
+                        held_ticks = st.backlog.ticks(),
+                        held_samples = st.backlog.samples(),
+                        "could not write this tick: {e}; it is held in memory with the others not yet written (at most {} samples, write_buffer) and written when the database accepts writes; still recording",
+                        self.settings.write_buffer
+                    );
+                }
+            }
+        }
+    }
+
+    /// Pruning, periodic cleanups and the incremental vacuum, each on its own schedule. While
+    /// ticks are held the database refuses writes, so a prune or vacuum would too: they wait.
+    fn maintain(&mut self, st: &mut LoopState, tick_at: Instant, ts: i64) {
+        if st.backlog.ticks() == 0 && tick_at >= st.next_prune {
+            st.next_prune = tick_at + PRUNE_EVERY;
+            let cutoff = ts - self.settings.retention.as_millis() as i64;
+            match self.store.prune(cutoff, PRUNE_BATCH) {
+                Ok(p) if p.samples > 0 || p.targets > 0 => {
+                    tracing::debug!(samples = p.samples, targets = p.targets, "pruned")
+                }
+                Ok(_) => st.next_prune = tick_at + PRUNE_IDLE_EVERY,
+                Err(e) => tracing::warn!("pruning old samples failed: {e}; will retry"),
+            }
+        }
+        if let (Some(due), Some(cleaner)) = (st.next_periodic, &self.cleaner)
+            && tick_at >= due
+        {
+            st.next_periodic = cleaner.settings.periodic.map(|p| tick_at + p);
+            for t in self.cleanup_targets() {
+                cleaner.spawn(Trigger::Periodic, Level::Normal, t);
+            }
+        }
+        if st.backlog.ticks() == 0 && tick_at >= st.next_vacuum {
+            st.next_vacuum = tick_at + VACUUM_EVERY;
+            if let Err(e) = self.store.maybe_vacuum() {
+                tracing::warn!("incremental vacuum failed: {e}");
+            }
+        }
+    }
+
+    /// After a tick: the command's exit ends the recording, and so does having nothing left to watch.
+    fn stop_reason(&self, st: &LoopState) -> Option<StopReason> {
+        if st.pending_stop == Some(StopReason::CommandExited) {
+            return Some(StopReason::CommandExited);
+        }
+        if !self.sampler.has_work() {
+            tracing::info!(
+                "every watched process has exited and nothing else is recorded; stopping"
+            );
+            return Some(StopReason::TargetsGone);
+        }
+        None
+    }
+
+    /// The stop: what is held gets a last try, deliveries and cleanups under way finish, and a
+    /// launched command that outlives the recording is ended.
+    fn stop(mut self, control: &Receiver<Control>, mut st: LoopState) -> (Store, Outcome) {
+        self.write_held_at_stop(&mut st);
         if let Some(n) = self.notifier.take() {
             let (done, cut_short) = n.finish(STOP_DELIVERY_WAIT);
             self.record_deliveries(&done);
@@ -534,35 +625,70 @@ impl Recorder {
         if let Some(c) = &self.cleaner {
             c.finish();
         }
-        // A launched command that outlives the recording (--duration) is asked to stop, then waited for.
-        if let Some(pid) = self.command_pid
-            && outcome.command_status.is_none()
-        {
-            tracing::info!(
-                pid,
-                "the recording ends ({}) while the launched command still runs: sending it SIGTERM",
-                outcome.reason.as_str()
-            );
-            // SAFETY: kill(2) with a pid we launched.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-            if let Ok(Control::CommandExited(status)) = wait_exit(&control, Duration::from_secs(10))
+        self.end_command(control, &mut st.outcome);
+        (self.store, st.outcome)
+    }
+
+    /// What is still held gets a last try (bounded by the busy timeout); it is lost if that fails.
+    fn write_held_at_stop(&mut self, st: &mut LoopState) {
+        if st.backlog.ticks() > 0 {
+            match st
+                .backlog
+                .flush(&mut self.store, self.run_id, self.settings.busy_timeout)
             {
-                outcome.command_status = Some(status);
-            } else {
-                tracing::warn!(
-                    pid,
-                    "the launched command did not exit within 10 s of SIGTERM: sending SIGKILL"
+                Ok(n) => st.outcome.samples += n as u64,
+                Err(e) => tracing::error!(
+                    held_ticks = st.backlog.ticks(),
+                    "could not write the ticks held at the stop: {e}; they are lost"
+                ),
+            }
+            if st.backlog.ticks() > 0 {
+                tracing::error!(
+                    held_ticks = st.backlog.ticks(),
+                    "ticks held at the stop were not written"
                 );
-                // SAFETY: as above.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                if let Ok(Control::CommandExited(status)) =
-                    wait_exit(&control, Duration::from_secs(5))
-                {
-                    outcome.command_status = Some(status);
-                }
             }
         }
-        (self.store, outcome)
+        if st.backlog.ticks() == 0 {
+            let spool =
+                std::mem::replace(&mut st.spool, crate::spool::Spool::new(&self.settings.db));
+            if let Err(e) = spool.remove() {
+                tracing::warn!(
+                    "could not remove the spool: {e}; the next start writes its ticks again (harmless)"
+                );
+            }
+        }
+    }
+
+    /// A launched command that outlives the recording (--duration) is asked to stop (SIGTERM),
+    /// waited for, then killed.
+    fn end_command(&self, control: &Receiver<Control>, outcome: &mut Outcome) {
+        let Some(pid) = self
+            .command_pid
+            .filter(|_| outcome.command_status.is_none())
+        else {
+            return;
+        };
+        tracing::info!(
+            pid,
+            "the recording ends ({}) while the launched command still runs: sending it SIGTERM",
+            outcome.reason.as_str()
+        );
+        // SAFETY: kill(2) with a pid we launched.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        if let Ok(Control::CommandExited(status)) = wait_exit(control, Duration::from_secs(10)) {
+            outcome.command_status = Some(status);
+            return;
+        }
+        tracing::warn!(
+            pid,
+            "the launched command did not exit within 10 s of SIGTERM: sending SIGKILL"
+        );
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        if let Ok(Control::CommandExited(status)) = wait_exit(control, Duration::from_secs(5)) {
+            outcome.command_status = Some(status);
+        }
     }
 }
 
