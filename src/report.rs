@@ -381,7 +381,33 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         }
     }
 
-    let series: Vec<SeriesReport> = (0..summary.rows.len())
+    let series = series_reports(&summary, &trends);
+    let charts = charts(&series, &buckets, bucket_ms);
+
+    let (alerts, cleanups) = audit(&conn, o)?;
+    let (runs, gaps) = runs_and_gaps(&conn, o)?;
+
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        generated_ms: o.generated_ms,
+        from_ms: o.from_ms,
+        to_ms: o.to_ms,
+        data_from_ms: data_from,
+        data_to_ms: data_to,
+        database: o.database.clone(),
+        target_filter: o.target.clone(),
+        series,
+        alerts,
+        cleanups,
+        runs,
+        gaps,
+        charts,
+    })
+}
+
+/// Each series' figures from the summary pass, with its trend verdict in words.
+fn series_reports(summary: &Table, trends: &BTreeMap<i64, Table>) -> Vec<SeriesReport> {
+    (0..summary.rows.len())
         .map(|r| {
             let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
             let series_id = summary.get(r, "series_id").as_i64().unwrap_or(0);
@@ -428,16 +454,21 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
             s.verdict = verdict(&s);
             s
         })
-        .collect();
-    let charts = charts(&series, &buckets, bucket_ms);
+        .collect()
+}
 
+/// An audit row (an alert, a cleanup run, a recorder run) as the report carries it.
+type Row = Map<String, Value>;
+
+/// The alerts and cleanup runs inside the range, for the selected targets.
+fn audit(conn: &Connection, o: &Options) -> Result<(Vec<Row>, Vec<Row>), ReportError> {
     // Alerts and cleanups inside the range (for the selected targets).
     let keep = |target: Option<&str>, pid: Option<i64>| match &o.target {
         None => true,
         Some(t) => Some(t.as_str()) == target || t.parse::<i64>().ok() == pid,
     };
     let alerts_table = store::query_table(
-        &conn,
+        conn,
         "SELECT ts_ms, rule, event, severity, kind, target, pid, metric, observed, threshold, message
          FROM alerts WHERE ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms, id",
         &[("from", Cell::Int(o.from_ms)), ("to", Cell::Int(o.to_ms))],
@@ -453,7 +484,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         })
         .collect();
     let cleanups_table = analysis::run(
-        &conn,
+        conn,
         "cleanups",
         &[("since_ms", Cell::Int(o.from_ms))],
         o.to_ms,
@@ -469,8 +500,13 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         })
         .collect();
     cleanups.reverse();
+    Ok((alerts, cleanups))
+}
+
+/// The recorder runs in the range (each with its state), and the gaps between them.
+fn runs_and_gaps(conn: &Connection, o: &Options) -> Result<(Vec<Row>, Vec<Gap>), ReportError> {
     let runs_table = store::query_table(
-        &conn,
+        conn,
         "SELECT id, started_ms, coalesce(stopped_ms, last_tick_ms) AS stopped_ms, stop_reason, interval_ms, host, version,
                 pid, stopped_ms IS NULL AS open
          FROM runs WHERE started_ms <= :to AND coalesce(stopped_ms, last_tick_ms, started_ms) >= :from
@@ -502,23 +538,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
             });
         }
     }
-
-    Ok(Report {
-        schema_version: SCHEMA_VERSION,
-        generated_ms: o.generated_ms,
-        from_ms: o.from_ms,
-        to_ms: o.to_ms,
-        data_from_ms: data_from,
-        data_to_ms: data_to,
-        database: o.database.clone(),
-        target_filter: o.target.clone(),
-        series,
-        alerts,
-        cleanups,
-        runs,
-        gaps,
-        charts,
-    })
+    Ok((runs, gaps))
 }
 
 /// One chart per target (its memory lines) and the system's used memory, from each line's
