@@ -952,85 +952,16 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     // What can fail comes before the launch, so a failed start never leaves the command running.
     crate::alerts::install(store.connection(), &settings.rules)?;
     let listener = match &settings.api {
-        Some(api) => Some(
-            rt.block_on(tokio::net::TcpListener::bind(api.listen))
-                .with_context(|| {
-                    format!(
-                        "cannot serve the API on {}: is another recorder using it? Choose another with --listen, or --no-api",
-                        api.listen
-                    )
-                })?,
-        ),
+        Some(api) => Some(bind_api(&rt, api.listen)?),
         None => None,
     };
     let (control_tx, control_rx) = mpsc::channel();
-    let mut command_pid = None;
     // Ends the launched command if the start fails after the launch (disarmed once recording).
     let mut orphan_guard = OrphanGuard(None);
-    if !settings.targets.command.is_empty() {
-        let mut child = launch(&settings.targets.command)?;
-        let pid = child.id();
-        orphan_guard.0 = Some(pid);
-        // Not yet reaped, so /proc/PID exists even if the command already exited.
-        sampler.add_command(pid, Instant::now())?;
-        command_pid = Some(pid);
-        let tx = control_tx.clone();
-        std::thread::Builder::new()
-            .name("command-wait".into())
-            .spawn(move || {
-                if let Ok(status) = child.wait() {
-                    let _ = tx.send(Control::CommandExited(status));
-                }
-            })
-            .context("starting the thread that waits for the command")?;
-    }
-
-    let newest = store.newest_tick_ms()?;
-    let clock = TickClock::new(now_ms(), Instant::now(), newest);
-    if let Some(t) = newest
-        && now_ms() < t
-    {
-        tracing::warn!(
-            "the wall clock is {:.1} s behind the newest recorded tick: this run's ticks start after it, so none is stamped before an earlier one",
-            (t - now_ms()) as f64 / 1000.0
-        );
-    }
-    let settings_json = serde_json::to_string(
-        &settings
-            .describe()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    )
-    .context("describing the settings")?;
-    let run_id = store.begin_run(&RunInfo {
-        started_ms: now_ms(),
-        interval_ms: settings.interval.as_millis() as i64,
-        retention_ms: settings.retention.as_millis() as i64,
-        host: procfs::hostname(),
-        settings_json,
-    })?;
-    let mut what: Vec<String> = sampler.watched().map(|(k, _)| k.to_string()).collect();
-    what.extend(
-        settings
-            .targets
-            .names
-            .iter()
-            .map(|n| format!("processes named {n:?}")),
-    );
-    if !settings.targets.explicit() && settings.targets.top > 0 {
-        what.push(format!("the {} largest processes", settings.targets.top));
-    }
-    if settings.system {
-        what.insert(0, "system memory".to_string());
-    }
-    tracing::info!(
-        db = %settings.db.display(),
-        interval = %HumanDuration(settings.interval),
-        retention = %HumanDuration(settings.retention),
-        run = run_id,
-        "recording {}",
-        what.join(", ")
-    );
+    let command_pid = start_command(&settings, &mut sampler, &control_tx)?;
+    orphan_guard.0 = command_pid;
+    let (run_id, clock) = begin_run(&settings, &mut store)?;
+    log_what(&settings, &sampler, run_id);
 
     let shared = Shared::new(
         settings.db.clone(),
@@ -1097,6 +1028,110 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         ) => ExitCode::from(shell_code(status)),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// Take the API's port now, before anything is launched.
+fn bind_api(
+    rt: &tokio::runtime::Runtime,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    rt.block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| {
+            format!(
+                "cannot serve the API on {listen}: is another recorder using it? Choose another with --listen, or --no-api"
+            )
+        })
+}
+
+/// Launch `-- CMD` (if given), watch it, and have a thread report its exit.
+fn start_command(
+    settings: &RecordSettings,
+    sampler: &mut Sampler,
+    control: &mpsc::Sender<Control>,
+) -> anyhow::Result<Option<u32>> {
+    use anyhow::Context;
+    if settings.targets.command.is_empty() {
+        return Ok(None);
+    }
+    let mut child = launch(&settings.targets.command)?;
+    let pid = child.id();
+    // Not yet reaped, so /proc/PID exists even if the command already exited.
+    if let Err(e) = sampler.add_command(pid, Instant::now()) {
+        // SAFETY: kill(2) with the pid just launched.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        return Err(e.into());
+    }
+    let tx = control.clone();
+    let waiter = std::thread::Builder::new()
+        .name("command-wait".into())
+        .spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(Control::CommandExited(status));
+            }
+        });
+    if waiter.is_err() {
+        // SAFETY: kill(2) with the pid just launched: nothing would wait for it.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    waiter.context("starting the thread that waits for the command")?;
+    Ok(Some(pid))
+}
+
+/// Open this run: its tick clock (after the newest tick already recorded) and its row in `runs`.
+fn begin_run(settings: &RecordSettings, store: &mut Store) -> anyhow::Result<(i64, TickClock)> {
+    use anyhow::Context;
+    let newest = store.newest_tick_ms()?;
+    let clock = TickClock::new(now_ms(), Instant::now(), newest);
+    if let Some(t) = newest
+        && now_ms() < t
+    {
+        tracing::warn!(
+            "the wall clock is {:.1} s behind the newest recorded tick: this run's ticks start after it, so none is stamped before an earlier one",
+            (t - now_ms()) as f64 / 1000.0
+        );
+    }
+    let settings_json = serde_json::to_string(
+        &settings
+            .describe()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .context("describing the settings")?;
+    let run_id = store.begin_run(&RunInfo {
+        started_ms: now_ms(),
+        interval_ms: settings.interval.as_millis() as i64,
+        retention_ms: settings.retention.as_millis() as i64,
+        host: procfs::hostname(),
+        settings_json,
+    })?;
+    Ok((run_id, clock))
+}
+
+/// One line saying what is recorded, where, and how often.
+fn log_what(settings: &RecordSettings, sampler: &Sampler, run_id: i64) {
+    let mut what: Vec<String> = sampler.watched().map(|(k, _)| k.to_string()).collect();
+    what.extend(
+        settings
+            .targets
+            .names
+            .iter()
+            .map(|n| format!("processes named {n:?}")),
+    );
+    if !settings.targets.explicit() && settings.targets.top > 0 {
+        what.push(format!("the {} largest processes", settings.targets.top));
+    }
+    if settings.system {
+        what.insert(0, "system memory".to_string());
+    }
+    tracing::info!(
+        db = %settings.db.display(),
+        interval = %HumanDuration(settings.interval),
+        retention = %HumanDuration(settings.retention),
+        run = run_id,
+        "recording {}",
+        what.join(", ")
+    );
 }
 
 #[cfg(test)]
