@@ -1,11 +1,8 @@
 // Migrations and queries are embedded at compile time: rebuild when one is added or edited.
 // The newest migration's version is exported too (MEMTRAIL_SCHEMA_VERSION), so a database that is
 // up to date is recognised without building refinery's migration list, which compiles a regex per
-// migration (about 1 ms of CPU at every start and, before, at every API request). For the same
-// reason `$OUT_DIR/migrations.rs` lists every migration's version, name and SQL: the store creates
-// a new database from `src/schema.sql` in one step and records these migrations as applied, with
-// the checksums refinery would compute.
-use std::fmt::Write as _;
+// migration (about 1 ms of CPU at every open: readers open the database per API request). Any
+// database behind it, a new one included, is migrated by refinery.
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
@@ -27,38 +24,19 @@ fn main() {
     migrations.sort();
     let newest = migrations.last().map_or(0, |m| m.0);
     println!("cargo:rustc-env=MEMTRAIL_SCHEMA_VERSION={newest}");
-
-    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-    let mut out = String::from(
-        "/// Every migration in `migrations/`, oldest first: (version, name, SQL), as refinery reads them.\n\
-         pub const MIGRATIONS: &[(i32, &str, &str)] = &[\n",
-    );
-    for (version, name, file) in &migrations {
-        let path = std::path::Path::new(&root).join("migrations").join(file);
-        let _ = writeln!(
-            out,
-            "    ({version}, {name:?}, include_str!({:?})),",
-            path.display().to_string()
-        );
-    }
-    out.push_str("];\n");
-    let out_dir = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());
-    if let Err(e) = std::fs::write(std::path::Path::new(&out_dir).join("migrations.rs"), out) {
-        panic!("writing migrations.rs into OUT_DIR: {e}");
-    }
 }
 
-/// Ask the linker to place the functions `src/link-order.txt` lists (those a recording runs, found
+/// Ask the linker to place the functions `bench/link-order.txt` lists (those a recording runs, found
 /// by `bench/link-order`) next to each other: the kernel maps code 64 KiB around every page that
 /// faults in, so hot code spread over all of .text kept most of it resident (peak RSS 11 MiB
 /// recording one process; 6.4 MiB packed). Only lld reads the list, and rustc links
 /// x86_64-unknown-linux-gnu with its own rust-lld: the flag is passed when that is the target, the
 /// toolchain ships rust-lld, RUSTFLAGS say nothing about linking, and MEMTRAIL_LINK_ORDER is not 0.
 fn link_order() {
-    println!("cargo:rerun-if-changed=src/link-order.txt");
+    println!("cargo:rerun-if-changed=bench/link-order.txt");
     println!("cargo:rerun-if-env-changed=MEMTRAIL_LINK_ORDER");
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let list = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("src/link-order.txt");
+    let list = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("bench/link-order.txt");
     let sysroot = std::process::Command::new(env("RUSTC"))
         .args(["--print", "sysroot"])
         .output()

@@ -19,16 +19,6 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
-/// `MIGRATIONS`: every migration's version, name and SQL (build.rs lists `migrations/`).
-mod listed {
-    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
-}
-
-/// The schema the migrations build, dumped from a migrated database: a new database is created
-/// from it in one step (see `create_schema`). `store::tests::squashed_schema_is_what_the_migrations_build`
-/// keeps it true and rewrites it when `MEMTRAIL_BLESS=1` is set.
-const SCHEMA_SQL: &str = include_str!("schema.sql");
-
 /// The named read queries, kept in `queries/*.sql`. One test prepares each against a freshly
 /// migrated database, so a query that no longer matches the schema fails `cargo test`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -447,7 +437,6 @@ impl Store {
             .map_err(|e| classify_open(path, e))?;
         let conn = match applied_version(&conn) as usize {
             v if v == migration_count() => conn,
-            0 if squashed_version() == Some(migration_count()) => create_schema(conn, path)?,
             _ => migrate(conn, path)?,
         };
         Ok(Store {
@@ -457,62 +446,6 @@ impl Store {
             last_tick_ms: None,
         })
     }
-}
-
-/// The migration version `src/schema.sql` was dumped at (its `-- version: N` line).
-fn squashed_version() -> Option<usize> {
-    SCHEMA_SQL
-        .lines()
-        .find_map(|l| l.strip_prefix("-- version: ")?.trim().parse().ok())
-}
-
-/// The checksum refinery records for a migration (and compares on every later migration run):
-/// SipHash-1-3 of its name, version and SQL, which refinery documents as fixed.
-fn refinery_checksum(version: i32, name: &str, sql: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = siphasher::sip::SipHasher13::new();
-    name.hash(&mut hasher);
-    version.hash(&mut hasher);
-    sql.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Create the schema of a new, empty database in one transaction from `src/schema.sql`, and record
-/// every migration as applied in refinery's history, as refinery would have. Replaying the
-/// migrations instead costs three times the instructions (version 4 rebuilds two tables, and
-/// SQLite re-parses the schema for each step) plus refinery's regex, about 5 ms and 1.8 MiB of
-/// peak memory at every first start. A database that is not empty goes through refinery.
-fn create_schema(mut conn: Connection, path: &Path) -> Result<Connection> {
-    let fail = |e| classify_open(path, e);
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(fail)?;
-    let objects: i64 = tx
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(fail)?;
-    if objects > 0 {
-        // Another process created tables between our first look and our write lock.
-        drop(tx);
-        return migrate(conn, path);
-    }
-    tx.execute_batch(SCHEMA_SQL).map_err(fail)?;
-    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    {
-        let mut insert = tx
-            .prepare(
-                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(fail)?;
-        for (version, name, sql) in listed::MIGRATIONS {
-            let checksum = refinery_checksum(*version, name, sql).to_string();
-            insert
-                .execute(params![version, name, applied_on, checksum])
-                .map_err(fail)?;
-        }
-    }
-    tx.commit().map_err(fail)?;
-    Ok(conn)
 }
 
 /// Apply the migrations this database lacks.
@@ -1379,74 +1312,21 @@ mod tests {
         c
     }
 
+    /// A new database gets refinery's history of every migration, so a later build's new
+    /// migration applies on top of it.
     #[test]
-    fn squashed_schema_is_what_the_migrations_build() {
+    fn a_new_database_is_migrated_by_refinery() {
         let dir = tmp();
         let migrated = migrated_by_refinery(&dir.path().join("migrated.db"));
-        let expected = format!(
-            "-- memtrail's schema as the migrations in migrations/ leave it, dumped from a database they\n\
-             -- built. A new database is created from this file in one transaction (store::create_schema)\n\
-             -- and its refinery history records every migration as applied; an existing one is migrated.\n\
-             -- Generated: after adding a migration run `MEMTRAIL_BLESS=1 cargo test --lib squashed_schema`.\n\
-             -- version: {}\n\n{}",
-            migration_count(),
-            schema_dump(&migrated)
-        );
-        if SCHEMA_SQL != expected {
-            if std::env::var_os("MEMTRAIL_BLESS").is_some() {
-                std::fs::write(
-                    concat!(env!("CARGO_MANIFEST_DIR"), "/src/schema.sql"),
-                    &expected,
-                )
-                .expect("write src/schema.sql");
-                eprintln!("src/schema.sql rewritten: rebuild and run the tests again");
-            } else {
-                panic!(
-                    "src/schema.sql is not the schema migrations/ build: regenerate it with \
-                     `MEMTRAIL_BLESS=1 cargo test --lib squashed_schema`, then review the diff"
-                );
-            }
-        }
-        // The store's own path for a new file gives the same schema as refinery's.
-        let s = open(&dir);
-        assert_eq!(schema_dump(s.connection()), schema_dump(&migrated));
-        assert!(count(s.connection(), "SELECT count(*) FROM sqlite_schema") > 10);
-    }
-
-    /// A database created in one step carries the history refinery would have written, so a later
-    /// build's new migration applies on top of it (refinery refuses a history whose checksums
-    /// differ from its files: `abort_divergent` is on by default).
-    #[test]
-    fn squashed_history_is_refinerys() {
-        let dir = tmp();
-        let migrated = migrated_by_refinery(&dir.path().join("migrated.db"));
-        let history = |c: &Connection| -> Vec<(i64, String, String)> {
-            let mut stmt = c
-                .prepare(
-                    "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version",
-                )
-                .expect("prepare");
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .expect("history")
-                .map(|r| r.expect("row"))
-                .collect()
-        };
-        // The store creates a new file from src/schema.sql only while it matches this build.
-        assert_eq!(squashed_version(), Some(migration_count()));
         let path = dir.path().join("m.db");
         drop(Store::open(&path, Duration::from_secs(1)).expect("create"));
         let mut created = Connection::open(&path).expect("reopen");
-        assert_eq!(history(&created), history(&migrated));
-        assert_eq!(history(&created).len(), migration_count());
+        assert_eq!(schema_dump(&created), schema_dump(&migrated));
         let report = embedded::migrations::runner()
             .run(&mut created)
-            .expect("refinery accepts the squashed history");
+            .expect("refinery accepts its own history");
         assert!(report.applied_migrations().is_empty());
-        // And reads its applied_on back (refinery parses RFC 3339).
-        let applied = embedded::migrations::runner()
-            .get_applied_migrations(&mut created)
-            .expect("applied migrations");
-        assert_eq!(applied.len(), migration_count());
+        assert_eq!(applied_version(&created) as usize, migration_count());
     }
 
     /// Version 4 rebuilds targets and rules: history written under version 3 survives it (foreign
