@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use memtrail::alerts::{Engine, default_rules, install};
-use memtrail::analysis;
+use memtrail::analyze::alerts::{Engine, default_rules, install};
+use memtrail::analyze::analysis;
 use memtrail::config::NotifySection;
 use memtrail::model::ImportedSeries;
 use memtrail::model::{Cell, Kind, TargetKey, Unit};
-use memtrail::report;
+use memtrail::present::report;
 use memtrail::store::{self, Store};
 
 const T0: i64 = 1_790_000_000_000;

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use memtrail::alerts::{Engine, default_rules, install};
-use memtrail::analysis;
+use memtrail::analyze::alerts::{Engine, default_rules, install};
+use memtrail::analyze::analysis;
 use memtrail::config::NotifySection;
 use memtrail::model::ImportedSeries;
 use memtrail::model::{Cell, Kind, TargetKey, Unit};

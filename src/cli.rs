@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cleanup::{CleanupSettings, Level};
+use crate::act::cleanup::{CleanupSettings, Level};
+use crate::collect::import::{ImportError, ImportFormat};
+use crate::collect::sampler::SamplerError;
 use crate::config::{ConfigError, DEFAULT_CONFIG, FileConfig, OrOff, RecordPartial};
-use crate::import::{ImportError, ImportFormat};
 use crate::model::Cell;
-use crate::output::OutFormat;
-use crate::sampler::SamplerError;
-use crate::settings::RecordSettings;
+use crate::present::output::OutFormat;
+use crate::record::settings::RecordSettings;
 use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Parser)]
@@ -433,11 +433,11 @@ pub fn main() -> ExitCode {
 }
 
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(launch) = e.downcast_ref::<crate::recorder::LaunchError>() {
+    if let Some(launch) = e.downcast_ref::<crate::record::recorder::LaunchError>() {
         return launch.code;
     }
-    use crate::analysis::AnalysisError;
-    use crate::backtest::BacktestError;
+    use crate::analyze::analysis::AnalysisError;
+    use crate::analyze::backtest::BacktestError;
     use crate::store::AdHocError;
     let usage = e.chain().any(|c| {
         c.is::<ConfigError>()
@@ -450,8 +450,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(|a| !matches!(a, AdHocError::Store(_)))
             || c.downcast_ref::<BacktestError>()
                 .is_some_and(|b| matches!(b, BacktestError::Step))
-            || c.downcast_ref::<crate::report::ReportError>()
-                .is_some_and(|r| matches!(r, crate::report::ReportError::EmptyRange))
+            || c.downcast_ref::<crate::present::report::ReportError>()
+                .is_some_and(|r| matches!(r, crate::present::report::ReportError::EmptyRange))
     });
     if usage { 2 } else { 1 }
 }
@@ -496,16 +496,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.token_file.as_deref(),
                 std::env::var("MEMTRAIL_TOKEN").ok(),
             )?;
-            crate::recorder::record(settings, |listener, shared| {
-                Box::pin(crate::http::serve(listener, crate::api::router(shared)))
+            crate::record::recorder::record(settings, |listener, shared| {
+                Box::pin(crate::serve::http::serve(
+                    listener,
+                    crate::serve::api::router(shared),
+                ))
             })
         }
         Command::Status(args) => {
             let db = args.db.db.unwrap_or_else(crate::config::default_db);
-            let report = crate::status::collect(&db, args.window.0)?;
+            let report = crate::analyze::status::collect(&db, args.window.0)?;
             match args.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Table => print!("{}", crate::status::render_table(&report)),
+                Format::Table => print!("{}", crate::analyze::status::render_table(&report)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -520,8 +523,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source,
             })?;
             let start = time_arg("start", &args.start)?;
-            let series =
-                crate::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;
+            let series = crate::collect::import::parse(
+                &path,
+                &text,
+                args.format,
+                args.target.as_deref(),
+                start,
+            )?;
             let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
             let n = store.import(&series)?;
             println!(
@@ -543,12 +551,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rules = rules_of(&file)?;
             let from = time_arg("from", &args.from)?;
             let to = time_arg("to", &args.to)?;
-            let report = crate::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
+            let report =
+                crate::analyze::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
             match args.format {
                 OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                OutFormat::Csv => print!("{}", crate::output::csv(&report.timeline())),
+                OutFormat::Csv => print!("{}", crate::present::output::csv(&report.timeline())),
                 OutFormat::Table => {
-                    print!("{}", crate::output::table(&report.timeline()));
+                    print!("{}", crate::present::output::table(&report.timeline()));
                     println!("{}", report.summary());
                 }
             }
@@ -593,7 +602,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
-    use crate::cleanup::{self, Target, Trigger};
+    use crate::act::cleanup::{self, Target, Trigger};
     let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
     let settings = CleanupSettings::build(&file.cleanup)?;
     let (mut pids, mut names) = (args.pids.clone(), args.names.clone());
@@ -682,7 +691,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         });
     let format = args.format.or(by_extension).unwrap_or(ReportFormat::Md);
-    let options = crate::report::Options {
+    let options = crate::present::report::Options {
         from_ms: from,
         to_ms: to,
         target: args.target.clone(),
@@ -698,7 +707,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     if format == ReportFormat::Csv {
-        crate::report::csv(
+        crate::present::report::csv(
             &conn,
             &options,
             args.raw,
@@ -706,11 +715,11 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             &mut out,
         )?;
     } else {
-        let report = crate::report::build(&db, &options)?;
+        let report = crate::present::report::build(&db, &options)?;
         let text = match format {
-            ReportFormat::Html => crate::report::html(&report),
-            ReportFormat::Json => crate::report::json(&report),
-            _ => crate::report::markdown(&report),
+            ReportFormat::Html => crate::present::report::html(&report),
+            ReportFormat::Json => crate::present::report::json(&report),
+            _ => crate::present::report::markdown(&report),
         };
         out.write_all(text.as_bytes())?;
     }
@@ -722,7 +731,7 @@ fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    use crate::analysis::{self, Default};
+    use crate::analyze::analysis::{self, Default};
     let now = crate::units::now_ms();
     if args.list {
         for q in analysis::catalog() {
@@ -762,7 +771,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
-    print!("{}", crate::output::render(&table, args.format));
+    print!("{}", crate::present::output::render(&table, args.format));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -798,8 +807,8 @@ fn config_and_db(
 }
 
 /// The rules in force for a config: its `[[rules]]` over the defaults (unless switched off).
-fn rules_of(file: &FileConfig) -> Result<Vec<crate::alerts::Rule>, ConfigError> {
-    let rules = crate::alerts::build_rules(
+fn rules_of(file: &FileConfig) -> Result<Vec<crate::analyze::alerts::Rule>, ConfigError> {
+    let rules = crate::analyze::alerts::build_rules(
         &file.rules,
         file.alerts.default_rules.unwrap_or(true),
         &file.notify,

@@ -1,30 +1,19 @@
 //! memtrail: an embedded SQLite time-series recorder for memory. The sampler reads `/proc`, the
 //! recorder moves each tick into the store, and the analysis reads the store. See ARCHITECTURE.md.
 
-pub mod alerts;
-pub mod analysis;
-pub mod api;
-pub mod backtest;
-pub mod cgroup;
-pub mod cleanup;
+// The stages, bottom first, as the data flows (src/layers.rs keeps imports running down them).
+pub mod act;
+pub mod analyze;
 pub mod cli;
+pub mod collect;
 pub mod config;
-pub mod exec;
-pub mod http;
-pub mod import;
-pub mod layers;
-pub mod live;
 pub mod model;
-pub mod notify;
-pub mod output;
-pub mod procfs;
-#[cfg(test)]
-mod proptests;
-pub mod recorder;
-pub mod report;
-pub mod sampler;
-pub mod settings;
-pub mod spool;
-pub mod status;
+pub mod present;
+pub mod record;
+pub mod serve;
 pub mod store;
 pub mod units;
+
+pub mod layers;
+#[cfg(test)]
+mod proptests;

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use crate::api::parse_custom;
+use crate::collect::import::{self, ImportFormat};
 use crate::config::FileConfig;
-use crate::import::{self, ImportFormat};
+use crate::serve::api::parse_custom;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Text a little like the real thing: digits, units, separators, quotes, brackets, newlines and
@@ -83,7 +83,7 @@ proptest! {
         match parse_custom(&body) {
             Ok(push) => {
                 prop_assert!(!push.metrics.is_empty());
-                prop_assert!(push.metrics.iter().all(|(name, v)| crate::api::valid_name(name) && v.is_finite()));
+                prop_assert!(push.metrics.iter().all(|(name, v)| crate::serve::api::valid_name(name) && v.is_finite()));
             }
             Err(msg) => prop_assert!(!msg.is_empty()),
         }

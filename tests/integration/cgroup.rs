@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use memtrail::cgroup::{Hierarchy, Version};
+use memtrail::collect::cgroup::{Hierarchy, Version};
 
 use crate::util::*;
 

@@ -14,13 +14,13 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use crate::alerts::Engine;
-use crate::cleanup::{Cleaner, Level, Target, Trigger};
-use crate::live::{Held, Shared, TickReport};
-use crate::notify::Notifier;
-use crate::procfs;
-use crate::sampler::{Origin, Sampler};
-use crate::settings::RecordSettings;
+use crate::act::cleanup::{Cleaner, Level, Target, Trigger};
+use crate::act::notify::Notifier;
+use crate::analyze::alerts::Engine;
+use crate::collect::procfs;
+use crate::collect::sampler::{Origin, Sampler};
+use crate::record::live::{Held, Shared, TickReport};
+use crate::record::settings::RecordSettings;
 use crate::store::{RecorderLock, RunInfo, Store};
 use crate::units::{HumanDuration, now_ms};
 
@@ -274,11 +274,11 @@ struct LoopState {
     next: Instant,
     next_prune: Instant,
     next_vacuum: Instant,
-    evaluations: crate::alerts::EvaluationGrid,
+    evaluations: crate::analyze::alerts::EvaluationGrid,
     next_periodic: Option<Instant>,
     backlog: Backlog,
     /// Ticks held between commits also go to the spool, so a crash loses none of them.
-    spool: crate::spool::Spool,
+    spool: crate::record::spool::Spool,
     last_commit: Instant,
     last_write_failed: bool,
     signals: u32,
@@ -333,7 +333,7 @@ impl Recorder {
             next: start,
             next_prune: start,
             next_vacuum: start + VACUUM_EVERY,
-            evaluations: crate::alerts::EvaluationGrid::new(
+            evaluations: crate::analyze::alerts::EvaluationGrid::new(
                 self.settings.evaluation_interval,
                 self.settings.interval,
             ),
@@ -343,7 +343,7 @@ impl Recorder {
                 .and_then(|c| c.settings.periodic)
                 .map(|p| start + p),
             backlog: Backlog::new(self.settings.write_buffer),
-            spool: crate::spool::Spool::new(&self.settings.db),
+            spool: crate::record::spool::Spool::new(&self.settings.db),
             // The first tick is committed at once: a reader sees the run start.
             last_commit: start
                 .checked_sub(self.settings.commit_interval)
@@ -650,8 +650,10 @@ impl Recorder {
             }
         }
         if st.backlog.ticks() == 0 {
-            let spool =
-                std::mem::replace(&mut st.spool, crate::spool::Spool::new(&self.settings.db));
+            let spool = std::mem::replace(
+                &mut st.spool,
+                crate::record::spool::Spool::new(&self.settings.db),
+            );
             if let Err(e) = spool.remove() {
                 tracing::warn!(
                     "could not remove the spool: {e}; the next start writes its ticks again (harmless)"
@@ -716,7 +718,7 @@ impl Recorder {
 
     /// An alert whose rule has the cleanup action: an aggressive cleanup of that process, unless
     /// it is not a cleanup target or had one within the alert cooldown.
-    fn cleanup_for_alert(&mut self, ev: &crate::alerts::AlertEvent) {
+    fn cleanup_for_alert(&mut self, ev: &crate::analyze::alerts::AlertEvent) {
         let Some(cooldown) = self.cleaner.as_ref().map(|c| c.settings.alert_cooldown) else {
             return;
         };
@@ -872,11 +874,11 @@ pub fn shell_code(status: ExitStatus) -> u8 {
 /// Write the ticks a crashed recorder left in the spool (to its run), then empty the spool.
 fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Result<()> {
     use anyhow::Context;
-    let left = crate::spool::leftover(db)?;
+    let left = crate::record::spool::leftover(db)?;
     if left.ticks.is_empty() && !left.torn {
         return Ok(());
     }
-    let spool = crate::spool::path_for(db);
+    let spool = crate::record::spool::path_for(db);
     let run = store.open_run()?.unwrap_or(0);
     let samples = store.write_ticks(run, &left.ticks).with_context(|| {
         format!(
@@ -896,7 +898,7 @@ fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Resu
         "wrote the ticks a crashed recorder held (from {})",
         spool.display()
     );
-    crate::spool::discard(db).with_context(|| format!("removing {}", spool.display()))?;
+    crate::record::spool::discard(db).with_context(|| format!("removing {}", spool.display()))?;
     Ok(())
 }
 
@@ -950,7 +952,7 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     // What can fail comes before the launch, so a failed start never leaves the command running.
-    crate::alerts::install(store.connection(), &settings.rules)?;
+    crate::analyze::alerts::install(store.connection(), &settings.rules)?;
     let listener = match &settings.api {
         Some(api) => Some(bind_api(&rt, api.listen)?),
         None => None,

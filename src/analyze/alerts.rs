@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::analysis::{self, AnalysisError};
+use crate::analyze::analysis::{self, AnalysisError};
 use crate::config::{ConfigError, NotifySection, RuleConfig, RuleValue};
 use crate::model::{CGROUP_METRICS, Cell, PROCESS_METRICS, SYSTEM_METRICS};
 use crate::store::{self, StoreError};

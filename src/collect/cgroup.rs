@@ -288,7 +288,7 @@ pub struct Reading {
     pub oom: Option<u64>,
     pub oom_kill: Option<u64>,
     pub failcnt: Option<u64>,
-    pub pressure: Option<crate::procfs::Pressure>,
+    pub pressure: Option<crate::collect::procfs::Pressure>,
 }
 
 /// `key value` lines (memory.stat, memory.events, memory.oom_control).
@@ -310,7 +310,7 @@ fn limit_value(text: &str) -> Option<u64> {
 impl Group {
     /// Read the group now; None when it is gone (its usage file cannot be read).
     pub fn read(&self) -> Option<Reading> {
-        let file = |name: &str| crate::procfs::read_text(&self.dir.join(name)).ok();
+        let file = |name: &str| crate::collect::procfs::read_text(&self.dir.join(name)).ok();
         match self.version {
             Version::V2 => parse_v2(file),
             Version::V1 => parse_v1(file),
@@ -342,7 +342,7 @@ pub fn parse_v2(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
         oom: keyed(&events, "oom"),
         oom_kill: keyed(&events, "oom_kill"),
         failcnt: None,
-        pressure: file("memory.pressure").and_then(|t| crate::procfs::parse_pressure(&t)),
+        pressure: file("memory.pressure").and_then(|t| crate::collect::procfs::parse_pressure(&t)),
     })
 }
 

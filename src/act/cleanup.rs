@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::act::exec::{self, ShellOutcome};
+use crate::collect::procfs::{self, Kernel};
 use crate::config::{CleanupSection, ConfigError};
-use crate::exec::{self, ShellOutcome};
-use crate::procfs::{self, Kernel};
 use crate::store::{self, Store, StoreError};
 use crate::units::HumanDuration;
 

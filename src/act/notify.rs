@@ -7,9 +7,9 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
-use crate::alerts::AlertEvent;
+use crate::act::exec::{self, ShellOutcome};
+use crate::analyze::alerts::AlertEvent;
 use crate::config::NotifySection;
-use crate::exec::{self, ShellOutcome};
 use crate::model::Delivery;
 
 pub struct Notifier {

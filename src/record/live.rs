@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::cleanup::{CleanupSettings, Target};
+use crate::act::cleanup::{CleanupSettings, Target};
 use crate::model::{TargetKey, TargetSample};
 
 /// What the recorder thread and the API share.

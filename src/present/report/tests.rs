@@ -2,7 +2,7 @@
 //! (MEMTRAIL_UPDATE_GOLDEN=1 rewrites them; review the diff before committing).
 
 use super::*;
-use crate::analysis::tests::History;
+use crate::analyze::analysis::tests::History;
 
 const T0: i64 = 1_790_000_000_000;
 const MIN: i64 = 60_000;
@@ -372,7 +372,7 @@ fn a_run_still_recording_is_shown_as_recording() {
     h.conn()
         .execute(
             "UPDATE runs SET stopped_ms = NULL, stop_reason = NULL, host = ?1, pid = ?2 WHERE id = 2",
-            rusqlite::params![crate::procfs::hostname(), std::process::id()],
+            rusqlite::params![crate::collect::procfs::hostname(), std::process::id()],
         )
         .expect("open run");
     let r = build(&h.path(), &options(None)).expect("report");

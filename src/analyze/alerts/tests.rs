@@ -1,7 +1,7 @@
 //! The alert engine on synthetic histories: `for`, cooldown, hysteresis, repeat, and rule checks.
 
 use super::*;
-use crate::analysis::tests::History;
+use crate::analyze::analysis::tests::History;
 use crate::config::FileConfig;
 
 const T0: i64 = 1_790_000_000_000;

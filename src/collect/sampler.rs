@@ -7,10 +7,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::{CgroupError, Group, Hierarchy};
+use crate::collect::cgroup::{CgroupError, Group, Hierarchy};
+use crate::collect::procfs::{self, Kernel, ProcStat};
 use crate::config::Targets;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
-use crate::procfs::{self, Kernel, ProcStat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
@@ -459,7 +459,7 @@ impl Sampler {
 
 /// A cgroup's figures. `limit` is the group's own limit, or the host's total memory when it has
 /// none (`has_limit` 0 says which); `limit_percent` is usage against that.
-pub fn group_values(r: &crate::cgroup::Reading, host_total: Option<f64>) -> Vec<Value> {
+pub fn group_values(r: &crate::collect::cgroup::Reading, host_total: Option<f64>) -> Vec<Value> {
     let b = |m: &'static str, v: u64| Value::new(m, Unit::Bytes, v as f64);
     let c = |m: &'static str, v: u64| Value::new(m, Unit::Count, v as f64);
     let mut values = vec![b("usage", r.usage)];
@@ -535,7 +535,7 @@ pub fn system_sample() -> TargetSample {
 mod tests {
     use super::*;
     use crate::config::RecordPartial;
-    use crate::settings::RecordSettings;
+    use crate::record::settings::RecordSettings;
 
     fn settings(p: RecordPartial) -> SamplerConfig {
         RecordSettings::build("unused.db".into(), p, vec![])

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::alerts::{self, AlertError, AlertEvent, Engine, EvaluationGrid, Rule};
+use crate::analyze::alerts::{self, AlertError, AlertEvent, Engine, EvaluationGrid, Rule};
 use crate::model::{Cell, Table};
 use crate::store::{self, StoreError};
 use crate::units::HumanDuration;

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::analysis::{self, AnalysisError};
+use crate::analyze::analysis::{self, AnalysisError};
 use crate::model::{Cell, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -598,7 +598,7 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
                         .find(|s| s.kind == "cgroup" && s.target == target && s.metric == metric)
                         .map(|s| s.last)
                 };
-                match crate::status::LimitStatus::of(&target, last) {
+                match crate::analyze::status::LimitStatus::of(&target, last) {
                     Some(l) => format!("cgroup {target}: {}", l.summary),
                     None => format!("cgroup {target}"),
                 }
@@ -645,7 +645,8 @@ fn run_state(run: &Map<String, Value>) -> &'static str {
     if run.get("open").and_then(Value::as_i64) != Some(1) {
         return "stopped";
     }
-    let here = run.get("host").and_then(Value::as_str) == Some(crate::procfs::hostname().as_str());
+    let here = run.get("host").and_then(Value::as_str)
+        == Some(crate::collect::procfs::hostname().as_str());
     let alive = run.get("pid").and_then(Value::as_i64).is_some_and(|pid| {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| String::from_utf8_lossy(&c).contains("memtrail"))
@@ -1025,7 +1026,7 @@ pub fn csv(
     bucket_ms: i64,
     out: &mut dyn Write,
 ) -> Result<u64, ReportError> {
-    use crate::output::csv_field;
+    use crate::present::output::csv_field;
     let progress = Progress::new("export");
     let series = analysis::run(
         conn,

@@ -21,12 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use crate::analysis;
-use crate::cleanup::{self, CleanupError, Level, Target, Trigger};
-use crate::live::{Held, Shared};
+use crate::act::cleanup::{self, CleanupError, Level, Target, Trigger};
+use crate::analyze::analysis;
+use crate::collect::procfs::{self, Kernel};
+use crate::collect::sampler::system_sample;
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
-use crate::procfs::{self, Kernel};
-use crate::sampler::system_sample;
+use crate::record::live::{Held, Shared};
 use crate::store;
 use crate::units::now_ms;
 
@@ -245,9 +245,9 @@ pub fn status_json(
         if kind != "cgroup" {
             continue;
         }
-        let limit = t
-            .get("metrics")
-            .and_then(|m| crate::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64()));
+        let limit = t.get("metrics").and_then(|m| {
+            crate::analyze::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64())
+        });
         if let Some(l) = limit {
             t.insert("memory_limit".into(), json!(l));
         }
@@ -292,14 +292,14 @@ async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {
             .map(|k| k.name.as_str())
             .collect();
         let hierarchy = (!cgroup_keys.is_empty())
-            .then(crate::cgroup::Hierarchy::detect)
+            .then(crate::collect::cgroup::Hierarchy::detect)
             .and_then(Result::ok);
         let host_total = procfs::read_meminfo().map(|m| m.total as f64);
         let cgroups: Vec<Value> = cgroup_keys
             .iter()
             .filter_map(|name| {
                 let reading = hierarchy.as_ref()?.resolve(name).ok()?.read()?;
-                let values: Map<String, Value> = crate::sampler::group_values(&reading, host_total)
+                let values: Map<String, Value> = crate::collect::sampler::group_values(&reading, host_total)
                     .iter()
                     .map(|v| (v.metric.to_string(), json!(v.value)))
                     .collect();

@@ -34,9 +34,9 @@ pub struct RecordSettings {
     /// windowed query and writes their state).
     pub evaluation_interval: Duration,
     /// Alert rules, evaluated every `evaluation_interval` (set by the caller from the config file).
-    pub rules: Vec<crate::alerts::Rule>,
+    pub rules: Vec<crate::analyze::alerts::Rule>,
     pub notify: NotifySection,
-    pub cleanup: crate::cleanup::CleanupSettings,
+    pub cleanup: crate::act::cleanup::CleanupSettings,
     /// The HTTP API, or None when it is off.
     pub api: Option<crate::config::ApiSettings>,
 }
@@ -51,8 +51,8 @@ fn dur(s: &str) -> Duration {
 
 impl RecordSettings {
     /// The sampler's part.
-    pub fn sampler(&self) -> crate::sampler::SamplerConfig {
-        crate::sampler::SamplerConfig {
+    pub fn sampler(&self) -> crate::collect::sampler::SamplerConfig {
+        crate::collect::sampler::SamplerConfig {
             targets: self.targets.clone(),
             system: self.system,
             include_children: self.include_children,
@@ -153,7 +153,7 @@ impl RecordSettings {
             evaluation_interval,
             rules: Vec::new(),
             notify: NotifySection::default(),
-            cleanup: crate::cleanup::CleanupSettings::build(&CleanupSection::default())?,
+            cleanup: crate::act::cleanup::CleanupSettings::build(&CleanupSection::default())?,
             api: None,
         })
     }

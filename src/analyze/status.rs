@@ -112,7 +112,7 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
         run,
     });
     // The last cleanup is extra: if it cannot be read, status still shows the rest.
-    let last_cleanup = crate::analysis::run(&conn, "cleanups", &[], now)
+    let last_cleanup = crate::analyze::analysis::run(&conn, "cleanups", &[], now)
         .ok()
         .and_then(|t| t.json_rows().into_iter().next());
     Ok(StatusReport {

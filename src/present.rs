@@ -1,0 +1,4 @@
+//! Present: output for people and tools. Tables, JSON and CSV of query results, and reports (Markdown, HTML with SVG charts, JSON, CSV).
+
+pub mod output;
+pub mod report;
