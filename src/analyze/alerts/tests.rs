@@ -27,17 +27,10 @@ fn history(h: &History, minutes: i64, f: impl Fn(f64) -> f64) {
 
 /// Evaluate every `step_ms` from T0 to T0 + `minutes`; returns (ms since T0, event) pairs.
 fn replay(h: &History, rules: Vec<Rule>, minutes: i64, step_ms: i64) -> Vec<(i64, String)> {
-    install(h.conn(), &rules).expect("install");
-    let engine = Engine::new(rules);
-    let mut out = Vec::new();
-    let mut now = T0;
-    while now <= T0 + minutes * MIN {
-        for e in engine.evaluate(h.conn(), now).expect("evaluate") {
-            out.push((now - T0, e.event));
-        }
-        now += step_ms;
-    }
-    out
+    replay_messages(h, rules, minutes, step_ms)
+        .into_iter()
+        .map(|(t, e, _)| (t, e))
+        .collect()
 }
 
 fn ev(list: &[(i64, &str)]) -> Vec<(i64, String)> {
