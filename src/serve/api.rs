@@ -621,8 +621,19 @@ pub struct RecorderFigures {
 /// Render the latest value of every series, the alert states and the recorder's own counters in
 /// the Prometheus text exposition format (0.0.4).
 pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> String {
-    // family -> (help, type, lines)
-    let mut families: BTreeMap<String, (String, &str, Vec<String>)> = BTreeMap::new();
+    let mut families = Families::new();
+    series_families(&mut families, latest);
+    alert_family(&mut families, rules);
+    recorder_families(&mut families, recorder);
+    render(families)
+}
+
+/// Metric families by name: (help, type, sample lines).
+type Families = BTreeMap<String, (String, &'static str, Vec<String>)>;
+
+/// The latest value of every series: a gauge family per metric (custom metrics in one family,
+/// labelled by metric).
+fn series_families(families: &mut Families, latest: &Table) {
     for r in 0..latest.rows.len() {
         let (Some(kind), Some(target), Some(metric), Some(unit), Some(value)) = (
             latest.get(r, "kind").as_str(),
@@ -665,6 +676,10 @@ pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> S
                 label(target)
             ));
     }
+}
+
+/// 1 or 0 per rule and series it watches.
+fn alert_family(families: &mut Families, rules: &Table) {
     let alerts = families
         .entry("memtrail_alert_firing".into())
         .or_insert_with(|| {
@@ -696,70 +711,72 @@ pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> S
             text("metric")
         ));
     }
-    let RecorderFigures {
-        ticks,
-        samples,
-        failed_ticks: failed,
-        tick_seconds,
-        last_tick_ms,
-        held,
-    } = recorder;
-    let mut own = |name: &str, help: &str, kind: &'static str, value: String| {
-        families.insert(
-            name.into(),
-            (help.into(), kind, vec![format!("{name} {value}")]),
-        );
-    };
-    own(
-        "memtrail_recorder_ticks_total",
-        "Ticks the recorder has run.",
-        "counter",
-        ticks.to_string(),
-    );
-    own(
-        "memtrail_recorder_samples_total",
-        "Samples the recorder has written.",
-        "counter",
-        samples.to_string(),
-    );
-    own(
-        "memtrail_recorder_failed_ticks_total",
-        "Ticks whose write failed.",
-        "counter",
-        failed.to_string(),
-    );
-    own(
-        "memtrail_recorder_tick_duration_seconds",
-        "How long the last tick took (sample and write).",
-        "gauge",
-        tick_seconds.to_string(),
-    );
-    own(
-        "memtrail_recorder_held_samples",
-        "Samples held in memory because the database could not be written.",
-        "gauge",
-        held.samples.to_string(),
-    );
-    own(
-        "memtrail_recorder_spooled_samples",
-        "Samples waiting in the spool for the next commit (commit_interval); not a fault.",
-        "gauge",
-        held.spooled_samples.to_string(),
-    );
-    own(
-        "memtrail_recorder_dropped_ticks_total",
-        "Held ticks dropped because the write buffer was full.",
-        "counter",
-        held.dropped_ticks.to_string(),
-    );
-    if let Some(ms) = last_tick_ms {
-        own(
+}
+
+/// The recorder's own counters and gauges, one sample each.
+fn recorder_families(families: &mut Families, f: RecorderFigures) {
+    let own: [(&str, &str, &'static str, Option<String>); 8] = [
+        (
+            "memtrail_recorder_ticks_total",
+            "Ticks the recorder has run.",
+            "counter",
+            Some(f.ticks.to_string()),
+        ),
+        (
+            "memtrail_recorder_samples_total",
+            "Samples the recorder has written.",
+            "counter",
+            Some(f.samples.to_string()),
+        ),
+        (
+            "memtrail_recorder_failed_ticks_total",
+            "Ticks whose write failed.",
+            "counter",
+            Some(f.failed_ticks.to_string()),
+        ),
+        (
+            "memtrail_recorder_tick_duration_seconds",
+            "How long the last tick took (sample and write).",
+            "gauge",
+            Some(f.tick_seconds.to_string()),
+        ),
+        (
+            "memtrail_recorder_held_samples",
+            "Samples held in memory because the database could not be written.",
+            "gauge",
+            Some(f.held.samples.to_string()),
+        ),
+        (
+            "memtrail_recorder_spooled_samples",
+            "Samples waiting in the spool for the next commit (commit_interval); not a fault.",
+            "gauge",
+            Some(f.held.spooled_samples.to_string()),
+        ),
+        (
+            "memtrail_recorder_dropped_ticks_total",
+            "Held ticks dropped because the write buffer was full.",
+            "counter",
+            Some(f.held.dropped_ticks.to_string()),
+        ),
+        (
             "memtrail_recorder_last_tick_timestamp_seconds",
             "When the last tick ran (Unix time).",
             "gauge",
-            (ms as f64 / 1000.0).to_string(),
-        );
+            f.last_tick_ms.map(|ms| (ms as f64 / 1000.0).to_string()),
+        ),
+    ];
+    for (name, help, kind, value) in own {
+        if let Some(value) = value {
+            families.insert(
+                name.into(),
+                (help.into(), kind, vec![format!("{name} {value}")]),
+            );
+        }
     }
+}
+
+/// The text exposition: each family's HELP and TYPE, then its samples; empty families left out.
+fn render(families: Families) -> String {
     let mut out = String::new();
     for (name, (help, kind, lines)) in families {
         if lines.is_empty() {
