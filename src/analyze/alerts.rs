@@ -594,59 +594,9 @@ impl Engine {
     /// Observe every rule, update `alert_state`, and write the events `alerts_due` returns.
     pub fn evaluate(&self, conn: &Connection, now_ms: i64) -> Result<Vec<AlertEvent>, AlertError> {
         let facts = series_facts(conn)?;
-        let mut observations = Vec::new();
-        for rule in &self.rules {
-            // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
-            // would get no rows: its query is neither run nor, at the first evaluation, prepared.
-            if !facts.values().any(|f| f.selected_by(rule)) {
-                continue;
-            }
-            for (sid, observed) in observe(conn, rule, now_ms)? {
-                let Some(f) = facts.get(&sid) else {
-                    continue;
-                };
-                let settled = f.born_ms.is_none_or(|born| {
-                    born + rule.warmup_ms
-                        + if rule.comparison.windowed() {
-                            rule.window_ms
-                        } else {
-                            0
-                        }
-                        <= now_ms
-                        || rule.warmup_ms == 0
-                });
-                let alive = f.gone_ms.is_none_or(|gone| gone > now_ms);
-                observations.push((
-                    rule.name.clone(),
-                    sid,
-                    observed.filter(|_| settled && alive),
-                ));
-            }
-        }
+        let observations = self.observe_all(conn, &facts, now_ms)?;
         let tx = store::Tx::begin(conn)?;
-        for rule in &self.rules {
-            tx.exec(
-                "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
-                &[
-                    ("now", Cell::Int(now_ms)),
-                    ("rule", Cell::Text(rule.name.clone())),
-                ],
-            )?;
-        }
-        for (rule, sid, observed) in &observations {
-            tx.exec(
-                "INSERT INTO alert_state (rule, series_id, evaluated_ms, observed)
-                 VALUES (:rule, :sid, :now, :observed)
-                 ON CONFLICT (rule, series_id) DO UPDATE
-                 SET evaluated_ms = excluded.evaluated_ms, observed = excluded.observed",
-                &[
-                    ("rule", Cell::Text(rule.clone())),
-                    ("sid", Cell::Int(*sid)),
-                    ("now", Cell::Int(now_ms)),
-                    ("observed", observed.map_or(Cell::Null, Cell::Real)),
-                ],
-            )?;
-        }
+        self.store_observations(&tx, &observations, now_ms)?;
         // `for`: when the condition started to hold; a suppressed episode ends when it stops.
         tx.exec(
             "UPDATE alert_state
@@ -669,66 +619,9 @@ impl Engine {
             let Some(rule) = self.rules.iter().find(|x| x.name == rule_name) else {
                 continue;
             };
-            let f = facts.get(&sid);
             let observed = due.get(r, "observed").as_f64();
-            let message = describe(rule, event, observed, f, now_ms);
-            let state_update = match event {
-                "firing" => {
-                    "UPDATE alert_state SET firing_since_ms = :now, last_notified_ms = :now, suppressed_since_ms = NULL"
-                }
-                "repeat" => "UPDATE alert_state SET last_notified_ms = :now",
-                "resolved" => {
-                    "UPDATE alert_state SET firing_since_ms = NULL, pending_since_ms = NULL, last_notified_ms = :now"
-                }
-                _ => "UPDATE alert_state SET suppressed_since_ms = :now",
-            };
-            tx.exec(
-                &format!("{state_update} WHERE rule = :rule AND series_id = :sid"),
-                &[
-                    ("now", Cell::Int(now_ms)),
-                    ("rule", Cell::Text(rule.name.clone())),
-                    ("sid", Cell::Int(sid)),
-                ],
-            )?;
-            let ev = AlertEvent {
-                id: 0,
-                ts_ms: now_ms,
-                rule: rule.name.clone(),
-                event: event.to_string(),
-                severity: rule.severity.clone(),
-                series_id: sid,
-                kind: f.map_or(String::new(), |f| f.kind.clone()),
-                target: f.map_or(String::new(), |f| f.target.clone()),
-                pid: f.and_then(|f| f.pid),
-                metric: f.map_or(rule.metric.clone(), |f| f.metric.clone()),
-                observed,
-                threshold: rule.threshold,
-                comparison: rule.comparison.as_str().into(),
-                message,
-                actions: rule.actions.clone(),
-            };
-            let id = tx.exec_insert(
-                "INSERT INTO alerts (ts_ms, rule, series_id, event, kind, target, pid, metric, observed,
-                    threshold, comparison, severity, message)
-                 VALUES (:ts, :rule, :sid, :event, :kind, :target, :pid, :metric, :observed,
-                    :threshold, :comparison, :severity, :message)",
-                &[
-                    ("ts", Cell::Int(ev.ts_ms)),
-                    ("rule", Cell::Text(ev.rule.clone())),
-                    ("sid", Cell::Int(sid)),
-                    ("event", Cell::Text(ev.event.clone())),
-                    ("kind", Cell::Text(ev.kind.clone())),
-                    ("target", Cell::Text(ev.target.clone())),
-                    ("pid", ev.pid.map_or(Cell::Null, Cell::Int)),
-                    ("metric", Cell::Text(ev.metric.clone())),
-                    ("observed", ev.observed.map_or(Cell::Null, Cell::Real)),
-                    ("threshold", Cell::Real(ev.threshold)),
-                    ("comparison", Cell::Text(ev.comparison.clone())),
-                    ("severity", Cell::Text(ev.severity.clone())),
-                    ("message", Cell::Text(ev.message.clone())),
-                ],
-            )?;
-            events.push(AlertEvent { id, ..ev });
+            let f = facts.get(&sid);
+            events.push(emit(&tx, rule, sid, event, observed, f, now_ms)?);
         }
         // States with nothing to remember (no value, not pending, not firing) are dropped.
         tx.exec(
@@ -739,6 +632,146 @@ impl Engine {
         tx.commit()?;
         Ok(events)
     }
+
+    /// Every rule's value per series it selects, `None` while the target warms up, is gone, or the
+    /// query has none.
+    fn observe_all(
+        &self,
+        conn: &Connection,
+        facts: &HashMap<i64, SeriesFacts>,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64, Option<f64>)>, AlertError> {
+        let mut observations = Vec::new();
+        for rule in &self.rules {
+            // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
+            // would get no rows: its query is neither run nor, at the first evaluation, prepared.
+            if !facts.values().any(|f| f.selected_by(rule)) {
+                continue;
+            }
+            for (sid, observed) in observe(conn, rule, now_ms)? {
+                let Some(f) = facts.get(&sid) else {
+                    continue;
+                };
+                let window = if rule.comparison.windowed() {
+                    rule.window_ms
+                } else {
+                    0
+                };
+                let settled = f.born_ms.is_none_or(|born| {
+                    born + rule.warmup_ms + window <= now_ms || rule.warmup_ms == 0
+                });
+                let alive = f.gone_ms.is_none_or(|gone| gone > now_ms);
+                observations.push((
+                    rule.name.clone(),
+                    sid,
+                    observed.filter(|_| settled && alive),
+                ));
+            }
+        }
+        Ok(observations)
+    }
+
+    /// This evaluation's values into `alert_state` (a rule's series without one get NULL).
+    fn store_observations(
+        &self,
+        tx: &store::Tx,
+        observations: &[(String, i64, Option<f64>)],
+        now_ms: i64,
+    ) -> Result<(), AlertError> {
+        for rule in &self.rules {
+            tx.exec(
+                "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
+                &[
+                    ("now", Cell::Int(now_ms)),
+                    ("rule", Cell::Text(rule.name.clone())),
+                ],
+            )?;
+        }
+        for (rule, sid, observed) in observations {
+            tx.exec(
+                "INSERT INTO alert_state (rule, series_id, evaluated_ms, observed)
+                 VALUES (:rule, :sid, :now, :observed)
+                 ON CONFLICT (rule, series_id) DO UPDATE
+                 SET evaluated_ms = excluded.evaluated_ms, observed = excluded.observed",
+                &[
+                    ("rule", Cell::Text(rule.clone())),
+                    ("sid", Cell::Int(*sid)),
+                    ("now", Cell::Int(now_ms)),
+                    ("observed", observed.map_or(Cell::Null, Cell::Real)),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One event `alerts_due` decided: the rule state moves on, and the event is written to `alerts`.
+fn emit(
+    tx: &store::Tx,
+    rule: &Rule,
+    sid: i64,
+    event: &str,
+    observed: Option<f64>,
+    f: Option<&SeriesFacts>,
+    now_ms: i64,
+) -> Result<AlertEvent, AlertError> {
+    let state_update = match event {
+        "firing" => {
+            "UPDATE alert_state SET firing_since_ms = :now, last_notified_ms = :now, suppressed_since_ms = NULL"
+        }
+        "repeat" => "UPDATE alert_state SET last_notified_ms = :now",
+        "resolved" => {
+            "UPDATE alert_state SET firing_since_ms = NULL, pending_since_ms = NULL, last_notified_ms = :now"
+        }
+        _ => "UPDATE alert_state SET suppressed_since_ms = :now",
+    };
+    tx.exec(
+        &format!("{state_update} WHERE rule = :rule AND series_id = :sid"),
+        &[
+            ("now", Cell::Int(now_ms)),
+            ("rule", Cell::Text(rule.name.clone())),
+            ("sid", Cell::Int(sid)),
+        ],
+    )?;
+    let ev = AlertEvent {
+        id: 0,
+        ts_ms: now_ms,
+        rule: rule.name.clone(),
+        event: event.to_string(),
+        severity: rule.severity.clone(),
+        series_id: sid,
+        kind: f.map_or(String::new(), |f| f.kind.clone()),
+        target: f.map_or(String::new(), |f| f.target.clone()),
+        pid: f.and_then(|f| f.pid),
+        metric: f.map_or(rule.metric.clone(), |f| f.metric.clone()),
+        observed,
+        threshold: rule.threshold,
+        comparison: rule.comparison.as_str().into(),
+        message: describe(rule, event, observed, f, now_ms),
+        actions: rule.actions.clone(),
+    };
+    let id = tx.exec_insert(
+        "INSERT INTO alerts (ts_ms, rule, series_id, event, kind, target, pid, metric, observed,
+            threshold, comparison, severity, message)
+         VALUES (:ts, :rule, :sid, :event, :kind, :target, :pid, :metric, :observed,
+            :threshold, :comparison, :severity, :message)",
+        &[
+            ("ts", Cell::Int(ev.ts_ms)),
+            ("rule", Cell::Text(ev.rule.clone())),
+            ("sid", Cell::Int(sid)),
+            ("event", Cell::Text(ev.event.clone())),
+            ("kind", Cell::Text(ev.kind.clone())),
+            ("target", Cell::Text(ev.target.clone())),
+            ("pid", ev.pid.map_or(Cell::Null, Cell::Int)),
+            ("metric", Cell::Text(ev.metric.clone())),
+            ("observed", ev.observed.map_or(Cell::Null, Cell::Real)),
+            ("threshold", Cell::Real(ev.threshold)),
+            ("comparison", Cell::Text(ev.comparison.clone())),
+            ("severity", Cell::Text(ev.severity.clone())),
+            ("message", Cell::Text(ev.message.clone())),
+        ],
+    )?;
+    Ok(AlertEvent { id, ..ev })
 }
 
 /// The alert's sentence: what, whose, how much, against what; a resolution says why it resolved
