@@ -895,6 +895,18 @@ pub fn html(r: &Report) -> String {
             .map_or(String::new(), |t| format!(" · target {}", esc(t))),
         esc(&format_time(r.generated_ms))
     );
+    html_headline(&mut o, r);
+    for c in &r.charts {
+        let _ = write!(o, "<h2>{}</h2>{}", esc(&c.title), chart::svg(c, r));
+    }
+    html_series(&mut o, r);
+    html_audit(&mut o, r);
+    o.push_str("</body></html>\n");
+    o
+}
+
+/// The headline: each target with a leak verdict, once, or that none grows.
+fn html_headline(o: &mut String, r: &Report) {
     let leaks = leak_headline(&r.series);
     let _ = write!(
         o,
@@ -921,9 +933,10 @@ pub fn html(r: &Report) -> String {
             )
         }
     );
-    for c in &r.charts {
-        let _ = write!(o, "<h2>{}</h2>{}", esc(&c.title), chart::svg(c, r));
-    }
+}
+
+/// The table of every series' figures and verdict.
+fn html_series(o: &mut String, r: &Report) {
     let _ = write!(
         o,
         "<h2>Series</h2><table><tr><th>target</th><th>metric</th><th>last</th><th>min</th><th>max</th><th>average</th><th>change</th><th>verdict</th></tr>"
@@ -948,6 +961,10 @@ pub fn html(r: &Report) -> String {
             esc(&s.verdict)
         );
     }
+}
+
+/// The alerts, cleanups and recorder runs in the range, and the gaps between runs.
+fn html_audit(o: &mut String, r: &Report) {
     o.push_str("</table><h2>Alerts</h2>");
     if r.alerts.is_empty() {
         o.push_str("<p>None in this range.</p>");
@@ -1014,8 +1031,6 @@ pub fn html(r: &Report) -> String {
             esc(&format_time(g.to_ms))
         );
     }
-    o.push_str("</body></html>\n");
-    o
 }
 
 /// CSV of the samples in the range: every sample (`raw`) or min/avg/max per `bucket_ms`.
