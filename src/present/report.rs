@@ -780,6 +780,12 @@ pub fn markdown(r: &Report) -> String {
             s.verdict
         );
     }
+    markdown_audit(&mut o, r);
+    o
+}
+
+/// The alerts, cleanups and recorder runs in the range, and the gaps between runs.
+fn markdown_audit(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n## Alerts\n");
     if r.alerts.is_empty() {
         let _ = writeln!(o, "None in this range.");
@@ -849,7 +855,6 @@ pub fn markdown(r: &Report) -> String {
             format_time(g.to_ms)
         );
     }
-    o
 }
 
 /// JSON: everything in the report, charts' data included.
