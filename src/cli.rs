@@ -480,89 +480,13 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Record(args) => {
-            let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
-            let mut settings = RecordSettings::build(
-                db,
-                file.record.clone().overlay(args.partial()),
-                args.command.clone(),
-            )?;
-            settings.rules = rules_of(&file)?;
-            settings.notify = file.notify.clone();
-            settings.cleanup = CleanupSettings::build(&file.cleanup)?;
-            settings.api = file.api.build(
-                args.listen.as_deref(),
-                args.no_api,
-                args.token_file.as_deref(),
-                std::env::var("MEMTRAIL_TOKEN").ok(),
-            )?;
-            crate::record::recorder::record(settings, |listener, shared| {
-                Box::pin(crate::serve::http::serve(
-                    listener,
-                    crate::serve::api::router(shared),
-                ))
-            })
-        }
-        Command::Status(args) => {
-            let db = args.db.db.unwrap_or_else(crate::config::default_db);
-            let report = crate::analyze::status::collect(&db, args.window.0)?;
-            match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Table => print!("{}", crate::analyze::status::render_table(&report)),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Record(args) => run_record(args),
+        Command::Status(args) => run_status(args),
         Command::Query(args) => run_query(args),
         Command::Report(args) => run_report(args),
         Command::Cleanup(args) => run_cleanup(args),
-        Command::Import(args) => {
-            let db = args.db.db.unwrap_or_else(crate::config::default_db);
-            let path = args.file.display().to_string();
-            let text = std::fs::read_to_string(&args.file).map_err(|source| ImportError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let start = time_arg("start", &args.start)?;
-            let series = crate::collect::import::parse(
-                &path,
-                &text,
-                args.format,
-                args.target.as_deref(),
-                start,
-            )?;
-            let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
-            let n = store.import(&series)?;
-            println!(
-                "imported {} samples in {} series from {path} into {}: {} new, {} already there{}",
-                n.new + n.changed + n.unchanged,
-                series.len(),
-                db.display(),
-                n.new,
-                n.unchanged,
-                match n.changed {
-                    0 => String::new(),
-                    c => format!(", {c} changed to the file's value"),
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Backtest(args) => {
-            let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
-            let rules = rules_of(&file)?;
-            let from = time_arg("from", &args.from)?;
-            let to = time_arg("to", &args.to)?;
-            let report =
-                crate::analyze::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
-            match args.format {
-                OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                OutFormat::Csv => print!("{}", crate::present::output::csv(&report.timeline())),
-                OutFormat::Table => {
-                    print!("{}", crate::present::output::table(&report.timeline()));
-                    println!("{}", report.summary());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Import(args) => run_import(args),
+        Command::Backtest(args) => run_backtest(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -570,34 +494,130 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => write_man(dir.as_deref()),
-        Command::Config(args) => match args.action {
-            Some(ConfigAction::Check { file }) => {
-                let config = FileConfig::load(&file)?;
-                let db = config.db.clone().unwrap_or_else(crate::config::default_db);
-                let mut settings = RecordSettings::build(db, config.record.clone(), vec![])?;
-                settings.rules = rules_of(&config)?;
-                settings.notify = config.notify.clone();
-                settings.cleanup = CleanupSettings::build(&config.cleanup)?;
-                settings.api = config.api.build(None, false, None, None)?;
-                println!("{}: ok", file.display());
-                for (key, value) in settings.describe() {
-                    println!("  {key} = {value}");
-                }
-                for r in &settings.rules {
-                    println!("  rule {} = {}", r.name, serde_json::to_string(r)?);
-                }
-                Ok(ExitCode::SUCCESS)
+        Command::Config(args) => run_config(args),
+    }
+}
+
+/// The record settings a config file puts in force, with `partial` (the file's `[record]`, flags
+/// laid over it) checked: its rules, notify channels and cleanup too. The API is the caller's.
+fn settings_in_force(
+    file: &FileConfig,
+    db: std::path::PathBuf,
+    partial: RecordPartial,
+    command: Vec<String>,
+) -> anyhow::Result<RecordSettings> {
+    let mut settings = RecordSettings::build(db, partial, command)?;
+    settings.rules = rules_of(file)?;
+    settings.notify = file.notify.clone();
+    settings.cleanup = CleanupSettings::build(&file.cleanup)?;
+    Ok(settings)
+}
+
+/// `memtrail record`: the settings from the file and the flags, then the recorder with its API.
+fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
+    let mut settings = settings_in_force(
+        &file,
+        db,
+        file.record.clone().overlay(args.partial()),
+        args.command.clone(),
+    )?;
+    settings.api = file.api.build(
+        args.listen.as_deref(),
+        args.no_api,
+        args.token_file.as_deref(),
+        std::env::var("MEMTRAIL_TOKEN").ok(),
+    )?;
+    crate::record::recorder::record(settings, |listener, shared| {
+        Box::pin(crate::serve::http::serve(
+            listener,
+            crate::serve::api::router(shared),
+        ))
+    })
+}
+
+/// `memtrail status`: the overview as a table or JSON.
+fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let report = crate::analyze::status::collect(&db, args.window.0)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", crate::analyze::status::render_table(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memtrail import`: parse the file, store its series, say what was new.
+fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let path = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).map_err(|source| ImportError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let start = time_arg("start", &args.start)?;
+    let series =
+        crate::collect::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;
+    let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
+    let n = store.import(&series)?;
+    println!(
+        "imported {} samples in {} series from {path} into {}: {} new, {} already there{}",
+        n.new + n.changed + n.unchanged,
+        series.len(),
+        db.display(),
+        n.new,
+        n.unchanged,
+        match n.changed {
+            0 => String::new(),
+            c => format!(", {c} changed to the file's value"),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memtrail backtest`: replay the rules and print the timeline.
+fn run_backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let (file, db) = config_and_db(args.config.as_deref(), args.db.db.clone())?;
+    let rules = rules_of(&file)?;
+    let from = time_arg("from", &args.from)?;
+    let to = time_arg("to", &args.to)?;
+    let report = crate::analyze::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
+    match args.format {
+        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutFormat::Csv => print!("{}", crate::present::output::csv(&report.timeline())),
+        OutFormat::Table => {
+            print!("{}", crate::present::output::table(&report.timeline()));
+            println!("{}", report.summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `memtrail config`: print the default, or check a file and print the settings in force.
+fn run_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Some(ConfigAction::Check { file }) => {
+            let config = FileConfig::load(&file)?;
+            let db = config.db.clone().unwrap_or_else(crate::config::default_db);
+            let mut settings = settings_in_force(&config, db, config.record.clone(), vec![])?;
+            settings.api = config.api.build(None, false, None, None)?;
+            println!("{}: ok", file.display());
+            for (key, value) in settings.describe() {
+                println!("  {key} = {value}");
             }
-            None if args.default => {
-                print!("{DEFAULT_CONFIG}");
-                Ok(ExitCode::SUCCESS)
+            for r in &settings.rules {
+                println!("  rule {} = {}", r.name, serde_json::to_string(r)?);
             }
-            None => Err(UsageError(
-                "say what to do: `memtrail config --default` or `memtrail config check FILE`"
-                    .into(),
-            )
-            .into()),
-        },
+            Ok(ExitCode::SUCCESS)
+        }
+        None if args.default => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(UsageError(
+            "say what to do: `memtrail config --default` or `memtrail config check FILE`".into(),
+        )
+        .into()),
     }
 }
 
