@@ -366,20 +366,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         })
     })?;
     progress.done();
-    let mut summary = Table::default();
-    let mut trends: BTreeMap<i64, Table> = BTreeMap::new();
-    let mut buckets: BTreeMap<i64, Table> = BTreeMap::new();
-    for (job, table) in jobs.iter().zip(tables) {
-        match job {
-            Job::Summary => summary = table,
-            Job::Trend(sid) => {
-                trends.insert(*sid, table);
-            }
-            Job::Downsample(sid) => {
-                buckets.insert(*sid, table);
-            }
-        }
-    }
+    let (summary, trends, buckets) = by_job(&jobs, tables);
 
     let series = series_reports(&summary, &trends);
     let charts = charts(&series, &buckets, bucket_ms);
@@ -403,6 +390,25 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         gaps,
         charts,
     })
+}
+
+/// The passes' tables by what they are: the summary, and per series its trend and its buckets.
+fn by_job(jobs: &[Job], tables: Vec<Table>) -> (Table, BTreeMap<i64, Table>, BTreeMap<i64, Table>) {
+    let mut summary = Table::default();
+    let mut trends = BTreeMap::new();
+    let mut buckets = BTreeMap::new();
+    for (job, table) in jobs.iter().zip(tables) {
+        match job {
+            Job::Summary => summary = table,
+            Job::Trend(sid) => {
+                trends.insert(*sid, table);
+            }
+            Job::Downsample(sid) => {
+                buckets.insert(*sid, table);
+            }
+        }
+    }
+    (summary, trends, buckets)
 }
 
 /// Each series' figures from the summary pass, with its trend verdict in words.

@@ -1016,6 +1016,11 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     })?;
     store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
     drop(lock);
+    Ok(stopped(&outcome))
+}
+
+/// Say how the run ended; the exit code is the launched command's when it ended the run.
+fn stopped(outcome: &Outcome) -> ExitCode {
     tracing::info!(
         reason = outcome.reason.as_str(),
         ticks = outcome.ticks,
@@ -1023,13 +1028,13 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         failed_ticks = outcome.failed_ticks,
         "stopped"
     );
-    Ok(match (outcome.reason, outcome.command_status) {
+    match (outcome.reason, outcome.command_status) {
         (
             StopReason::CommandExited | StopReason::Signal | StopReason::TargetsGone,
             Some(status),
         ) => ExitCode::from(shell_code(status)),
         _ => ExitCode::SUCCESS,
-    })
+    }
 }
 
 /// Take the API's port now, before anything is launched.
