@@ -136,6 +136,31 @@ pub struct SamplerConfig {
     pub discovery_interval: Duration,
 }
 
+/// A process and its descendants summed: the process as just read, its descendants by path.
+fn tree_values(
+    pid: u32,
+    stat: &ProcStat,
+    swap: Option<u64>,
+    fds: Option<u64>,
+    k: &Kernel,
+) -> [Value; 6] {
+    let mut totals = Totals::default();
+    totals.add(stat, swap, fds, k);
+    for kid in procfs::descendants(pid) {
+        if let Some(ks) = procfs::read_stat(kid).filter(|s| !s.exited()) {
+            totals.add(&ks, procfs::read_swap(kid), procfs::count_fds(kid), k);
+        }
+    }
+    [
+        Value::new("tree_rss", Unit::Bytes, totals.rss as f64),
+        Value::new("tree_vms", Unit::Bytes, totals.vms as f64),
+        Value::new("tree_swap", Unit::Bytes, totals.swap as f64),
+        Value::new("tree_threads", Unit::Count, totals.threads as f64),
+        Value::new("tree_fds", Unit::Count, totals.fds as f64),
+        Value::new("tree_procs", Unit::Count, totals.procs as f64),
+    ]
+}
+
 impl Sampler {
     /// Checks that every `--pid` exists now. A launched command joins later with `add_command`.
     pub fn new(s: &SamplerConfig, now: Instant) -> Result<Sampler, SamplerError> {
@@ -329,22 +354,7 @@ impl Sampler {
                 }
             }
             if t.tree {
-                let mut totals = Totals::default();
-                // The process itself as just read; its descendants by path.
-                totals.add(&stat, swap, fds, &k);
-                for kid in procfs::descendants(t.pid) {
-                    if let Some(ks) = procfs::read_stat(kid).filter(|s| !s.exited()) {
-                        totals.add(&ks, procfs::read_swap(kid), procfs::count_fds(kid), &k);
-                    }
-                }
-                values.extend([
-                    Value::new("tree_rss", Unit::Bytes, totals.rss as f64),
-                    Value::new("tree_vms", Unit::Bytes, totals.vms as f64),
-                    Value::new("tree_swap", Unit::Bytes, totals.swap as f64),
-                    Value::new("tree_threads", Unit::Count, totals.threads as f64),
-                    Value::new("tree_fds", Unit::Count, totals.fds as f64),
-                    Value::new("tree_procs", Unit::Count, totals.procs as f64),
-                ]);
+                values.extend(tree_values(t.pid, &stat, swap, fds, &k));
             }
             snap.targets.push(TargetSample {
                 key: t.key.clone(),
@@ -355,40 +365,49 @@ impl Sampler {
         });
         let system = self.system.then(system_sample);
         if !self.groups.is_empty() {
-            // A group without a limit of its own is measured against the host's memory.
-            let host_total = system
-                .as_ref()
-                .and_then(|s| s.values.iter().find(|v| v.metric == "mem_total"))
-                .map(|v| v.value)
-                .or_else(|| procfs::read_meminfo().map(|m| m.total as f64));
-            self.groups.retain_mut(|g| match g.group.read() {
-                Some(r) => {
-                    let unlimited = r.limit.is_none();
-                    if g.unlimited != Some(unlimited) && unlimited {
-                        tracing::info!(
-                            subject = %g.key,
-                            "the group has no memory limit of its own (max): its limit_percent is of the host's memory"
-                        );
-                    }
-                    g.unlimited = Some(unlimited);
-                    snap.targets.push(TargetSample {
-                        key: g.key.clone(),
-                        cmdline: g.group.dir.display().to_string(),
-                        values: group_values(&r, host_total),
-                    });
-                    true
-                }
-                None => {
-                    changes.gone.push(g.key.clone());
-                    false
-                }
-            });
+            self.sample_groups(system.as_ref(), &mut snap, &mut changes);
         }
         snap.gone = changes.gone.clone();
         if let Some(system) = system {
             snap.targets.push(system);
         }
         (snap, changes)
+    }
+
+    /// Each watched cgroup's usage against its limit (or, without one, the host's memory); a
+    /// group removed since is recorded as gone.
+    fn sample_groups(
+        &mut self,
+        system: Option<&TargetSample>,
+        snap: &mut Snapshot,
+        changes: &mut Changes,
+    ) {
+        let host_total = system
+            .and_then(|s| s.values.iter().find(|v| v.metric == "mem_total"))
+            .map(|v| v.value)
+            .or_else(|| procfs::read_meminfo().map(|m| m.total as f64));
+        self.groups.retain_mut(|g| match g.group.read() {
+            Some(r) => {
+                let unlimited = r.limit.is_none();
+                if g.unlimited != Some(unlimited) && unlimited {
+                    tracing::info!(
+                        subject = %g.key,
+                        "the group has no memory limit of its own (max): its limit_percent is of the host's memory"
+                    );
+                }
+                g.unlimited = Some(unlimited);
+                snap.targets.push(TargetSample {
+                    key: g.key.clone(),
+                    cmdline: g.group.dir.display().to_string(),
+                    values: group_values(&r, host_total),
+                });
+                true
+            }
+            None => {
+                changes.gone.push(g.key.clone());
+                false
+            }
+        });
     }
 
     fn discover(&mut self, now: Instant, changes: &mut Changes) {
