@@ -269,51 +269,8 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
             Comparison::ALL.join(", ")
         )
     })?;
-    let kinds = kinds_of(&c.metric);
-    let kind = match (c.kind.as_deref(), kinds.first()) {
-        (Some(k), _) if !["process", "system", "custom", "cgroup"].contains(&k) => {
-            return Err(format!(
-                "unknown kind {k:?}: use process, system, cgroup or custom"
-            ));
-        }
-        (Some("custom"), _) => Some("custom".to_string()),
-        (Some(k), Some(_)) if !kinds.contains(&k) => {
-            return Err(format!(
-                "metric {:?} belongs to {} targets, not {k}",
-                c.metric,
-                kinds.join(" and ")
-            ));
-        }
-        (Some(k), Some(_)) => Some(k.to_string()),
-        (None, Some(m)) => Some(m.to_string()),
-        (_, None) => {
-            return Err(format!(
-                "unknown metric {:?}: use one of {}, {}, {} (or kind = \"custom\" for an application's own metric)",
-                c.metric,
-                PROCESS_METRICS.join(", "),
-                SYSTEM_METRICS.join(", "),
-                CGROUP_METRICS.join(", ")
-            ));
-        }
-    };
-    let threshold = match (&c.value, comparison) {
-        (RuleValue::Number(n), _) if n.is_finite() => *n,
-        (RuleValue::Number(_), _) => return Err("value must be a finite number".into()),
-        (RuleValue::Text(t), Comparison::TimeToLimit) => t
-            .parse::<HumanDuration>()
-            .map(|d| d.0.as_secs_f64())
-            .map_err(|e| format!("value: {e}"))?,
-        (RuleValue::Text(t), Comparison::GreaterThan | Comparison::LessThan) => t
-            .parse::<ByteSize>()
-            .map(|b| b.0 as f64)
-            .map_err(|e| format!("value: {e}"))?,
-        (RuleValue::Text(t), _) => {
-            return Err(format!(
-                "value {t:?} must be a number (percent) for {}",
-                c.comparison
-            ));
-        }
-    };
+    let kind = rule_kind(c)?;
+    let threshold = rule_threshold(c, comparison)?;
     let limit = match &c.limit {
         None => None,
         Some(_) if comparison != Comparison::TimeToLimit => {
@@ -345,18 +302,7 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
             SEVERITIES.join(", ")
         ));
     }
-    let actions = c.actions.clone().unwrap_or_else(|| default_actions(notify));
-    for a in &actions {
-        if !ACTIONS.contains(&a.as_str()) {
-            return Err(format!("unknown action {a:?}: use {}", ACTIONS.join(", ")));
-        }
-        if a == "webhook" && notify.webhook.is_none() {
-            return Err("action \"webhook\" needs [notify] webhook = \"URL\"".into());
-        }
-        if a == "command" && notify.command.is_none() {
-            return Err("action \"command\" needs [notify] command = \"...\"".into());
-        }
-    }
+    let actions = rule_actions(c, notify)?;
     Ok(Rule {
         name: c.name.clone(),
         metric: c.metric.clone(),
@@ -375,6 +321,76 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
         severity,
         actions,
     })
+}
+
+/// The kind of target a rule's metric belongs to (`custom` when said so).
+fn rule_kind(c: &RuleConfig) -> Result<Option<String>, String> {
+    let kinds = kinds_of(&c.metric);
+    Ok(match (c.kind.as_deref(), kinds.first()) {
+        (Some(k), _) if !["process", "system", "custom", "cgroup"].contains(&k) => {
+            return Err(format!(
+                "unknown kind {k:?}: use process, system, cgroup or custom"
+            ));
+        }
+        (Some("custom"), _) => Some("custom".to_string()),
+        (Some(k), Some(_)) if !kinds.contains(&k) => {
+            return Err(format!(
+                "metric {:?} belongs to {} targets, not {k}",
+                c.metric,
+                kinds.join(" and ")
+            ));
+        }
+        (Some(k), Some(_)) => Some(k.to_string()),
+        (None, Some(m)) => Some(m.to_string()),
+        (_, None) => {
+            return Err(format!(
+                "unknown metric {:?}: use one of {}, {}, {} (or kind = \"custom\" for an application's own metric)",
+                c.metric,
+                PROCESS_METRICS.join(", "),
+                SYSTEM_METRICS.join(", "),
+                CGROUP_METRICS.join(", ")
+            ));
+        }
+    })
+}
+
+/// The rule's value in its comparison's unit (bytes, percent, seconds to the limit).
+fn rule_threshold(c: &RuleConfig, comparison: Comparison) -> Result<f64, String> {
+    Ok(match (&c.value, comparison) {
+        (RuleValue::Number(n), _) if n.is_finite() => *n,
+        (RuleValue::Number(_), _) => return Err("value must be a finite number".into()),
+        (RuleValue::Text(t), Comparison::TimeToLimit) => t
+            .parse::<HumanDuration>()
+            .map(|d| d.0.as_secs_f64())
+            .map_err(|e| format!("value: {e}"))?,
+        (RuleValue::Text(t), Comparison::GreaterThan | Comparison::LessThan) => t
+            .parse::<ByteSize>()
+            .map(|b| b.0 as f64)
+            .map_err(|e| format!("value: {e}"))?,
+        (RuleValue::Text(t), _) => {
+            return Err(format!(
+                "value {t:?} must be a number (percent) for {}",
+                c.comparison
+            ));
+        }
+    })
+}
+
+/// The rule's actions, each known and with its channel configured.
+fn rule_actions(c: &RuleConfig, notify: &NotifySection) -> Result<Vec<String>, String> {
+    let actions = c.actions.clone().unwrap_or_else(|| default_actions(notify));
+    for a in &actions {
+        if !ACTIONS.contains(&a.as_str()) {
+            return Err(format!("unknown action {a:?}: use {}", ACTIONS.join(", ")));
+        }
+        if a == "webhook" && notify.webhook.is_none() {
+            return Err("action \"webhook\" needs [notify] webhook = \"URL\"".into());
+        }
+        if a == "command" && notify.command.is_none() {
+            return Err("action \"command\" needs [notify] command = \"...\"".into());
+        }
+    }
+    Ok(actions)
 }
 
 /// One event written to the `alerts` table.
