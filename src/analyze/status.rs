@@ -126,9 +126,8 @@ pub fn collect(db: &Path, window: Duration) -> Result<StatusReport, StoreError> 
     })
 }
 
-pub fn render_table(r: &StatusReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "database: {}", r.database);
+/// The recorder's state in one line: running, stopped, or gone without closing its run.
+fn recorder_line(out: &mut String, r: &StatusReport) {
     match &r.recorder {
         None => {
             let _ = writeln!(out, "recorder: no run recorded yet");
@@ -161,6 +160,10 @@ pub fn render_table(r: &StatusReport) -> String {
             };
         }
     }
+}
+
+/// The last cleanup run in one line.
+fn cleanup_line(out: &mut String, r: &StatusReport) {
     if let Some(c) = &r.last_cleanup {
         let num = |k: &str| c.get(k).and_then(|v| v.as_f64());
         let text = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
@@ -179,6 +182,13 @@ pub fn render_table(r: &StatusReport) -> String {
             bytes("rss_after"),
         );
     }
+}
+
+pub fn render_table(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "database: {}", r.database);
+    recorder_line(&mut out, r);
+    cleanup_line(&mut out, r);
     if r.series.is_empty() {
         let _ = writeln!(out, "\nno samples yet");
         return out;
