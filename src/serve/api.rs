@@ -152,6 +152,35 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult {
     Ok(axum::Json(body).into_response())
 }
 
+/// How much history the file holds: rows, series, the oldest and newest sample.
+fn history_row(conn: &rusqlite::Connection) -> Result<Option<Map<String, Value>>, ApiError> {
+    let t = store::query_table(
+        conn,
+        "SELECT (SELECT count(*) FROM samples) AS rows,
+                (SELECT min(t) FROM (SELECT (SELECT min(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS oldest_ms,
+                (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
+                (SELECT count(*) FROM series) AS series",
+        &[] as &[(&str, Cell)],
+    )
+    .map_err(internal)?;
+    Ok(t.json_rows().into_iter().next())
+}
+
+/// A cgroup's usage against its limit (or the host's memory when it has none), said plainly.
+fn add_memory_limits(targets: &mut BTreeMap<(String, String, i64), Map<String, Value>>) {
+    for ((kind, target, _), t) in targets.iter_mut() {
+        if kind != "cgroup" {
+            continue;
+        }
+        let limit = t.get("metrics").and_then(|m| {
+            crate::analyze::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64())
+        });
+        if let Some(l) = limit {
+            t.insert("memory_limit".into(), json!(l));
+        }
+    }
+}
+
 /// The status document: current usage, per-series analysis, rule states, history size, last cleanup.
 pub fn status_json(
     db: &Path,
@@ -168,15 +197,7 @@ pub fn status_json(
     let growth = run("percent_change", &[])?;
     let rules = run("rule_states", &[])?;
     let cleanups = run("cleanups", &[])?;
-    let history = store::query_table(
-        &conn,
-        "SELECT (SELECT count(*) FROM samples) AS rows,
-                (SELECT min(t) FROM (SELECT (SELECT min(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS oldest_ms,
-                (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
-                (SELECT count(*) FROM series) AS series",
-        &[] as &[(&str, Cell)],
-    )
-    .map_err(internal)?;
+    let history = history_row(&conn)?;
 
     let by_series = |t: &Table| -> BTreeMap<i64, usize> {
         (0..t.rows.len())
@@ -240,25 +261,14 @@ pub fn status_json(
             "limit_at_ms": cell(&trend, tr, "limit_at_ms"),
         }));
     }
-    // A cgroup's usage against its limit (or the host's memory when it has none), said plainly.
-    for ((kind, target, _), t) in targets.iter_mut() {
-        if kind != "cgroup" {
-            continue;
-        }
-        let limit = t.get("metrics").and_then(|m| {
-            crate::analyze::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64())
-        });
-        if let Some(l) = limit {
-            t.insert("memory_limit".into(), json!(l));
-        }
-    }
+    add_memory_limits(&mut targets);
     Ok(json!({
         "generated_ms": now,
         "recorder": recorder,
         "targets": targets.into_values().collect::<Vec<_>>(),
         "series": series,
         "rules": rules.json_rows(),
-        "history": history.json_rows().into_iter().next(),
+        "history": history,
         "last_cleanup": cleanups.json_rows().into_iter().next(),
     }))
 }
