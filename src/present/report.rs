@@ -1092,64 +1092,93 @@ pub fn csv(
             text("metric"),
             text("unit")
         );
-        let rfc = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms).map_or(String::new(), |t| {
-                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            })
-        };
-        if raw {
-            let t = store::query_table(
-                conn,
-                "SELECT ts_ms, value FROM samples WHERE series_id = :sid AND ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms",
-                &[
-                    ("sid", Cell::Int(sid)),
-                    ("from", Cell::Int(o.from_ms)),
-                    ("to", Cell::Int(o.to_ms)),
-                ],
-            )?;
-            for row in &t.rows {
-                let (Some(ts), Some(v)) = (row[0].as_i64(), row[1].as_f64()) else {
-                    continue;
-                };
-                writeln!(out, "{ts},{},{prefix},{v}\r", rfc(ts))?;
-                lines += 1;
-            }
+        lines += if raw {
+            write_raw(conn, o, sid, &prefix, out)?
         } else {
-            let t = analysis::run(
-                conn,
-                "downsample",
-                &[
-                    ("series_id", Cell::Int(sid)),
-                    ("from_ms", Cell::Int(o.from_ms)),
-                    ("to_ms", Cell::Int(o.to_ms + 1)),
-                    ("bucket_ms", Cell::Int(bucket_ms)),
-                ],
-                o.to_ms,
-            )?;
-            for i in 0..t.rows.len() {
-                let b = t.get(i, "bucket_ms").as_i64().unwrap_or(0);
-                let f = |c: &str| {
-                    t.get(i, c)
-                        .as_f64()
-                        .map_or(String::new(), |v| v.to_string())
-                };
-                writeln!(
-                    out,
-                    "{b},{},{prefix},{},{},{},{}\r",
-                    rfc(b),
-                    f("min"),
-                    f("avg"),
-                    f("max"),
-                    f("samples")
-                )?;
-                lines += 1;
-            }
-        }
+            write_buckets(conn, o, sid, bucket_ms, &prefix, out)?
+        };
         done += series.get(r, "samples").as_i64().unwrap_or(0);
         progress.step(done as usize, total as usize);
     }
     progress.done();
     Ok(lines)
+}
+
+/// Every sample of one series in the range, a CSV line each; returns the lines written.
+fn write_raw(
+    conn: &Connection,
+    o: &Options,
+    sid: i64,
+    prefix: &str,
+    out: &mut dyn Write,
+) -> Result<u64, ReportError> {
+    let mut lines = 0;
+    let t = store::query_table(
+        conn,
+        "SELECT ts_ms, value FROM samples WHERE series_id = :sid AND ts_ms >= :from AND ts_ms <= :to ORDER BY ts_ms",
+        &[
+            ("sid", Cell::Int(sid)),
+            ("from", Cell::Int(o.from_ms)),
+            ("to", Cell::Int(o.to_ms)),
+        ],
+    )?;
+    for row in &t.rows {
+        let (Some(ts), Some(v)) = (row[0].as_i64(), row[1].as_f64()) else {
+            continue;
+        };
+        writeln!(out, "{ts},{},{prefix},{v}\r", rfc3339_ms(ts))?;
+        lines += 1;
+    }
+    Ok(lines)
+}
+
+/// One series' min/avg/max per bucket, a CSV line each; returns the lines written.
+fn write_buckets(
+    conn: &Connection,
+    o: &Options,
+    sid: i64,
+    bucket_ms: i64,
+    prefix: &str,
+    out: &mut dyn Write,
+) -> Result<u64, ReportError> {
+    let mut lines = 0;
+    let t = analysis::run(
+        conn,
+        "downsample",
+        &[
+            ("series_id", Cell::Int(sid)),
+            ("from_ms", Cell::Int(o.from_ms)),
+            ("to_ms", Cell::Int(o.to_ms + 1)),
+            ("bucket_ms", Cell::Int(bucket_ms)),
+        ],
+        o.to_ms,
+    )?;
+    for i in 0..t.rows.len() {
+        let b = t.get(i, "bucket_ms").as_i64().unwrap_or(0);
+        let f = |c: &str| {
+            t.get(i, c)
+                .as_f64()
+                .map_or(String::new(), |v| v.to_string())
+        };
+        writeln!(
+            out,
+            "{b},{},{prefix},{},{},{},{}\r",
+            rfc3339_ms(b),
+            f("min"),
+            f("avg"),
+            f("max"),
+            f("samples")
+        )?;
+        lines += 1;
+    }
+    Ok(lines)
+}
+
+/// A time as RFC 3339 with milliseconds, UTC (`2026-12-01T20:10:26.000Z`).
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or(String::new(), |t| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    })
 }
 
 mod chart;
