@@ -126,6 +126,59 @@ mod tests {
         }
     }
 
+    /// No function in `src/` (tests aside) runs over 100 lines: from its `fn` line to the closing
+    /// brace at the same indentation.
+    #[test]
+    fn no_function_is_over_100_lines() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut long = Vec::new();
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("src").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs")
+                    || path.file_name().is_some_and(|f| f == "tests.rs")
+                {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("read");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let lines: Vec<&str> = code.lines().collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let body = line.trim_start();
+                    let indent = line.len() - body.len();
+                    let is_fn = [
+                        "fn ",
+                        "pub fn ",
+                        "pub(crate) fn ",
+                        "async fn ",
+                        "pub async fn ",
+                    ]
+                    .iter()
+                    .any(|p| body.starts_with(p));
+                    if !is_fn || body.ends_with(';') {
+                        continue;
+                    }
+                    let close = format!("{}}}", " ".repeat(indent));
+                    if let Some(end) = lines[i..].iter().position(|l| *l == close)
+                        && end + 1 > 100
+                    {
+                        long.push(format!("{}:{} ({} lines)", path.display(), i + 1, end + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "functions over 100 lines: {}",
+            long.join(", ")
+        );
+    }
+
     #[test]
     fn the_parser_finds_the_imports_it_checks() {
         // Non-test code only: the recorder writes through the store, and collect's tests build
