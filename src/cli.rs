@@ -551,10 +551,7 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.db.unwrap_or_else(crate::config::default_db);
     let path = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).map_err(|source| ImportError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = crate::collect::import::read_bounded(&args.file)?;
     let start = time_arg("start", &args.start)?;
     let series =
         crate::collect::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;

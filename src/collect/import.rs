@@ -25,6 +25,28 @@ pub enum ImportError {
     },
     #[error("{path}: {why}")]
     Format { path: String, why: String },
+    #[error("{path} is {size} bytes: import takes files up to {} (split it, or import a downsampled export)", crate::units::format_bytes(MAX_IMPORT_BYTES as f64))]
+    TooLarge { path: String, size: u64 },
+}
+
+/// The largest file `import` reads (it is read whole): 256 MiB, about ten million CSV samples.
+pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Read a file to import, refusing one over `MAX_IMPORT_BYTES` before reading it.
+pub fn read_bounded(path: &std::path::Path) -> Result<String, ImportError> {
+    let shown = path.display().to_string();
+    let read = |source| ImportError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > MAX_IMPORT_BYTES {
+        return Err(ImportError::TooLarge {
+            path: shown.clone(),
+            size,
+        });
+    }
+    std::fs::read_to_string(path).map_err(read)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

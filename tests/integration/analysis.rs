@@ -643,3 +643,25 @@ fn a_young_leaking_process_recorded_live_is_alerted_within_5_minutes() {
         (fired - onset) / 1000
     );
 }
+
+/// Every input is bounded: a file over import's 256 MiB is refused before it is read (a sparse
+/// file here, so the test writes nothing), with exit 2, and nothing is stored.
+#[test]
+fn an_import_file_over_the_bound_is_refused_unread() {
+    let s = Scratch::new();
+    let file = s.path("huge.csv");
+    std::fs::File::create(&file)
+        .and_then(|f| f.set_len(256 * 1024 * 1024 + 1))
+        .expect("sparse file");
+    let out = run(
+        memtrail().args(["import", "--db"]).arg(s.db()).arg(&file),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is 268435457 bytes: import takes files up to 256.0 MiB"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.db().exists(), "nothing was stored");
+}
