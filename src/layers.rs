@@ -27,10 +27,11 @@ mod tests {
         LAYERS.iter().position(|(_, ms)| ms.contains(&module))
     }
 
-    /// Every `crate::name` a file's non-test code names, by the module the file belongs to.
-    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    /// Every `.rs` file under `src/` but the `tests.rs` files: its path relative to `src/` and its
+    /// code before `#[cfg(test)]`.
+    fn sources() -> Vec<(std::path::PathBuf, String)> {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut out = Vec::new();
         let mut stack = vec![src.clone()];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).expect("src").flatten() {
@@ -39,30 +40,41 @@ mod tests {
                     stack.push(path);
                     continue;
                 }
-                if path.extension().is_none_or(|e| e != "rs") || path.starts_with(src.join("bin")) {
-                    continue;
-                }
-                let rel = path.strip_prefix(&src).expect("under src");
-                let first = rel.components().next().expect("a file");
-                let module = first
-                    .as_os_str()
-                    .to_string_lossy()
-                    .trim_end_matches(".rs")
-                    .to_string();
-                if rel.file_name().is_some_and(|f| f == "tests.rs") {
+                if path.extension().is_none_or(|e| e != "rs")
+                    || path.file_name().is_some_and(|f| f == "tests.rs")
+                {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).expect("read");
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                let used = out.entry(module.clone()).or_default();
-                for part in code.split("crate::").skip(1) {
-                    let name: String = part
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                        .collect();
-                    if !name.is_empty() && name != module {
-                        used.insert(name);
-                    }
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+                let rel = path.strip_prefix(&src).expect("under src").to_path_buf();
+                out.push((rel, code));
+            }
+        }
+        out
+    }
+
+    /// Every `crate::name` a file's non-test code names, by the module the file belongs to.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (rel, code) in sources() {
+            if rel.starts_with("bin") {
+                continue;
+            }
+            let first = rel.components().next().expect("a file");
+            let module = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string();
+            let used = out.entry(module.clone()).or_default();
+            for part in code.split("crate::").skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != module {
+                    used.insert(name);
                 }
             }
         }
@@ -130,45 +142,34 @@ mod tests {
     /// brace at the same indentation.
     #[test]
     fn no_function_is_over_100_lines() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut long = Vec::new();
-        let mut stack = vec![src.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).expect("src").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
+        for (rel, code) in sources() {
+            let lines: Vec<&str> = code.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let body = line.trim_start();
+                let indent = line.len() - body.len();
+                let is_fn = [
+                    "fn ",
+                    "pub fn ",
+                    "pub(crate) fn ",
+                    "async fn ",
+                    "pub async fn ",
+                ]
+                .iter()
+                .any(|p| body.starts_with(p));
+                if !is_fn || body.ends_with(';') {
                     continue;
                 }
-                if path.extension().is_none_or(|e| e != "rs")
-                    || path.file_name().is_some_and(|f| f == "tests.rs")
+                let close = format!("{}}}", " ".repeat(indent));
+                if let Some(end) = lines[i..].iter().position(|l| *l == close)
+                    && end + 1 > 100
                 {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).expect("read");
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                let lines: Vec<&str> = code.lines().collect();
-                for (i, line) in lines.iter().enumerate() {
-                    let body = line.trim_start();
-                    let indent = line.len() - body.len();
-                    let is_fn = [
-                        "fn ",
-                        "pub fn ",
-                        "pub(crate) fn ",
-                        "async fn ",
-                        "pub async fn ",
-                    ]
-                    .iter()
-                    .any(|p| body.starts_with(p));
-                    if !is_fn || body.ends_with(';') {
-                        continue;
-                    }
-                    let close = format!("{}}}", " ".repeat(indent));
-                    if let Some(end) = lines[i..].iter().position(|l| *l == close)
-                        && end + 1 > 100
-                    {
-                        long.push(format!("{}:{} ({} lines)", path.display(), i + 1, end + 1));
-                    }
+                    long.push(format!(
+                        "src/{}:{} ({} lines)",
+                        rel.display(),
+                        i + 1,
+                        end + 1
+                    ));
                 }
             }
         }
