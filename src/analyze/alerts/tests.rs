@@ -463,43 +463,38 @@ fn a_rule_is_skipped_exactly_when_its_query_would_select_no_series() {
     assert_eq!(selected_some, 6, "the selectors cover both outcomes");
 }
 
+/// The ticks a grid evaluates after, as the recorder asks it: due, then evaluated.
+fn evaluated_ticks(mut grid: EvaluationGrid, ticks: &[i64]) -> Vec<i64> {
+    ticks
+        .iter()
+        .copied()
+        .filter(|&t| {
+            let due = grid.due(t);
+            if due {
+                grid.evaluated(t);
+            }
+            due
+        })
+        .collect()
+}
+
 #[test]
 fn evaluation_grid_keeps_its_own_points() {
     // Issue 20.3: scheduling the next evaluation from the tick's own time made 1 s evaluations at
     // 1 s ticks run every 1-2 s (a tick 3 ms early missed its turn).
-    let mut grid = EvaluationGrid::new(Duration::from_secs(1), Duration::from_secs(1));
+    let grid = EvaluationGrid::new(Duration::from_secs(1), Duration::from_secs(1));
     let ticks = [0, 997, 2001, 2999, 4002, 5000, 5998];
-    let evaluated: Vec<i64> = ticks
-        .iter()
-        .copied()
-        .filter(|&t| {
-            let due = grid.due(t);
-            if due {
-                grid.evaluated(t);
-            }
-            due
-        })
-        .collect();
+    let evaluated = evaluated_ticks(grid, &ticks);
     assert_eq!(evaluated, ticks, "every 1 s tick is evaluated");
 
     // 10 s evaluations at 100 ms ticks: on the first tick at or past each 10 s point of the grid
     // from the first tick, whatever the jitter; a skipped stretch is not made up.
-    let mut grid = EvaluationGrid::new(Duration::from_secs(10), Duration::from_millis(100));
+    let grid = EvaluationGrid::new(Duration::from_secs(10), Duration::from_millis(100));
     let mut ticks: Vec<i64> = (0..400)
         .map(|i| 40 + i * 100 + (i * 37 % 23) - 11)
         .collect();
     ticks.retain(|&t| !(12_000..=24_000).contains(&t));
-    let evaluated: Vec<i64> = ticks
-        .iter()
-        .copied()
-        .filter(|&t| {
-            let due = grid.due(t);
-            if due {
-                grid.evaluated(t);
-            }
-            due
-        })
-        .collect();
+    let evaluated = evaluated_ticks(grid, &ticks);
     let points: Vec<i64> = evaluated.iter().map(|t| (t - 29 + 50) / 10_000).collect();
     assert_eq!(points, [0, 1, 2, 3], "{evaluated:?}");
     assert!(
