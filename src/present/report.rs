@@ -215,6 +215,16 @@ fn leading_rank(metric: &str) -> usize {
         .unwrap_or(ORDER.len())
 }
 
+/// One leaking target in the headline: "process api (4242): rss +1.20 %/h (...)".
+fn headline_item(s: &SeriesReport) -> String {
+    format!(
+        "{}: {} {}",
+        who(&s.kind, &s.target, s.pid),
+        s.metric,
+        s.verdict.trim_start_matches("leak suspected: ")
+    )
+}
+
 /// Series with a leak verdict, one per target: its leading leaking metric.
 pub fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
     let mut best: BTreeMap<(&str, &str, Option<i64>), &SeriesReport> = BTreeMap::new();
@@ -755,12 +765,7 @@ pub fn markdown(r: &Report) -> String {
             leaks.len(),
             leaks
                 .iter()
-                .map(|s| format!(
-                    "{}: {} {}",
-                    who(&s.kind, &s.target, s.pid),
-                    s.metric,
-                    s.verdict.trim_start_matches("leak suspected: ")
-                ))
+                .map(|s| headline_item(s))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -931,14 +936,7 @@ fn html_headline(o: &mut String, r: &Report) {
                 leaks.len(),
                 leaks
                     .iter()
-                    .map(|s| {
-                        let detail = s.verdict.trim_start_matches("leak suspected: ");
-                        esc(&format!(
-                            "{}: {} {detail}",
-                            who(&s.kind, &s.target, s.pid),
-                            s.metric
-                        ))
-                    })
+                    .map(|s| esc(&headline_item(s)))
                     .collect::<Vec<_>>()
                     .join("; ")
             )
