@@ -3,6 +3,7 @@
 
 // The stages, bottom first, as the data flows (src/layers.rs keeps imports running down them).
 pub mod act;
+pub mod allocator;
 pub mod analyze;
 pub mod cli;
 pub mod collect;

@@ -774,7 +774,10 @@ impl Recorder {
         if self.engine.rules.is_empty() {
             return;
         }
-        let events = match self.engine.evaluate(self.store.connection(), ts) {
+        let evaluated = self.engine.evaluate(self.store.connection(), ts);
+        // The rule queries' working set is freed by now: let it leave the RSS too.
+        crate::allocator::release_freed();
+        let events = match evaluated {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(
@@ -906,17 +909,6 @@ fn write_leftover_spool(db: &std::path::Path, store: &mut Store) -> anyhow::Resu
 /// while bounding the memory (a stack, a SQLite connection and its caches) each thread holds.
 const API_BLOCKING_THREADS: usize = 2;
 
-/// glibc gives each thread that calls malloc an arena of its own (up to 8 per core), and memory
-/// freed into one arena is not reused by another: API threads that come and go then leave free
-/// but resident pages behind in several arenas, and a recorder's RSS under API load crept up for
-/// minutes (bench/api-rss: 16.3 -> 17.8 MiB at 4 clients). One arena shares the free lists; the
-/// recorder's threads allocate little, so the lock is uncontended.
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes any positive count. It runs
-    // before any other thread of this process starts.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-}
-
 /// `memtrail record`: check the targets, take the database, launch the command if any, then
 /// record on a thread of its own while this thread turns SIGINT/SIGTERM into control messages.
 /// Serves the API on a bound listener, with what the recording shares live (the caller's: the
@@ -931,7 +923,7 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     // Past a file-size limit a write should fail (and be reported), not kill the recorder.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    limit_malloc_arenas();
+    crate::allocator::limit_arenas();
     let mut sampler = Sampler::new(&settings.sampler(), Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;

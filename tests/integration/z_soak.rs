@@ -1,8 +1,11 @@
 //! The self-watch soak (issues #8, #20): memtrail records itself every 100 ms while clients keep
 //! its API busy, and its own RSS must hold within a bound once warmed up: a memory monitor must not
 //! leak. It is judged on what it promises, not on a trend verdict: after a minute of warm-up (page
-//! caches, the API's threads, code first run) the RSS may rise at most `GROWTH_BOUND` above the
-//! highest it reached during the warm-up. The short form (a minute judged) runs in `cargo test`;
+//! caches, the API's threads, code first run) the RSS level (each 10 s window's median) may rise at
+//! most `GROWTH_BOUND` above the level the warm-up ended on, and no sample may burst more than
+//! `TRANSIENT_BOUND` above its window's level. (A peak-against-peak bound failed CI: a status
+//! request's freed working set shows as a one-sample spike of 1-3 MiB, and whether a 100 ms sample
+//! lands on its top is chance.) The short form (a minute judged) runs in `cargo test`;
 //! the 10-minute form is ignored there (`cargo test --test integration -- --ignored soak`), and
 //! `bench/api-rss` measures the release build's figure for BENCHMARKS.md. The module's name sorts
 //! last on purpose: libtest starts tests in name order, so the soak runs once the rest of the
@@ -15,8 +18,14 @@ use crate::util::*;
 /// Run (under the same load) before the judged window starts.
 const WARMUP: Duration = Duration::from_secs(60);
 
-/// How far the RSS may rise after the warm-up above the warm-up's own peak.
+/// How far the RSS level may rise after the warm-up above the level it ended on.
 const GROWTH_BOUND: f64 = 1.5 * 1048576.0;
+
+/// How far one sample may stand above its 10 s window's level. A status request's working set is
+/// transient: SQLite's own high-water mark for the trend query over the soak's 15 series is 3.3 MiB
+/// (the `sqlite3` shell's `.stats`), and memtrail hands it back when the request ends, so each
+/// request faults it in afresh (4-5 MiB in RSS).
+const TRANSIENT_BOUND: f64 = 8.0 * 1048576.0;
 
 #[test]
 fn a_minute_of_self_watch_under_api_load_keeps_rss_bounded() {
@@ -88,25 +97,111 @@ fn soak(judged: Duration) {
         ticks >= expected * 0.8,
         "{ticks} ticks of {expected} due\n{log}"
     );
-    let first = rss.first().expect("samples").0;
-    let cut = first + WARMUP.as_millis() as i64;
-    let peak = |it: &mut dyn Iterator<Item = f64>| it.fold(0.0, f64::max);
-    let warm = peak(&mut rss.iter().filter(|r| r.0 < cut).map(|r| r.1));
-    let after = peak(&mut rss.iter().filter(|r| r.0 >= cut).map(|r| r.1));
-    let mib = |b: f64| b / 1048576.0;
+    let verdict = judge(&rss);
     eprintln!(
-        "soak: {secs} s judged after {} s of warm-up, {requests} requests, {} ticks; memtrail RSS peak {:.2} MiB in the warm-up, {:.2} after, {:.2} at the end",
+        "soak: {secs} s judged after {} s of warm-up, {requests} requests, {} ticks; {}",
         WARMUP.as_secs(),
         rss.len(),
-        mib(warm),
-        mib(after),
-        mib(rss.last().map_or(0.0, |r| r.1)),
+        verdict.as_ref().map_or_else(|e| e.clone(), |v| v.clone())
     );
+    eprintln!(
+        "soak: RSS by 10 s window (min/median/max MiB): {}",
+        shape(&rss)
+    );
+    if let Err(e) = verdict {
+        panic!("{e}");
+    }
+}
+
+/// Judge an RSS series (ms, bytes) on what the soak promises. The level is the median of each
+/// 10 s window: a status request's working set (SQLite temp tables, freed when it answers) shows
+/// as a one-sample spike that a median ignores, so the level after the warm-up
+/// must stay within `GROWTH_BOUND` of the level the warm-up ended on, and no sample may stand more
+/// than `TRANSIENT_BOUND` above the level of its own window (a burst that big is a bug too).
+fn judge(rss: &[(i64, f64)]) -> Result<String, String> {
+    let first = rss.first().ok_or("no samples")?.0;
+    let cut = first + WARMUP.as_millis() as i64;
+    let level =
+        |from: i64, to: i64| median(rss.iter().filter(|r| r.0 >= from && r.0 < to).map(|r| r.1));
+    let settled = level(cut - 20_000, cut).ok_or("no samples at the end of the warm-up")?;
+    let last = rss.last().map_or(cut, |r| r.0);
+    let mib = |b: f64| b / 1048576.0;
+    let (mut highest, mut burst) = (settled, 0.0f64);
+    let mut from = cut;
+    while from <= last {
+        if let Some(l) = level(from, from + 10_000) {
+            highest = highest.max(l);
+            let top = rss.iter().filter(|r| r.0 >= from && r.0 < from + 10_000);
+            burst = burst.max(top.map(|r| r.1 - l).fold(0.0, f64::max));
+        }
+        from += 10_000;
+    }
+    let said = format!(
+        "memtrail RSS level {:.2} MiB as the warm-up ended, highest 10 s level after it {:.2}, largest burst above its window's level {:.2}",
+        mib(settled),
+        mib(highest),
+        mib(burst)
+    );
+    if highest > settled + GROWTH_BOUND {
+        return Err(format!(
+            "memtrail's own RSS level rose past its bound of {:.1} MiB: {said}",
+            mib(GROWTH_BOUND)
+        ));
+    }
+    if burst > TRANSIENT_BOUND {
+        return Err(format!(
+            "memtrail's own RSS burst past its bound of {:.1} MiB: {said}",
+            mib(TRANSIENT_BOUND)
+        ));
+    }
+    Ok(said)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
+#[test]
+fn the_judge_passes_bursts_and_fails_a_slow_leak_and_a_big_burst() {
+    const MIB: f64 = 1048576.0;
+    let flat = |ms: i64| 26.5 * MIB + if ms % 7_300 < 100 { 2.5 * MIB } else { 0.0 };
+    let history = |f: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        (0..1200).map(|i| (i * 100, f(i * 100))).collect()
+    };
     assert!(
-        after <= warm + GROWTH_BOUND,
-        "memtrail's own RSS rose {:.2} MiB past its warm-up peak of {:.2} MiB (bound {:.1})",
-        mib(after - warm),
-        mib(warm),
-        mib(GROWTH_BOUND)
+        judge(&history(&flat)).is_ok(),
+        "{:?}",
+        judge(&history(&flat))
     );
+    // 2 MiB a minute from the end of the warm-up on: a leak the minute-long soak must catch.
+    let leak = |ms: i64| flat(ms) + (ms - 60_000).max(0) as f64 / 60_000.0 * 2.0 * MIB;
+    let err = judge(&history(&leak)).expect_err("a leak");
+    assert!(err.contains("level rose"), "{err}");
+    let burst = |ms: i64| flat(ms) + if ms == 90_000 { 12.0 * MIB } else { 0.0 };
+    let err = judge(&history(&burst)).expect_err("a burst");
+    assert!(err.contains("burst"), "{err}");
+}
+
+/// The RSS series as min/median/max per 10 s window, to show a failure's shape.
+fn shape(rss: &[(i64, f64)]) -> String {
+    let Some(first) = rss.first().map(|r| r.0) else {
+        return String::new();
+    };
+    let mut windows: Vec<Vec<f64>> = Vec::new();
+    for &(ts, v) in rss {
+        let i = ((ts - first) / 10_000) as usize;
+        windows.resize_with(windows.len().max(i + 1), Vec::new);
+        windows[i].push(v / 1048576.0);
+    }
+    windows
+        .iter_mut()
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.sort_by(f64::total_cmp);
+            format!("{:.1}/{:.1}/{:.1}", w[0], w[w.len() / 2], w[w.len() - 1])
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
