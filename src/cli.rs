@@ -2,6 +2,25 @@
 //! dispatch to each subcommand, and the mapping of errors to exit codes — 0 ok, 1 runtime failure,
 //! 2 usage or config error, and for `record -- CMD` the command's own exit code.
 
+/// `println!` that fails the command (exit 1, with a message) when stdout cannot be written,
+/// instead of panicking: `memtrail status > /dev/full`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::anyhow!("writing the output: {e}"))?
+    }};
+}
+
+/// `print!`, failing the same way as `out!`.
+macro_rules! put {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::anyhow!("writing the output: {e}"))?
+    }};
+}
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -425,7 +444,7 @@ pub fn main() -> ExitCode {
             if json_logs {
                 tracing::error!("{e:#}");
             } else {
-                eprintln!("memtrail: error: {e:#}");
+                crate::logsink::line(&format!("memtrail: error: {e:#}\n"));
             }
             ExitCode::from(exit_code(&e))
         }
@@ -468,7 +487,8 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},refinery_core=warn")));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::logsink::Stderr)
+        .log_internal_errors(false)
         .with_target(false);
     match format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
@@ -541,8 +561,8 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.db.unwrap_or_else(crate::config::default_db);
     let report = crate::analyze::status::collect(&db, args.window.0)?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", crate::analyze::status::render_table(&report)),
+        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => put!("{}", crate::analyze::status::render_table(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -557,7 +577,7 @@ fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         crate::collect::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;
     let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
     let n = store.import(&series)?;
-    println!(
+    out!(
         "imported {} samples in {} series from {path} into {}: {} new, {} already there{}",
         n.new + n.changed + n.unchanged,
         series.len(),
@@ -580,11 +600,11 @@ fn run_backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let to = time_arg("to", &args.to)?;
     let report = crate::analyze::backtest::run(&db, rules, from, to, args.step.map(|s| s.0))?;
     match args.format {
-        OutFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutFormat::Csv => print!("{}", crate::present::output::csv(&report.timeline())),
+        OutFormat::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        OutFormat::Csv => put!("{}", crate::present::output::csv(&report.timeline())),
         OutFormat::Table => {
-            print!("{}", crate::present::output::table(&report.timeline()));
-            println!("{}", report.summary());
+            put!("{}", crate::present::output::table(&report.timeline()));
+            out!("{}", report.summary());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -598,17 +618,17 @@ fn run_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             let db = config.db.clone().unwrap_or_else(crate::config::default_db);
             let mut settings = settings_in_force(&config, db, config.record.clone(), vec![])?;
             settings.api = config.api.build(None, false, None, None)?;
-            println!("{}: ok", file.display());
+            out!("{}: ok", file.display());
             for (key, value) in settings.describe() {
-                println!("  {key} = {value}");
+                out!("  {key} = {value}");
             }
             for r in &settings.rules {
-                println!("  rule {} = {}", r.name, serde_json::to_string(r)?);
+                out!("  rule {} = {}", r.name, serde_json::to_string(r)?);
             }
             Ok(ExitCode::SUCCESS)
         }
         None if args.default => {
-            print!("{DEFAULT_CONFIG}");
+            put!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
         None => Err(UsageError(
@@ -654,12 +674,12 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Format::Json => out!("{}", serde_json::to_string_pretty(&runs)?),
         Format::Table => {
             for r in &runs {
                 let b =
                     |v: Option<u64>| v.map_or("?".into(), |v| crate::units::format_bytes(v as f64));
-                println!(
+                out!(
                     "cleanup {}: {} (pid {}) {} -> {}, freed {} [{}; {}]",
                     r.id,
                     r.target,
@@ -675,7 +695,7 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for why in &refused {
-        eprintln!("memtrail: {why}");
+        crate::logsink::line(&format!("memtrail: {why}\n"));
     }
     let failed = runs.iter().any(|r| r.outcome != "ok");
     Ok(if refused.is_empty() && !failed {
@@ -752,7 +772,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let now = crate::units::now_ms();
     if args.list {
         for q in analysis::catalog() {
-            println!("{} — {}", q.name, q.summary);
+            out!("{} — {}", q.name, q.summary);
             for p in &q.params {
                 let default = match &p.default {
                     Default::Now => "now".to_string(),
@@ -763,7 +783,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                     Default::Value(Cell::Text(t)) => t.clone(),
                 };
                 let kind = p.kind.map_or("text", |k| k.as_str());
-                println!("    {:<18} = {:<12} {kind:<8} {}", p.name, default, p.doc);
+                out!("    {:<18} = {:<12} {kind:<8} {}", p.name, default, p.doc);
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -788,7 +808,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
-    print!("{}", crate::present::output::render(&table, args.format));
+    put!("{}", crate::present::output::render(&table, args.format));
     Ok(ExitCode::SUCCESS)
 }
 

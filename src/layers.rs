@@ -5,7 +5,7 @@
 
 /// Each layer's top-level modules: a stage folder (`collect/`, ...) is one module, its files its own.
 pub const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["allocator", "model", "units"]),
+    ("base", &["allocator", "logsink", "model", "units"]),
     ("config", &["config"]),
     ("collect", &["collect"]),
     ("store", &["store"]),

@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod logsink;
 pub mod model;
 pub mod present;
 pub mod record;

@@ -147,12 +147,12 @@ impl Progress {
     }
     pub fn step(&self, done: usize, total: usize) {
         if self.on && total > 0 {
-            eprint!("\r{}: {:>3}%", self.what, done * 100 / total);
+            crate::logsink::line(&format!("\r{}: {:>3}%", self.what, done * 100 / total));
         }
     }
     pub fn done(&self) {
         if self.on {
-            eprintln!("\r{}: done ", self.what);
+            crate::logsink::line(&format!("\r{}: done \n", self.what));
         }
     }
 }

@@ -771,7 +771,13 @@ fn alert_family(families: &mut Families, rules: &Table) {
 
 /// The recorder's own counters and gauges, one sample each.
 fn recorder_families(families: &mut Families, f: RecorderFigures) {
-    let own: [(&str, &str, &'static str, Option<String>); 8] = [
+    let own: [(&str, &str, &'static str, Option<String>); 9] = [
+        (
+            "memtrail_log_lines_dropped_total",
+            "Log lines that could not be written to stderr (a closed pipe, a full disk) and were dropped.",
+            "counter",
+            Some(crate::logsink::dropped_lines().to_string()),
+        ),
         (
             "memtrail_recorder_ticks_total",
             "Ticks the recorder has run.",

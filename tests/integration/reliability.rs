@@ -729,3 +729,100 @@ fn spooled_ticks_are_not_counted_as_held() {
         "ticks between 2 s commits are reported as spooled (most seen: {spooled_seen})"
     );
 }
+
+/// A pipe's two ends; `nonblock` sets O_NONBLOCK on both (so the recorder's writes get EAGAIN
+/// once the buffer is full rather than waiting for a reader).
+fn pipe(nonblock: bool) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    let flags = if nonblock { libc::O_NONBLOCK } else { 0 } | libc::O_CLOEXEC;
+    // SAFETY: pipe2 fills the two descriptors, which are then owned here alone.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) }, 0, "pipe2");
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Record 3 s at 100 ms logging into `stderr`; the recorder must exit 0 having closed
+/// its run normally with every tick written, and `/metrics` must count dropped log lines while it
+/// runs. Returns what `/metrics` said then.
+fn record_with_stderr(stderr: std::process::Stdio) {
+    let s = Scratch::new();
+    let db = s.db();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = memtrail();
+    cmd.args([
+        "record",
+        "--self",
+        "--interval",
+        "100ms",
+        "--duration",
+        "3s",
+    ])
+    .args(["--listen", &listen, "--db"])
+    .arg(&db)
+    .stdout(std::process::Stdio::null())
+    .stderr(stderr);
+    let child = cmd.spawn().expect("spawn");
+    let metrics = eventually(
+        Duration::from_secs(10),
+        "/metrics counts dropped lines",
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::net::TcpStream::connect(&listen).ok()?;
+            let (code, body) = http("GET", &format!("http://{listen}/metrics"), None, None);
+            (code == 200
+                && body.contains("memtrail_log_lines_dropped_total")
+                && dropped(&body) > 0.0)
+                .then_some(body)
+        },
+    );
+    let out = wait_output(child, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "exit status {:?}", out.status);
+    let conn = open(&db);
+    assert_eq!(stop_reason(&conn), "duration");
+    let ticks = count(&conn, "SELECT count(DISTINCT ts_ms) FROM samples");
+    assert!(ticks >= 25, "{ticks} ticks of 30 written");
+    assert!(dropped(&metrics) > 0.0);
+}
+
+fn dropped(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("memtrail_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("memtrail_log_lines_dropped_total")
+}
+
+#[test]
+fn a_full_stderr_neither_panics_nor_stops_recording() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    record_with_stderr(full.into());
+}
+
+#[test]
+fn a_closed_stderr_pipe_neither_panics_nor_stops_recording() {
+    let (read, write) = pipe(false);
+    drop(read);
+    record_with_stderr(write.into());
+}
+
+#[test]
+fn a_nonblocking_stderr_pipe_nobody_reads_neither_blocks_nor_stops_recording() {
+    let (read, write) = pipe(true);
+    // Fill the pipe's buffer first: every line the recorder logs then meets EAGAIN.
+    let mut filler = std::fs::File::from(write.try_clone().expect("dup"));
+    while std::io::Write::write(&mut filler, &[b'.'; 4096]).is_ok() {}
+    record_with_stderr(write.into());
+    drop(read);
+}
