@@ -558,7 +558,7 @@ fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
 
 /// `memtrail status`: the overview as a table or JSON.
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let db = db_path(args.db.db)?;
     let report = crate::analyze::status::collect(&db, args.window.0)?;
     match args.format {
         Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
@@ -569,7 +569,7 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// `memtrail import`: parse the file, store its series, say what was new.
 fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let db = db_path(args.db.db)?;
     let path = args.file.display().to_string();
     let text = crate::collect::import::read_bounded(&args.file)?;
     let start = time_arg("start", &args.start)?;
@@ -616,6 +616,7 @@ fn run_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         Some(ConfigAction::Check { file }) => {
             let config = FileConfig::load(&file)?;
             let db = config.db.clone().unwrap_or_else(crate::config::default_db);
+            crate::config::check_file_setting("db", &db)?;
             let mut settings = settings_in_force(&config, db, config.record.clone(), vec![])?;
             settings.api = config.api.build(None, false, None, None)?;
             out!("{}: ok", file.display());
@@ -707,7 +708,7 @@ fn run_cleanup(args: CleanupArgs) -> anyhow::Result<ExitCode> {
 
 fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let db = db_path(args.db.db)?;
     let now = crate::units::now_ms();
     let to = time_arg("to", &args.to)?.unwrap_or(now);
     let from = match (time_arg("from", &args.from)?, args.since) {
@@ -788,7 +789,7 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let db = args.db.db.unwrap_or_else(crate::config::default_db);
+    let db = db_path(args.db.db)?;
     let table = match (&args.sql, &args.name) {
         (Some(sql), _) => {
             let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
@@ -829,6 +830,13 @@ fn write_man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
 
 /// The config file (or the defaults) and the database: `--db`/MEMTRAIL_DB, else the file's `db`,
 /// else memtrail.db (in $STATE_DIRECTORY under systemd).
+/// The database a reading command opens: `--db`, else the default; checked as `record` checks it.
+fn db_path(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    let db = flag.unwrap_or_else(crate::config::default_db);
+    crate::config::check_file_setting("db", &db)?;
+    Ok(db)
+}
+
 fn config_and_db(
     config: Option<&std::path::Path>,
     db_flag: Option<PathBuf>,
@@ -840,6 +848,7 @@ fn config_and_db(
     let db = db_flag
         .or(file.db.clone())
         .unwrap_or_else(crate::config::default_db);
+    crate::config::check_file_setting("db", &db)?;
     Ok((file, db))
 }
 

@@ -35,7 +35,7 @@ fn default_db_in(state_directory: Option<&std::ffi::OsStr>) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -44,6 +44,53 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The largest config file memtrail reads (a real one is a few KiB; `--config /dev/zero` is not).
+pub const CONFIG_FILE_LIMIT: u64 = 1 << 20;
+
+/// The largest token file memtrail reads.
+pub const TOKEN_FILE_LIMIT: u64 = 4096;
+
+/// Read a regular file of at most `limit` bytes as UTF-8. A device, FIFO or directory is refused
+/// before it is opened for reading (a FIFO would block, `/dev/zero` never ends).
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} bytes", limit),
+        ));
+    }
+    Ok(text)
+}
+
+/// A file a setting names (the database): not empty, not a directory, and a regular file if it
+/// exists (`/dev/null` or a FIFO would swallow or block the history). Refused with exit 2.
+pub fn check_file_setting(setting: &str, path: &Path) -> Result<(), ConfigError> {
+    let said = |why: &str| ConfigError::Invalid(format!("`{setting}` {why}"));
+    if path.as_os_str().is_empty() {
+        return Err(said("is empty: name a file, e.g. memtrail.db"));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(said(&format!(
+            "is {}, a directory: name a file in it, e.g. {}",
+            path.display(),
+            path.join(DEFAULT_DB).display()
+        ))),
+        Ok(m) if !m.is_file() => Err(said(&format!(
+            "is {}, which is not a regular file (a device, FIFO or socket)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A value that may also be switched off with `"off"` (or `"unlimited"`/`"none"` for limits).
@@ -125,7 +172,7 @@ impl ApiSection {
         })?;
         let token = match token_file_flag.or(self.token_file.as_deref()) {
             Some(path) => Some(
-                std::fs::read_to_string(path)
+                read_bounded(path, TOKEN_FILE_LIMIT)
                     .map_err(|e| {
                         ConfigError::Invalid(format!(
                             "cannot read the token file {}: {e}",
@@ -242,7 +289,7 @@ pub struct RuleConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_bounded(path, CONFIG_FILE_LIMIT).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -241,3 +241,94 @@ fn the_default_config_names_every_built_in_rule_and_comparison() {
         );
     }
 }
+
+/// Issue 23.3: a `db` that is empty, a directory or a device recorded into nothing and exited 0.
+/// Each is refused with exit 2 by `record`, `config check` and a reading command, naming why.
+#[test]
+fn a_db_that_is_empty_a_directory_or_a_device_is_refused() {
+    let s = Scratch::new();
+    let dir = s.path("a-dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for (db, why) in [
+        (String::new(), "is empty"),
+        (dir.display().to_string(), "a directory"),
+        ("/dev/null".to_string(), "not a regular file"),
+    ] {
+        let config = s.path("c.toml");
+        std::fs::write(&config, format!("db = {db:?}\n")).expect("write");
+        let record = [
+            "record",
+            "--self",
+            "--duration",
+            "1s",
+            "--no-api",
+            "--config",
+        ];
+        for args in [&record[..], &["config", "check"][..]] {
+            let out = run(memtrail().args(args).arg(&config), Duration::from_secs(20));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?} db={db:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains(why),
+                "{args:?} db={db:?}: {}",
+                stderr(&out)
+            );
+        }
+        let out = run(
+            memtrail().args(["status", "--db", &db]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "status db={db:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        !dir.join("memtrail.db").exists(),
+        "nothing written into the directory"
+    );
+}
+
+/// Issue 23.6: `--config /dev/zero` read until memory ran out, a FIFO blocked; an oversized file
+/// is refused too.
+#[test]
+fn a_config_that_is_a_device_a_fifo_or_huge_is_refused_without_reading_it() {
+    let s = Scratch::new();
+    let fifo = s.path("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let huge = s.path("huge.toml");
+    std::fs::write(&huge, format!("# {}\n", "x".repeat(2 << 20))).expect("write");
+    for (config, why) in [
+        (std::path::PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (huge, "larger than"),
+    ] {
+        let out = run(
+            memtrail().args(["config", "check"]).arg(&config),
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            config.display(),
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(why),
+            "{}: {}",
+            config.display(),
+            stderr(&out)
+        );
+    }
+}
