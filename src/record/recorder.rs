@@ -71,6 +71,8 @@ pub struct Outcome {
     pub ticks: u64,
     pub samples: u64,
     pub failed_ticks: u64,
+    /// Ticks not written because they fell at or before the history this run started behind.
+    pub skipped_ticks: u64,
 }
 
 /// Ticks not yet written, oldest first, bounded by a number of samples: while the database cannot
@@ -177,6 +179,8 @@ pub struct TickClock {
     base: Instant,
     /// How far behind the ticks the wall clock was when that was last reported.
     reported_behind_ms: Option<i64>,
+    /// The newest recorded tick, when this run started a whole interval or more behind it.
+    skip_through_ms: Option<i64>,
 }
 
 /// A wall-clock jump seen at a tick, in ms.
@@ -187,17 +191,40 @@ pub enum Jump {
 }
 
 impl TickClock {
-    /// Start at the wall clock's `wall_ms`, but after `not_before_ms` (the newest tick already
-    /// recorded) when the wall clock is behind it.
-    pub fn new(wall_ms: i64, at: Instant, not_before_ms: Option<i64>) -> TickClock {
-        let floor = not_before_ms.map_or(i64::MIN, |t| t + CLOCK_STEP_MS);
-        // Being behind the history is reported by the caller at the start, not again at a tick.
-        let behind = (wall_ms < floor).then(|| floor - wall_ms);
+    /// Start at the wall clock's `wall_ms`. A history whose `newest` tick is not before it (a quick
+    /// restart, or a clock that ran ahead and was put right) is resolved without stamping ticks in
+    /// the future: an overlap under one `interval_ms` shifts the start just past that tick; a larger
+    /// one keeps the wall clock, and the ticks up to that tick are not written
+    /// ([`TickClock::before_history`]). (Starting a second past the newest tick, as before, put
+    /// five 1 s runs 3.6 s ahead of the clock and a corrected clock's hour ahead for good.)
+    pub fn new(wall_ms: i64, at: Instant, newest: Option<i64>, interval_ms: i64) -> TickClock {
+        let (base_ms, skip_through_ms) = match newest {
+            Some(t) if wall_ms <= t && t - wall_ms < interval_ms => (t + 1, None),
+            Some(t) if wall_ms <= t => (wall_ms, Some(t)),
+            _ => (wall_ms, None),
+        };
         TickClock {
-            base_ms: wall_ms.max(floor),
+            base_ms,
             base: at,
-            reported_behind_ms: behind,
+            reported_behind_ms: None,
+            skip_through_ms,
         }
+    }
+
+    /// Whether a tick stamped `ts` falls at or before the history this run started behind: it is
+    /// not written, so history is neither reordered nor overwritten.
+    pub fn before_history(&self, ts: i64) -> bool {
+        self.skip_through_ms.is_some_and(|t| ts <= t)
+    }
+
+    /// The newest recorded tick this run started behind, until a tick passes it.
+    pub fn history_ahead_ms(&self) -> Option<i64> {
+        self.skip_through_ms
+    }
+
+    /// A tick passed the history: nothing is skipped from here on.
+    pub fn passed_history(&mut self) {
+        self.skip_through_ms = None;
     }
 
     /// The time of the tick taken at `at`, the wall clock reading `wall_ms`; and a jump to report.
@@ -308,6 +335,10 @@ impl Recorder {
             }
             let tick_at = Instant::now();
             let ts = self.stamp(tick_at);
+            if self.skip_before_history(&mut st, ts) {
+                st.next = next_tick(st.start, self.settings.interval, Instant::now());
+                continue;
+            }
             let snap = self.sample(tick_at, ts);
             self.record_finished_deliveries();
             let was_failing = st.last_write_failed;
@@ -357,6 +388,7 @@ impl Recorder {
                 ticks: 0,
                 samples: 0,
                 failed_ticks: 0,
+                skipped_ticks: 0,
             },
             logged: Logged::default(),
         }
@@ -417,6 +449,23 @@ impl Recorder {
             }
             _ => st.pending_stop = Some(StopReason::Signal),
         }
+    }
+
+    /// Whether the tick stamped `ts` is one this run does not write (at or before the history it
+    /// started behind); says so when the ticks pass that history.
+    fn skip_before_history(&mut self, st: &mut LoopState, ts: i64) -> bool {
+        if self.clock.before_history(ts) {
+            st.outcome.skipped_ticks += 1;
+            return true;
+        }
+        if self.clock.history_ahead_ms().is_some() {
+            self.clock.passed_history();
+            tracing::info!(
+                skipped_ticks = st.outcome.skipped_ticks,
+                "the wall clock passed the newest recorded tick: ticks are written again"
+            );
+        }
+        false
     }
 
     /// The tick's time, saying so when the wall clock jumped.
@@ -1018,6 +1067,7 @@ fn stopped(outcome: &Outcome) -> ExitCode {
         ticks = outcome.ticks,
         samples = outcome.samples,
         failed_ticks = outcome.failed_ticks,
+        skipped_ticks = outcome.skipped_ticks,
         "stopped"
     );
     match (outcome.reason, outcome.command_status) {
@@ -1081,12 +1131,11 @@ fn start_command(
 fn begin_run(settings: &RecordSettings, store: &mut Store) -> anyhow::Result<(i64, TickClock)> {
     use anyhow::Context;
     let newest = store.newest_tick_ms()?;
-    let clock = TickClock::new(now_ms(), Instant::now(), newest);
-    if let Some(t) = newest
-        && now_ms() < t
-    {
+    let interval_ms = settings.interval.as_millis() as i64;
+    let clock = TickClock::new(now_ms(), Instant::now(), newest, interval_ms);
+    if let Some(t) = clock.history_ahead_ms() {
         tracing::warn!(
-            "the wall clock is {:.1} s behind the newest recorded tick: this run's ticks start after it, so none is stamped before an earlier one",
+            "the newest recorded tick is {:.1} s ahead of the wall clock (a clock that ran ahead and was put right, or one now behind): this run stamps its ticks at the wall clock and writes none until it passes that tick, so history is neither reordered nor stamped in the future",
             (t - now_ms()) as f64 / 1000.0
         );
     }
@@ -1197,7 +1246,7 @@ mod tests {
     fn tick_times_never_go_back_and_follow_a_forward_jump() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut c = TickClock::new(1_000_000, t0, None);
+        let mut c = TickClock::new(1_000_000, t0, None, 100);
         assert_eq!(c.stamp(at(100), 1_000_100), (1_000_100, None));
         // The wall clock steps back an hour: ticks go on from the monotonic clock, reported once.
         assert_eq!(
@@ -1221,12 +1270,19 @@ mod tests {
     #[test]
     fn a_run_starts_after_the_newest_recorded_tick() {
         let t0 = Instant::now();
-        // The wall clock is behind the history: start a step after its newest tick.
-        let mut c = TickClock::new(500_000, t0, Some(900_000));
-        assert_eq!(c.stamp(t0, 500_000), (901_000, None));
-        // It is ahead (the usual case): the wall clock.
-        let mut c = TickClock::new(950_000, t0, Some(900_000));
-        assert_eq!(c.stamp(t0, 950_000), (950_000, None));
+        // The wall clock is far behind the history: ticks at the wall clock, not written until
+        // they pass its newest tick.
+        let mut c = TickClock::new(500_000, t0, Some(900_000), 1_000);
+        assert_eq!(c.stamp(t0, 500_000), (500_000, None));
+        assert!(c.before_history(500_000) && c.before_history(900_000));
+        assert!(!c.before_history(900_001));
+        // Within one interval behind (a quick restart): shifted just past the newest tick.
+        let mut c = TickClock::new(899_500, t0, Some(900_000), 1_000);
+        assert_eq!(c.stamp(t0, 899_500), (900_001, None));
+        assert!(!c.before_history(900_001));
+        // It is ahead (the usual case): the wall clock, however close to the newest tick.
+        let mut c = TickClock::new(900_010, t0, Some(900_000), 1_000);
+        assert_eq!(c.stamp(t0, 900_010), (900_010, None));
     }
 
     #[test]
