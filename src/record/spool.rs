@@ -34,9 +34,17 @@ const MIN_BYTES: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error(
-        "cannot read the spool {path} (ticks a crashed recorder held): {source}; move it away to start without them"
+        "cannot read the spool {path} (ticks a crashed recorder held): {cause}; move it away to start without them"
     )]
-    Read { path: PathBuf, source: io::Error },
+    Read { path: PathBuf, cause: io::Error },
+    #[error(
+        "the spool {path} is not a regular file (a FIFO, device or directory is never one memtrail wrote); move it away to start"
+    )]
+    NotAFile { path: PathBuf },
+    #[error(
+        "the spool {path} is {len} bytes, more than a spool ever holds ({MAX_BYTES}): it is not one memtrail wrote; move it away to start"
+    )]
+    TooLarge { path: PathBuf, len: u64 },
 }
 
 pub struct Spool {
@@ -191,12 +199,28 @@ fn reserve(file: &File, len: usize) -> io::Result<()> {
 
 /// Read what a crashed recorder left in the spool of `db` (nothing when there is no spool).
 pub fn leftover(db: &Path) -> Result<Leftover, SpoolError> {
+    use std::io::Read;
     let path = path_for(db);
-    let bytes = match std::fs::read(&path) {
-        Ok(t) => t,
+    // Looked at before it is opened: opening a FIFO for reading would wait for a writer forever.
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Leftover::default()),
-        Err(source) => return Err(SpoolError::Read { path, source }),
+        Err(cause) => return Err(SpoolError::Read { path, cause }),
     };
+    if !meta.is_file() {
+        return Err(SpoolError::NotAFile { path });
+    }
+    if meta.len() > MAX_BYTES as u64 {
+        return Err(SpoolError::TooLarge {
+            path,
+            len: meta.len(),
+        });
+    }
+    let mut bytes = Vec::new();
+    let read = File::open(&path).and_then(|f| f.take(MAX_BYTES as u64).read_to_end(&mut bytes));
+    if let Err(cause) = read {
+        return Err(SpoolError::Read { path, cause });
+    }
     let records = bytes.split(|b| *b == 0).next().unwrap_or_default();
     let mut out = Leftover::default();
     let mut expect = None;

@@ -875,3 +875,60 @@ fn a_nonblocking_stderr_pipe_nobody_reads_neither_blocks_nor_stops_recording() {
     record_with_stderr(write.into());
     drop(read);
 }
+
+/// Issue 23.4: a FIFO where the spool goes hung start-up forever, and a 2 GiB spool was read whole
+/// (2.1 GB RSS). Each is refused at once, naming the file, and the database is left alone.
+#[test]
+fn a_spool_that_is_a_fifo_or_oversized_is_refused_at_start_without_reading_it() {
+    let s = Scratch::new();
+    let db = s.db();
+    let spool = std::path::PathBuf::from(format!("{}-spool", db.display()));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&spool)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let record = |db: &std::path::Path| {
+        let started = Instant::now();
+        let out = run(
+            memtrail()
+                .args([
+                    "record",
+                    "--interval",
+                    "100ms",
+                    "--duration",
+                    "1s",
+                    "--no-api",
+                    "--db",
+                ])
+                .arg(db),
+            Duration::from_secs(20),
+        );
+        (out, started.elapsed())
+    };
+    let (out, took) = record(&db);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(10), "start-up took {took:?}");
+    std::fs::remove_file(&spool).expect("rm fifo");
+    // A sparse 2 GiB file: refused by its size, not read.
+    std::fs::File::create(&spool)
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("sparse spool");
+    let (out, _) = record(&db);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than a spool ever holds"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::metadata(&spool).expect("kept").len(),
+        2 << 30,
+        "the spool is left for the operator"
+    );
+}
