@@ -932,3 +932,49 @@ fn a_spool_that_is_a_fifo_or_oversized_is_refused_at_start_without_reading_it() 
         "the spool is left for the operator"
     );
 }
+
+/// Issue 23.9: a process whose name holds a newline split a text log line in two, the second
+/// reading as a line of its own. It is escaped: the name (15 bytes at most) shows as
+/// `e\nERROR forged`, on one line.
+#[test]
+fn a_newline_in_a_process_name_does_not_split_a_log_line() {
+    let mut evil = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import time\nopen('/proc/self/comm', 'w').write('e\\nERROR forged')\nprint('ok', flush=True)\ntime.sleep(30)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(evil.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("ready");
+    let s = Scratch::new();
+    let pid = evil.id().to_string();
+    let out = run(
+        memtrail()
+            .args([
+                "record",
+                "--pid",
+                &pid,
+                "--interval",
+                "100ms",
+                "--duration",
+                "1s",
+            ])
+            .args(["--no-api", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    kill(&mut evil);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("e\\nERROR forged"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("ERROR forged")),
+        "a forged line:\n{log}"
+    );
+}
