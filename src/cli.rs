@@ -257,6 +257,9 @@ struct QueryArgs {
     /// Run this SQL instead, on a read-only connection (writes are refused).
     #[arg(long, conflicts_with = "list")]
     sql: Option<String>,
+    /// Stop ad-hoc SQL that runs longer than this (exit 1).
+    #[arg(long, value_name = "DURATION", default_value = "30s", requires = "sql")]
+    timeout: HumanDuration,
     /// List the named queries and their parameters.
     #[arg(long)]
     list: bool,
@@ -466,7 +469,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || c.downcast_ref::<AnalysisError>()
                 .is_some_and(|a| !matches!(a, AnalysisError::Store(_)))
             || c.downcast_ref::<AdHocError>()
-                .is_some_and(|a| !matches!(a, AdHocError::Store(_)))
+                .is_some_and(|a| !matches!(a, AdHocError::Store(_) | AdHocError::Timeout(_)))
             || c.downcast_ref::<BacktestError>()
                 .is_some_and(|b| matches!(b, BacktestError::Step))
             || c.downcast_ref::<crate::present::report::ReportError>()
@@ -792,8 +795,8 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let db = db_path(args.db.db)?;
     let table = match (&args.sql, &args.name) {
         (Some(sql), _) => {
-            let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
-            crate::store::adhoc_query(&conn, sql)?
+            let mut conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+            crate::store::adhoc_query(&mut conn, sql, args.timeout.0)?
         }
         (None, Some(name)) => {
             let q = analysis::find(name)?;

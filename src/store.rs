@@ -1050,13 +1050,37 @@ pub enum AdHocError {
     Writes,
     #[error("ad-hoc SQL cannot ATTACH other database files: query the memtrail database only")]
     Attach,
+    #[error(
+        "the query ran past its time limit of {} and was stopped: narrow it, or give it longer with --timeout",
+        crate::units::HumanDuration(*.0)
+    )]
+    Timeout(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// Run one ad-hoc statement on a read-only connection: anything that would write is refused
-/// before it runs, and the connection is read-only and `query_only` besides.
-pub fn adhoc_query(conn: &Connection, sql: &str) -> std::result::Result<Table, AdHocError> {
+/// before it runs, and the connection is read-only and `query_only` besides. It is stopped once
+/// it has run for `limit` (SQLite's progress handler, checked every few thousand VM steps).
+pub fn adhoc_query(
+    conn: &mut Connection,
+    sql: &str,
+    limit: Duration,
+) -> std::result::Result<Table, AdHocError> {
+    let deadline = std::time::Instant::now() + limit;
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))
+        .map_err(|e| AdHocError::Invalid(e.to_string()))?;
+    let answer = adhoc_query_unlimited(conn, sql);
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    match answer {
+        Err(AdHocError::Invalid(_)) if std::time::Instant::now() >= deadline => {
+            Err(AdHocError::Timeout(limit))
+        }
+        other => other,
+    }
+}
+
+fn adhoc_query_unlimited(conn: &Connection, sql: &str) -> std::result::Result<Table, AdHocError> {
     let stmt = conn
         .prepare(sql)
         .map_err(|e| AdHocError::Invalid(e.to_string()))?;

@@ -194,6 +194,46 @@ fn adhoc_sql_is_read_only() {
     );
 }
 
+/// Issue 23.6: ad-hoc SQL had no time limit. A query that never ends is stopped at `--timeout`
+/// (default 30 s) with exit 1 and a message; one that ends in time is untouched.
+#[test]
+fn adhoc_sql_is_stopped_at_its_time_limit() {
+    let s = Scratch::new();
+    assert!(import(&s, "history.csv", &growth_csv()).status.success());
+    let endless =
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c";
+    let started = std::time::Instant::now();
+    let out = run(
+        memtrail()
+            .args(["query", "--timeout", "1s", "--sql", endless, "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("time limit of 1s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    let out = run(
+        memtrail()
+            .args([
+                "query",
+                "--timeout",
+                "5s",
+                "--sql",
+                "SELECT count(*) FROM samples",
+                "--db",
+            ])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("361"));
+}
+
 #[test]
 fn imports_name_the_bad_line() {
     let s = Scratch::new();
