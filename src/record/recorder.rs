@@ -1070,11 +1070,25 @@ fn stopped(outcome: &Outcome) -> ExitCode {
         skipped_ticks = outcome.skipped_ticks,
         "stopped"
     );
-    match (outcome.reason, outcome.command_status) {
+    let command = match (outcome.reason, outcome.command_status) {
         (
             StopReason::CommandExited | StopReason::Signal | StopReason::TargetsGone,
             Some(status),
-        ) => ExitCode::from(shell_code(status)),
+        ) => Some(shell_code(status)),
+        _ => None,
+    };
+    // A run that sampled but could write none of it lost everything: say so in the exit code
+    // (the launched command's own failure, when it has one, still wins).
+    let wrote_nothing = outcome.samples == 0 && outcome.failed_ticks > 0;
+    if wrote_nothing {
+        tracing::error!(
+            failed_ticks = outcome.failed_ticks,
+            "no tick of this run could be written to the database: nothing it sampled was kept"
+        );
+    }
+    match command {
+        Some(code) if code != 0 || !wrote_nothing => ExitCode::from(code),
+        _ if wrote_nothing => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
 }

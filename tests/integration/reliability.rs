@@ -978,3 +978,76 @@ fn a_newline_in_a_process_name_does_not_split_a_log_line() {
         "a forged line:\n{log}"
     );
 }
+
+/// Issue 23.8: a recorder whose every write failed exited 0 (`samples=0 failed_ticks=15`). Under a
+/// range of file-size limits (some fail start-up, some the first tick on, some later ticks), a run
+/// that kept none of its ticks exits non-zero, and says so.
+#[test]
+fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    let db = s.db();
+    let first = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "300ms",
+                "--no-api",
+                "--db",
+            ])
+            .arg(&db),
+        Duration::from_secs(20),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let mut nothing_written = 0;
+    for kib in [16u64, 24, 28, 32, 36, 40, 48, 64] {
+        let copy = s.path(&format!("limited-{kib}.db"));
+        std::fs::copy(&db, &copy).expect("copy");
+        let before = count(&open(&copy), "SELECT count(*) FROM samples");
+        let mut cmd = memtrail();
+        cmd.args([
+            "record",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1500ms",
+            "--no-api",
+            "--db",
+        ])
+        .arg(&copy);
+        let bytes = kib * 1024;
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = run(&mut cmd, Duration::from_secs(30));
+        let written = count(&open(&copy), "SELECT count(*) FROM samples") - before;
+        if written == 0 {
+            assert_ne!(
+                out.status.code(),
+                Some(0),
+                "{kib} KiB: nothing written, exit 0\n{}",
+                stderr(&out)
+            );
+            if stderr(&out).contains("no tick of this run could be written") {
+                nothing_written += 1;
+            }
+        }
+    }
+    assert!(
+        nothing_written > 0,
+        "no limit let a run begin and then fail every tick"
+    );
+}
