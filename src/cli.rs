@@ -576,21 +576,38 @@ fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let path = args.file.display().to_string();
     let text = crate::collect::import::read_bounded(&args.file)?;
     let start = time_arg("start", &args.start)?;
-    let series =
+    let parsed =
         crate::collect::import::parse(&path, &text, args.format, args.target.as_deref(), start)?;
     let mut store = crate::store::Store::open(&db, Duration::from_secs(5))?;
-    let n = store.import(&series)?;
+    let n = store.import(&parsed.series)?;
+    let changed = match n.changed {
+        0 => String::new(),
+        c => format!(", {c} changed to the file's value"),
+    };
+    let mut notes = Vec::new();
+    if parsed.duplicates > 0 {
+        notes.push(format!(
+            "{} duplicate timestamps in the file (the last of each kept)",
+            parsed.duplicates
+        ));
+    }
+    if parsed.skipped_lines > 0 {
+        notes.push(format!(
+            "{} lines skipped (markers and kinds that hold no sample)",
+            parsed.skipped_lines
+        ));
+    }
+    if parsed.cut_last_line {
+        notes.push("the last line was cut short and left out".into());
+    }
     out!(
-        "imported {} samples in {} series from {path} into {}: {} new, {} already there{}",
+        "imported {} samples in {} series from {path} into {}: {} new, {} already there{changed}{}",
         n.new + n.changed + n.unchanged,
-        series.len(),
+        parsed.series.len(),
         db.display(),
         n.new,
         n.unchanged,
-        match n.changed {
-            0 => String::new(),
-            c => format!(", {c} changed to the file's value"),
-        }
+        notes.iter().map(|n| format!("; {n}")).collect::<String>()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -72,27 +72,82 @@ pub fn detect(text: &str) -> Option<ImportFormat> {
     }
 }
 
+/// What a file held: its series, and what of it was not imported, for the summary.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub series: Vec<ImportedSeries>,
+    /// Samples whose series and time an earlier line of the file already had (the last one is kept).
+    pub duplicates: usize,
+    /// Lines read but not imported (mprof's FUNC/CHLD markers, lines of kinds it does not know).
+    pub skipped_lines: usize,
+    /// The file's last line was cut short (no newline, and it does not parse): left out.
+    pub cut_last_line: bool,
+}
+
+/// The latest time an import takes: the end of year 9999 (Unix ms). Earlier than 1970 is refused too.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// A time in seconds (a float in the file) as Unix ms, if it is finite and in range.
+fn ms_of(seconds: f64) -> Option<i64> {
+    let ms = (seconds * 1000.0).round();
+    (ms.is_finite() && (0.0..=MAX_TS_MS as f64).contains(&ms)).then_some(ms as i64)
+}
+
 /// Parse a file's text. `target` names the target where the format has no name of its own;
-/// `start_ms` is when a psrecord log began (its times are relative).
+/// `start_ms` is when a psrecord log began (its times are relative). A last line cut short (a log
+/// copied while it was written) is left out and said so; any other bad line fails the import.
 pub fn parse(
     path: &str,
     text: &str,
     format: ImportFormat,
     target: Option<&str>,
     start_ms: Option<i64>,
-) -> Result<Vec<ImportedSeries>, ImportError> {
+) -> Result<Parsed, ImportError> {
+    let mut parsed = match parse_whole(path, text, format, target, start_ms) {
+        Err(ImportError::Parse { line, .. })
+            if !text.ends_with('\n') && line == text.lines().count() && line > 1 =>
+        {
+            let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            let mut p = parse_whole(path, whole, format, target, start_ms)?;
+            p.cut_last_line = true;
+            p
+        }
+        other => other?,
+    };
+    for s in &mut parsed.series {
+        // Stable: among equal times the file's last line comes last, and is the one kept.
+        s.points.sort_by_key(|p| p.0);
+        let before = s.points.len();
+        s.points.reverse();
+        s.points.dedup_by_key(|p| p.0);
+        s.points.reverse();
+        parsed.duplicates += before - s.points.len();
+    }
+    Ok(parsed)
+}
+
+fn parse_whole(
+    path: &str,
+    text: &str,
+    format: ImportFormat,
+    target: Option<&str>,
+    start_ms: Option<i64>,
+) -> Result<Parsed, ImportError> {
     let stem = Path::new(path)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    let series = match format {
-        ImportFormat::Csv => parse_csv(path, text)?,
-        ImportFormat::Psrecord => parse_psrecord(path, text, target.unwrap_or(&stem), start_ms)?,
+    let (series, skipped_lines) = match format {
+        ImportFormat::Csv => (parse_csv(path, text)?, 0),
+        ImportFormat::Psrecord => (
+            parse_psrecord(path, text, target.unwrap_or(&stem), start_ms)?,
+            0,
+        ),
         ImportFormat::Mprof => parse_mprof(path, text, target)?,
         // detect() only ever names a concrete format.
         ImportFormat::Auto => match detect(text) {
             Some(found) if found != ImportFormat::Auto => {
-                return parse(path, text, found, target, start_ms);
+                return parse_whole(path, text, found, target, start_ms);
             }
             _ => {
                 return Err(ImportError::Format {
@@ -108,7 +163,11 @@ pub fn parse(
             why: "no samples found".into(),
         });
     }
-    Ok(series)
+    Ok(Parsed {
+        series,
+        skipped_lines,
+        ..Parsed::default()
+    })
 }
 
 fn unit_of(metric: &str) -> Unit {
@@ -187,6 +246,12 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
                 f[0]
             ))
         })?;
+        if !(0..=MAX_TS_MS).contains(&ts) {
+            return Err(err(format!(
+                "timestamp {:?} is out of range: 1970 to the end of 9999",
+                f[0]
+            )));
+        }
         let (series, metric) = (f[1].trim().to_string(), f[2].trim().to_string());
         if series.is_empty() || metric.is_empty() {
             return Err(err("series and metric must not be empty".into()));
@@ -253,16 +318,25 @@ fn parse_psrecord(
                     "expected 4 numbers (elapsed s, CPU %, real MB, virtual MB), found {line:?}"
                 ),
             })?;
-        if nums.len() != 4 {
+        let why = if nums.len() != 4 {
+            Some(format!("expected 4 numbers, found {}", nums.len()))
+        } else if nums.iter().any(|n| !n.is_finite()) || nums[0] < 0.0 {
+            Some(format!(
+                "expected finite numbers and elapsed >= 0, found {line:?}"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return Err(ImportError::Parse {
                 path: path.into(),
                 line: i + 1,
-                why: format!("expected 4 numbers, found {}", nums.len()),
+                why,
             });
         }
-        rows.push(nums);
+        rows.push((i + 1, nums));
     }
-    let last_elapsed = rows.last().map_or(0.0, |r| r[0]);
+    let last_elapsed = rows.last().map_or(0.0, |r| r.1[0]);
     // psrecord writes elapsed seconds only: without --start, assume the log ended when the file
     // was last written.
     let start = start_ms.unwrap_or_else(|| {
@@ -273,13 +347,28 @@ fn parse_psrecord(
             .map_or(0, |d| d.as_millis() as i64);
         end - (last_elapsed * 1000.0) as i64
     });
-    let ts = |r: &Vec<f64>| start + (r[0] * 1000.0).round() as i64;
+    let mut times = Vec::with_capacity(rows.len());
+    for (line, r) in &rows {
+        let ts = ms_of(start as f64 / 1000.0 + r[0]).ok_or_else(|| ImportError::Parse {
+            path: path.into(),
+            line: *line,
+            why: format!(
+                "elapsed {} s from the start puts it out of range (1970 to 9999)",
+                r[0]
+            ),
+        })?;
+        times.push(ts);
+    }
     let make = |metric: &str, unit, col: usize, scale: f64| ImportedSeries {
         key: key(Kind::Process, name),
         cmdline: String::new(),
         metric: metric.into(),
         unit,
-        points: rows.iter().map(|r| (ts(r), r[col] * scale)).collect(),
+        points: times
+            .iter()
+            .zip(&rows)
+            .map(|(&ts, r)| (ts, r.1[col] * scale))
+            .collect(),
     };
     Ok(vec![
         make("cpu_percent", Unit::Percent, 1, 1.0),
@@ -292,9 +381,10 @@ fn parse_mprof(
     path: &str,
     text: &str,
     target: Option<&str>,
-) -> Result<Vec<ImportedSeries>, ImportError> {
+) -> Result<(Vec<ImportedSeries>, usize), ImportError> {
     let mut cmdline = String::new();
     let mut points = Vec::new();
+    let mut skipped = 0;
     for (i, line) in text.lines().enumerate() {
         let err = |why: String| ImportError::Parse {
             path: path.into(),
@@ -310,12 +400,20 @@ fn parse_mprof(
                 };
                 let mem: f64 = mem
                     .parse()
-                    .map_err(|_| err(format!("bad memory {mem:?}")))?;
-                let t: f64 = t.parse().map_err(|_| err(format!("bad time {t:?}")))?;
-                points.push(((t * 1000.0).round() as i64, mem * MIB));
+                    .ok()
+                    .filter(|m: &f64| m.is_finite() && *m >= 0.0)
+                    .ok_or_else(|| err(format!("bad memory {mem:?}: expected MiB, >= 0")))?;
+                let t = t.parse().ok().and_then(ms_of).ok_or_else(|| {
+                    err(format!(
+                        "bad time {t:?}: expected Unix seconds, 1970 to 9999"
+                    ))
+                })?;
+                points.push((t, mem * MIB));
             }
-            // Function markers and children (FUNC, CHLD) are not imported.
-            _ => {}
+            None => {}
+            // Function markers and children (FUNC, CHLD), and kinds this reader does not know,
+            // are not imported: counted for the summary.
+            Some(_) => skipped += 1,
         }
     }
     let name = target.map(str::to_string).unwrap_or_else(|| {
@@ -327,13 +425,14 @@ fn parse_mprof(
             .unwrap_or("mprof")
             .to_string()
     });
-    Ok(vec![ImportedSeries {
+    let series = ImportedSeries {
         key: key(Kind::Process, &name),
         cmdline,
         metric: "rss".into(),
         unit: Unit::Bytes,
         points,
-    }])
+    };
+    Ok((vec![series], skipped))
 }
 
 #[cfg(test)]
@@ -344,7 +443,9 @@ mod tests {
     fn csv_with_header_quotes_and_units() {
         let text = "timestamp,series,metric,value\n1790000000000,app,rss,100\n1790000001,app,rss,200\n\
                     2026-01-01T00:00:00Z,\"my, app\",sessions,3,count\n";
-        let s = parse("x.csv", text, ImportFormat::Auto, None, None).expect("parses");
+        let s = parse("x.csv", text, ImportFormat::Auto, None, None)
+            .expect("parses")
+            .series;
         assert_eq!(s.len(), 2);
         let app = s.iter().find(|x| x.key.name == "app").expect("app");
         assert_eq!(
@@ -396,7 +497,9 @@ mod tests {
     #[test]
     fn psrecord_log() {
         let text = "# Elapsed time   CPU (%)     Real (MB)   Virtual (MB)\n       0.000        0.000       10.000       20.000\n       1.000       50.000       12.500       20.000\n";
-        let s = parse("run.log", text, ImportFormat::Auto, None, Some(1_000_000)).expect("parses");
+        let s = parse("run.log", text, ImportFormat::Auto, None, Some(1_000_000))
+            .expect("parses")
+            .series;
         let rss = s.iter().find(|x| x.metric == "rss").expect("rss");
         assert_eq!(rss.key.name, "run");
         assert_eq!(
@@ -410,7 +513,9 @@ mod tests {
     #[test]
     fn mprof_dat() {
         let text = "CMDLINE python3 server.py --port 80\nMEM 10.5 1790000000.2500\nFUNC x 1 2 3 4\nMEM 11.0 1790000001.0\n";
-        let s = parse("mprofile_1.dat", text, ImportFormat::Auto, None, None).expect("parses");
+        let s = parse("mprofile_1.dat", text, ImportFormat::Auto, None, None)
+            .expect("parses")
+            .series;
         assert_eq!(s[0].key.name, "server.py");
         assert_eq!(
             s[0].points,

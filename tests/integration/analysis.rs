@@ -705,3 +705,92 @@ fn an_import_file_over_the_bound_is_refused_unread() {
     );
     assert!(!s.db().exists(), "nothing was stored");
 }
+
+/// Issue 23.7: bad times were clamped and imported with exit 0, a psrecord log whose last line
+/// was cut lost its good lines, duplicate times counted as imported and unknown mprof lines
+/// vanished silently.
+#[test]
+fn imports_neither_lose_nor_invent_data() {
+    let s = Scratch::new();
+    let failed = |name: &str, text: &str, why: &str, line: usize| {
+        let out = import(&s, name, text);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("line {line}:")) && err.contains(why),
+            "{name}: {err}"
+        );
+    };
+    // Out-of-range and non-finite times and values: refused with the line.
+    let head = "timestamp,series,metric,value\n";
+    failed(
+        "far.csv",
+        &format!("{head}1790000000000,a,rss,1\n9223372036854775807,a,rss,2\n"),
+        "out of range",
+        3,
+    );
+    failed(
+        "before.csv",
+        &format!("{head}-5000,a,rss,1\n"),
+        "out of range",
+        2,
+    );
+    let ps = "# Elapsed time   CPU (%)     Real (MB)   Virtual (MB)\n";
+    failed(
+        "nan.log",
+        &format!("{ps}0.0 1.0 10.0 20.0\nnan 1.0 10.0 20.0\n"),
+        "finite",
+        3,
+    );
+    failed("inf.log", &format!("{ps}0.0 1.0 inf 20.0\n"), "finite", 2);
+    failed("m.dat", "CMDLINE x\nMEM 1.0 1e300\n", "bad time", 2);
+    failed("m2.dat", "CMDLINE x\nMEM nan 1790000000\n", "bad memory", 2);
+    assert!(!s.db().exists(), "nothing imported: the database was never made");
+
+    // A psrecord log copied while it was written: 50 good lines and half of one.
+    let mut log = ps.to_string();
+    for i in 0..50 {
+        log.push_str(&format!("{}.0 1.0 {}.0 200.0\n", i, 100 + i));
+    }
+    log.push_str("50.0 1.0 1");
+    let out = run(
+        memtrail()
+            .args(["import", "--start", "2026-12-01", "--db"])
+            .arg(s.db())
+            .arg({
+                std::fs::write(s.path("cut.log"), &log).expect("write");
+                s.path("cut.log")
+            }),
+        Duration::from_secs(20),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(said.contains("imported 150 samples in 3 series"), "{said}");
+    assert!(
+        said.contains("the last line was cut short and left out"),
+        "{said}"
+    );
+
+    // Duplicate times: counted, the last kept.
+    let dup =
+        format!("{head}1790000000000,d,rss,1\n1790000000000,d,rss,2\n1790000010000,d,rss,3\n");
+    let out = import(&s, "dup.csv", &dup);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("imported 2 samples"), "{said}");
+    assert!(
+        said.contains("1 duplicate timestamps in the file"),
+        "{said}"
+    );
+    let kept = count(
+        &open(&s.db()),
+        "SELECT CAST(value AS INTEGER) FROM samples JOIN series_info USING (series_id)
+         WHERE target = 'd' AND ts_ms = 1790000000000",
+    );
+    assert_eq!(kept, 2, "the file's last value for the time");
+
+    // mprof lines that hold no sample are counted.
+    let dat = "CMDLINE x\nMEM 1.0 1790000000\nFUNC f 1 2 3 4\nWHAT 1\nMEM 2.0 1790000001\n";
+    let out = import(&s, "mprofile.dat", dat);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("2 lines skipped"), "{said}");
+}
