@@ -34,6 +34,12 @@ use crate::units::now_ms;
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// `/healthz` calls the sampling loop stuck after three intervals without a tick, or this long.
 pub const STUCK_AT_LEAST: Duration = Duration::from_secs(2);
+/// A POST's body must arrive within this (a body that stalls, or a chunked one that never ends,
+/// is cut with 408 and the connection closed).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// POST bodies being received at once; more are answered 503 at once, so a flood of stalled
+/// uploads holds at most these connection slots and scrapes (`/metrics`, `/healthz`) keep theirs.
+pub const MAX_BODIES_IN_FLIGHT: usize = 16;
 /// At most this many metrics in one custom push.
 pub const MAX_CUSTOM_METRICS: usize = 256;
 
@@ -63,11 +69,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let bodies = Arc::new(tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT));
     Router::new()
-        .route("/internal/memory/status", get(status))
-        .route("/internal/memory/metrics", get(live_metrics))
         .route("/internal/memory/cleanup", post(cleanup_now))
         .route("/internal/memory/custom", post(custom))
+        // Only the routes above (the POSTs): the token before the body, then the body on a deadline.
+        .route_layer(axum::middleware::from_fn_with_state(
+            (shared.clone(), bodies),
+            guard_post,
+        ))
+        .route("/internal/memory/status", get(status))
+        .route("/internal/memory/metrics", get(live_metrics))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
@@ -80,6 +92,57 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(Arc::new(StatusCache::default())))
         .with_state(shared)
+}
+
+/// In front of every POST: check the token from the headers alone, take one of the
+/// `MAX_BODIES_IN_FLIGHT` slots, and receive the body within `BODY_TIMEOUT` (bounded by
+/// `BODY_LIMIT`) before the handler sees it. Unauthorised clients never get to send a body.
+async fn guard_post(
+    State((shared, bodies)): State<(Arc<Shared>, Arc<tokio::sync::Semaphore>)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let closing = |e: ApiError| {
+        let mut r = e.into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    if let Err(e) = authorize(&shared, request.headers()) {
+        return closing(e);
+    }
+    let Ok(slot) = bodies.try_acquire_owned() else {
+        return closing(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_BODIES_IN_FLIGHT} request bodies are being received already: try again"),
+        ));
+    };
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, BODY_LIMIT);
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return closing(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body too large (at most {BODY_LIMIT} bytes), or cut short"),
+            ));
+        }
+        Err(_) => {
+            return closing(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    };
+    drop(slot);
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from response times.

@@ -745,7 +745,10 @@ fn imports_neither_lose_nor_invent_data() {
     failed("inf.log", &format!("{ps}0.0 1.0 inf 20.0\n"), "finite", 2);
     failed("m.dat", "CMDLINE x\nMEM 1.0 1e300\n", "bad time", 2);
     failed("m2.dat", "CMDLINE x\nMEM nan 1790000000\n", "bad memory", 2);
-    assert!(!s.db().exists(), "nothing imported: the database was never made");
+    assert!(
+        !s.db().exists(),
+        "nothing imported: the database was never made"
+    );
 
     // A psrecord log copied while it was written: 50 good lines and half of one.
     let mut log = ps.to_string();

@@ -547,3 +547,102 @@ fn slow_and_silent_clients_are_disconnected_at_the_header_deadline() {
         );
     }
 }
+
+/// Send a POST's headers (and `body`, if any) on a raw connection, and leave the rest unsent.
+fn stalled_post(addr: &str, token: Option<&str>, head: &str, body: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "POST /internal/memory/custom HTTP/1.1\r\nHost: memtrail\r\ncontent-type: application/json\r\n{auth}{head}\r\n"
+    );
+    c.write_all(request.as_bytes()).expect("headers");
+    c.write_all(body).expect("body");
+    c
+}
+
+/// The status line a server sent on `c`, within `limit` (None: nothing came).
+fn answer_within(c: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    use std::io::Read;
+    c.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).ok().filter(|&n| n > 0)?;
+    Some(
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()?
+            .to_string(),
+    )
+}
+
+/// Issue 23.5: 130 POSTs that sent their headers and stalled their bodies held every connection
+/// slot (`/healthz` 503), and with a token set the body was read before the token was checked.
+/// Now: a wrong token is refused from the headers alone, at most 16 bodies are received at once
+/// (more are refused at once), a stalled or endless chunked body is cut at the body deadline
+/// (10 s), and `/healthz` and `/metrics` answer throughout.
+#[test]
+fn stalled_bodies_neither_starve_scrapes_nor_outwait_the_token() {
+    let s = Scratch::new();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--self", "--interval", "200ms"],
+        &[("MEMTRAIL_TOKEN", "s3cret")],
+        None,
+    );
+    let url = api.url("/");
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // The wrong token, a body promised and never sent: 401 at once.
+    let mut wrong = stalled_post(&addr, Some("guess"), "content-length: 100\r\n", b"");
+    let said = answer_within(&mut wrong, Duration::from_secs(3));
+    assert!(
+        said.as_deref().is_some_and(|l| l.contains(" 401 ")),
+        "{said:?}"
+    );
+    // One endless chunked body, then 130 authorised POSTs whose bodies stall.
+    let started = Instant::now();
+    let mut endless = stalled_post(
+        &addr,
+        Some("s3cret"),
+        "transfer-encoding: chunked\r\n",
+        b"5\r\n{\"met\r\n",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut stalled: Vec<_> = (0..130)
+        .map(|_| stalled_post(&addr, Some("s3cret"), "content-length: 100\r\n", b"{\"metr"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for path in ["/healthz", "/metrics"] {
+        let (code, body) = http("GET", &api.url(path), None, None);
+        assert_eq!(code, 200, "{path} while 130 bodies stall: {body}");
+    }
+    // Those beyond the 16 slots were refused at once.
+    let refused = stalled
+        .iter_mut()
+        .filter_map(|c| answer_within(c, Duration::from_millis(50)))
+        .filter(|l| l.contains(" 503 "))
+        .count();
+    assert!(refused >= 130 - 15, "{refused} of 130 refused at once");
+    // The rest, and the endless one, are cut at the deadline.
+    let cut = answer_within(&mut endless, Duration::from_secs(15));
+    assert!(
+        cut.as_deref().is_some_and(|l| l.contains(" 408 ")),
+        "{cut:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(14)).contains(&waited),
+        "cut after {waited:?}"
+    );
+    let (code, _) = http(
+        "POST",
+        &api.url("/internal/memory/custom"),
+        Some(r#"{"metrics": {"x": 1}}"#),
+        Some("s3cret"),
+    );
+    assert_eq!(code, 202, "a whole POST is served afterwards");
+    drop(stalled);
+    api.stop();
+}
