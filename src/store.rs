@@ -201,17 +201,26 @@ pub enum StoreError {
         path: PathBuf,
         source: refinery::Error,
     },
-    #[error("{context}: {source}")]
+    /// The cause is in the message, not the error chain: rusqlite's error repeats itself as its
+    /// own source ("database is locked: Error code 5: database is locked").
+    #[error("{context}: {cause}")]
     Sqlite {
         context: &'static str,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
+    #[error(
+        "{context}: the database is locked by another connection (a writer such as the sqlite3 shell or a backup) for longer than the busy timeout; end that writer or give a longer --busy-timeout"
+    )]
+    Busy { context: &'static str },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
 
 fn ctx(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sqlite { context, source }
+    move |cause| match cause.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy) => StoreError::Busy { context },
+        _ => StoreError::Sqlite { context, cause },
+    }
 }
 
 /// Turn an open/probe failure into an error that says what is wrong with the path.
@@ -505,7 +514,7 @@ impl Store {
                  WHERE stopped_ms IS NULL",
                 [],
             )
-            .map_err(ctx("closing runs left open by a crashed recorder"))?;
+            .map_err(ctx("starting this run"))?;
         self.conn
             .execute(
                 "INSERT INTO runs (started_ms, version, interval_ms, retention_ms, host, pid, settings)
@@ -1096,7 +1105,7 @@ fn adhoc_query_unlimited(conn: &Connection, sql: &str) -> std::result::Result<Ta
     }
     drop(stmt);
     query_table(conn, sql, &[] as &[(&str, Cell)]).map_err(|e| match e {
-        StoreError::Sqlite { source, .. } => AdHocError::Invalid(source.to_string()),
+        StoreError::Sqlite { cause, .. } => AdHocError::Invalid(cause.to_string()),
         other => AdHocError::Store(other),
     })
 }

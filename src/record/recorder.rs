@@ -977,9 +977,6 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     let lock = RecorderLock::acquire(&settings.db)?;
     let mut store = Store::open(&settings.db, settings.busy_timeout)?;
     write_leftover_spool(&settings.db, &mut store)?;
-    // A tick waits for another writer's lock at most half an interval: past that it is held in
-    // memory and written with the next one, so a long writer never stops the sampling.
-    store.set_busy_timeout(settings.busy_timeout.min(settings.interval / 2))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1004,6 +1001,10 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     let command_pid = start_command(&settings, &mut sampler, &control_tx)?;
     orphan_guard.0 = command_pid;
     let (run_id, clock) = begin_run(&settings, &mut store)?;
+    // The start waited for another writer's lock up to --busy-timeout; a tick waits at most half
+    // an interval: past that it is held in memory and written with the next one, so a long
+    // writer never stops the sampling.
+    store.set_busy_timeout(settings.busy_timeout.min(settings.interval / 2))?;
     log_what(&settings, &sampler, run_id);
 
     let shared = Shared::new(

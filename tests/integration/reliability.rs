@@ -1051,3 +1051,73 @@ fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
         "no limit let a run begin and then fail every tick"
     );
 }
+
+/// Issue 23.4: a recorder given `--busy-timeout 10s` failed after 2.5 s (half the default interval)
+/// when the sqlite3 shell held the write lock for 5 s, saying "closing runs left open by a crashed
+/// recorder" when there was none. The start now waits the whole busy timeout; past it, the message
+/// names the lock.
+#[test]
+fn the_busy_timeout_is_honoured_at_start_and_a_lock_is_named() {
+    let s = Scratch::new();
+    let db = s.db();
+    let first = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "300ms",
+                "--no-api",
+                "--db",
+            ])
+            .arg(&db),
+        Duration::from_secs(20),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Hold the write lock for `secs` from another connection (as the sqlite3 shell would).
+    let hold = |secs: u64| {
+        let db = db.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = open(&db);
+            conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
+            tx.send(()).expect("locked");
+            std::thread::sleep(Duration::from_secs(secs));
+            conn.execute_batch("COMMIT").expect("unlock");
+        });
+        rx.recv().expect("locked");
+        holder
+    };
+    let record = |timeout: &str| {
+        run(
+            memtrail()
+                .args([
+                    "record",
+                    "--duration",
+                    "1s",
+                    "--no-api",
+                    "--busy-timeout",
+                    timeout,
+                    "--db",
+                ])
+                .arg(&db),
+            Duration::from_secs(30),
+        )
+    };
+    let holder = hold(5);
+    let out = record("10s");
+    holder.join().expect("holder");
+    assert!(
+        out.status.success(),
+        "a 5 s lock failed a 10 s busy timeout: {}",
+        stderr(&out)
+    );
+    let holder = hold(4);
+    let out = record("1s");
+    holder.join().expect("holder");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("locked by another connection"), "{err}");
+    assert!(!err.contains("crashed recorder"), "{err}");
+}
