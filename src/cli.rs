@@ -102,6 +102,9 @@ enum Command {
         after_help = "Examples:\n  memtrail report -o report.html                  # the last 24 hours, format from the file name\n  memtrail report --since 2h --format md\n  memtrail report --from 2026-11-24T08:00:00Z --to 2026-11-24T20:00:00Z --target gunicorn -o day.json\n  memtrail report --since 1h --format csv --raw -o samples.csv"
     )]
     Report(ReportArgs),
+    /// Check the database for damage, every page and index (PRAGMA integrity_check): exit 0 when
+    /// sound, 1 when damaged (with how to recover it).
+    Check(CheckArgs),
     /// Print the commented default configuration, or check a config file.
     #[command(
         after_help = "Examples:\n  memtrail config --default > memtrail.toml\n  memtrail config check memtrail.toml"
@@ -266,6 +269,12 @@ struct QueryArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(Debug, Args)]
@@ -518,6 +527,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Man { dir } => write_man(dir.as_deref()),
         Command::Config(args) => run_config(args),
+        Command::Check(args) => run_check(args),
     }
 }
 
@@ -610,6 +620,21 @@ fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         notes.iter().map(|n| format!("; {n}")).collect::<String>()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `memtrail check`: the whole database checked, on a read-only connection.
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let db = db_path(args.db.db)?;
+    let mut conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+    match crate::store::check(&mut conn, None) {
+        crate::store::Checked::Damaged(detail) => {
+            Err(crate::store::StoreError::Damaged { path: db, detail }.into())
+        }
+        _ => {
+            out!("{}: ok (every page and index checked)", db.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// `memtrail backtest`: replay the rules and print the timeline.

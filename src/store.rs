@@ -209,6 +209,11 @@ pub enum StoreError {
         cause: rusqlite::Error,
     },
     #[error(
+        "{path} is damaged ({detail}): memtrail will not write into it. Recover what it holds with `sqlite3 {path} .recover | sqlite3 {path}.recovered` and record into that, or start a new --db",
+        path = path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
         "{context}: the database is locked by another connection (a writer such as the sqlite3 shell or a backup) for longer than the busy timeout; end that writer or give a longer --busy-timeout"
     )]
     Busy { context: &'static str },
@@ -444,6 +449,22 @@ impl Store {
         // own memory would creep up for as long as the history does.
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
             .map_err(|e| classify_open(path, e))?;
+        let mut conn = conn;
+        match check(&mut conn, Some(START_CHECK_BUDGET)) {
+            Checked::Ok => {}
+            Checked::Unfinished => tracing::info!(
+                "{} is too large to check for damage within {} s at start: `memtrail check --db {}` checks it whole",
+                path.display(),
+                START_CHECK_BUDGET.as_secs(),
+                path.display()
+            ),
+            Checked::Damaged(detail) => {
+                return Err(StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    detail,
+                });
+            }
+        }
         let conn = match applied_version(&conn) as usize {
             v if v == migration_count() => conn,
             _ => migrate(conn, path)?,
@@ -454,6 +475,49 @@ impl Store {
             ids: WriteCache::default(),
             last_tick_ms: None,
         })
+    }
+}
+
+/// How long the check a writer makes when it opens a database may take: `PRAGMA quick_check`
+/// reads every page (about 1 s per GiB here), so a larger file is checked only as far as this
+/// allows, and `memtrail check` checks it whole.
+pub const START_CHECK_BUDGET: Duration = Duration::from_secs(2);
+
+/// What a damage check found.
+#[derive(Debug, PartialEq)]
+pub enum Checked {
+    Ok,
+    /// The budget ran out first: nothing found so far.
+    Unfinished,
+    Damaged(String),
+}
+
+/// Check the database on `conn` for damage: `PRAGMA quick_check` (page structure, not index
+/// contents), or `integrity_check` when there is no `budget` (everything, however long).
+pub fn check(conn: &mut Connection, budget: Option<Duration>) -> Checked {
+    let deadline = budget.map(|b| std::time::Instant::now() + b);
+    if let Some(deadline) = deadline {
+        let set =
+            conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline));
+        if set.is_err() {
+            return Checked::Unfinished;
+        }
+    }
+    let pragma = if budget.is_some() {
+        "PRAGMA quick_check(20)"
+    } else {
+        "PRAGMA integrity_check(100)"
+    };
+    let found: rusqlite::Result<Vec<String>> = conn
+        .prepare(pragma)
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    let timed_out = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    match found {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Checked::Ok,
+        Ok(lines) => Checked::Damaged(lines.join("; ").replace('\n', " ")),
+        Err(_) if timed_out => Checked::Unfinished,
+        Err(e) => Checked::Damaged(e.to_string()),
     }
 }
 

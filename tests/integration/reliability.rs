@@ -1121,3 +1121,86 @@ fn the_busy_timeout_is_honoured_at_start_and_a_lock_is_named() {
     assert!(err.contains("locked by another connection"), "{err}");
     assert!(!err.contains("crashed recorder"), "{err}");
 }
+
+/// Issue 23.8: a database with a damaged page was recorded into silently. A writer's start checks
+/// it (`PRAGMA quick_check`, bounded in time) and refuses it with the command to recover it,
+/// leaving the file as it was; `memtrail check` checks a file whole.
+#[test]
+fn a_damaged_database_is_refused_and_left_as_it_was() {
+    use std::io::{Seek, Write};
+    let s = Scratch::new();
+    let db = s.db();
+    let first = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "500ms",
+                "--no-api",
+                "--db",
+            ])
+            .arg(&db),
+        Duration::from_secs(20),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let check = |db: &std::path::Path| {
+        run(
+            memtrail().args(["check", "--db"]).arg(db),
+            Duration::from_secs(20),
+        )
+    };
+    assert!(check(&db).status.success(), "{}", stderr(&check(&db)));
+    let (root, page): (i64, i64) = {
+        let conn = open(&db);
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'series'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("root page");
+        let page = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size");
+        (root, page)
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .expect("open");
+    f.seek(std::io::SeekFrom::Start(((root - 1) * page) as u64))
+        .expect("seek");
+    f.write_all(&vec![0x5a; page as usize]).expect("damage");
+    drop(f);
+    let damaged = std::fs::read(&db).expect("read");
+    let out = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "500ms",
+                "--no-api",
+                "--db",
+            ])
+            .arg(&db),
+        Duration::from_secs(20),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is damaged") && err.contains(".recover"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).expect("read"),
+        damaged,
+        "the file was written to"
+    );
+    let out = check(&db);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
+}
