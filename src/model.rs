@@ -246,3 +246,31 @@ pub struct Delivery {
     pub attempts: u32,
     pub detail: String,
 }
+
+/// Names: a letter or underscore, then letters, digits, `_`, `.`, `:` or `-`; at most 64 bytes.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+/// The longest target (series) name memtrail takes from a file or a push, in bytes.
+pub const MAX_TARGET_NAME: usize = 256;
+
+/// A target's name as a file gives it: not empty, at most `MAX_TARGET_NAME` bytes, no control
+/// characters (process names may hold spaces, slashes and colons).
+pub fn valid_target_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_TARGET_NAME && !name.chars().any(char::is_control)
+}
+
+/// A value from an input, cut for an error message: a 200 MB field is not echoed whole.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 60;
+    match value.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{:?}... ({} bytes)", &value[..i], value.len()),
+        None => format!("{value:?}"),
+    }
+}

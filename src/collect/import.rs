@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::model::{ImportedSeries, PROCESS_METRICS, SYSTEM_METRICS};
+use crate::model::{ImportedSeries, PROCESS_METRICS, SYSTEM_METRICS, shown};
 use crate::model::{Kind, TargetKey, Unit};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,21 @@ pub struct Parsed {
     pub skipped_lines: usize,
     /// The file's last line was cut short (no newline, and it does not parse): left out.
     pub cut_last_line: bool,
+}
+
+/// The longest line an import reads, in bytes (a CSV sample is under 200).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Refuse a line longer than `MAX_LINE_BYTES` before anything copies it.
+fn bounded_line(path: &str, i: usize, line: &str) -> Result<(), ImportError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(ImportError::Parse {
+            path: path.into(),
+            line: i + 1,
+            why: format!("the line is {} bytes: at most {MAX_LINE_BYTES}", line.len()),
+        });
+    }
+    Ok(())
 }
 
 /// The latest time an import takes: the end of year 9999 (Unix ms). Earlier than 1970 is refused too.
@@ -223,6 +238,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError> {
     let mut by_series: BTreeMap<(String, String), ImportedSeries> = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
+        bounded_line(path, i, raw)?;
         let line = raw.trim_end_matches('\r');
         let err = |why: String| ImportError::Parse {
             path: path.into(),
@@ -242,26 +258,41 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
         }
         let ts = parse_timestamp(&f[0]).ok_or_else(|| {
             err(format!(
-                "bad timestamp {:?}: use Unix ms, Unix seconds, RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (UTC unless an offset follows) or memtrail's own form (2026-12-01 20:10:26 UTC)",
-                f[0]
+                "bad timestamp {}: use Unix ms, Unix seconds, RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (UTC unless an offset follows) or memtrail's own form (2026-12-01 20:10:26 UTC)",
+                shown(&f[0])
             ))
         })?;
         if !(0..=MAX_TS_MS).contains(&ts) {
             return Err(err(format!(
-                "timestamp {:?} is out of range: 1970 to the end of 9999",
-                f[0]
+                "timestamp {} is out of range: 1970 to the end of 9999",
+                shown(&f[0])
             )));
         }
         let (series, metric) = (f[1].trim().to_string(), f[2].trim().to_string());
-        if series.is_empty() || metric.is_empty() {
-            return Err(err("series and metric must not be empty".into()));
+        if !crate::model::valid_target_name(&series) {
+            return Err(err(format!(
+                "bad series name {}: 1 to {} bytes, no control characters",
+                shown(&series),
+                crate::model::MAX_TARGET_NAME
+            )));
+        }
+        if !crate::model::valid_name(&metric) {
+            return Err(err(format!(
+                "bad metric name {}: a letter or _, then letters, digits, _ . : -; at most 64 bytes",
+                shown(&metric)
+            )));
         }
         let value: f64 = f[3]
             .trim()
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| err(format!("bad value {:?}: expected a finite number", f[3])))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "bad value {}: expected a finite number",
+                    shown(&f[3])
+                ))
+            })?;
         let unit = match f.get(4).map(|u| u.trim()) {
             None | Some("") => unit_of(&metric),
             Some("bytes") => Unit::Bytes,
@@ -269,7 +300,8 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
             Some("count") => Unit::Count,
             Some(other) => {
                 return Err(err(format!(
-                    "unknown unit {other:?}: use bytes, percent or count"
+                    "unknown unit {}: use bytes, percent or count",
+                    shown(other)
                 )));
             }
         };
@@ -303,6 +335,7 @@ fn parse_psrecord(
 ) -> Result<Vec<ImportedSeries>, ImportError> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
+        bounded_line(path, i, line)?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -315,14 +348,16 @@ fn parse_psrecord(
                 path: path.into(),
                 line: i + 1,
                 why: format!(
-                    "expected 4 numbers (elapsed s, CPU %, real MB, virtual MB), found {line:?}"
+                    "expected 4 numbers (elapsed s, CPU %, real MB, virtual MB), found {}",
+                    shown(line)
                 ),
             })?;
         let why = if nums.len() != 4 {
             Some(format!("expected 4 numbers, found {}", nums.len()))
         } else if nums.iter().any(|n| !n.is_finite()) || nums[0] < 0.0 {
             Some(format!(
-                "expected finite numbers and elapsed >= 0, found {line:?}"
+                "expected finite numbers and elapsed >= 0, found {}",
+                shown(line)
             ))
         } else {
             None
@@ -391,6 +426,7 @@ fn parse_mprof(
             line: i + 1,
             why,
         };
+        bounded_line(path, i, line)?;
         let mut parts = line.split_whitespace();
         match parts.next() {
             Some("CMDLINE") => cmdline = parts.collect::<Vec<_>>().join(" "),
@@ -402,10 +438,11 @@ fn parse_mprof(
                     .parse()
                     .ok()
                     .filter(|m: &f64| m.is_finite() && *m >= 0.0)
-                    .ok_or_else(|| err(format!("bad memory {mem:?}: expected MiB, >= 0")))?;
+                    .ok_or_else(|| err(format!("bad memory {}: expected MiB, >= 0", shown(mem))))?;
                 let t = t.parse().ok().and_then(ms_of).ok_or_else(|| {
                     err(format!(
-                        "bad time {t:?}: expected Unix seconds, 1970 to 9999"
+                        "bad time {}: expected Unix seconds, 1970 to 9999",
+                        shown(t)
                     ))
                 })?;
                 points.push((t, mem * MIB));

@@ -522,15 +522,7 @@ pub struct CustomPush {
     pub source: Option<String>,
 }
 
-/// Names: a letter or underscore, then letters, digits, `_`, `.`, `:` or `-`; at most 64 bytes.
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
-}
+pub use crate::model::valid_name;
 
 /// Check a custom-metrics body: `{"metrics": {"name": number, ...}, "pid": N?, "source": "name"?}`.
 pub fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {

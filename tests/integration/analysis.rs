@@ -797,3 +797,45 @@ fn imports_neither_lose_nor_invent_data() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.contains("2 lines skipped"), "{said}");
 }
+
+/// Issue 23.6: import read a 200 MB line into memory (up to 958 MiB RSS), imported a 200 MB
+/// series name and echoed it whole in its error. Lines are bounded (64 KiB), names follow the
+/// rules of pushed metrics (series: 256 bytes, no control characters), and errors cut what they
+/// echo.
+#[test]
+fn import_bounds_lines_and_names_and_never_echoes_them_whole() {
+    let s = Scratch::new();
+    let head = "timestamp,series,metric,value\n";
+    let huge = format!("{head}1790000000000,{},rss,1\n", "a".repeat(100 << 20));
+    let out = import(&s, "huge.csv", &huge);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        &stderr(&out)[..200.min(stderr(&out).len())]
+    );
+    let err = stderr(&out);
+    assert!(err.len() < 1000, "the error echoed {} bytes", err.len());
+    assert!(
+        err.contains("line 2:") && err.contains("at most 65536"),
+        "{err}"
+    );
+    for (line, why) in [
+        (
+            format!("1790000000000,{},rss,1", "b".repeat(300)),
+            "bad series name",
+        ),
+        ("1790000000000,a\u{7}b,rss,1".to_string(), "bad series name"),
+        ("1790000000000,api,r ss,1".to_string(), "bad metric name"),
+        (
+            format!("1790000000000,api,{},1", "m".repeat(65)),
+            "bad metric name",
+        ),
+    ] {
+        let out = import(&s, "names.csv", &format!("{head}{line}\n"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{line}: {err}");
+        assert!(err.contains(why) && err.len() < 1000, "{line}: {err}");
+    }
+    assert!(!s.db().exists(), "nothing imported");
+}
