@@ -40,6 +40,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// POST bodies being received at once; more are answered 503 at once, so a flood of stalled
 /// uploads holds at most these connection slots and scrapes (`/metrics`, `/healthz`) keep theirs.
 pub const MAX_BODIES_IN_FLIGHT: usize = 16;
+/// A pushed custom metric stays in `/metrics` and the status this long after its last push (the
+/// lookback Prometheus itself gives a series): an application pushes when it has news, not every
+/// tick, and a scrape every 15-60 s must still find it. Sampled series leave after three intervals.
+pub const CUSTOM_METRIC_TTL: Duration = Duration::from_secs(300);
 /// At most this many metrics in one custom push.
 pub const MAX_CUSTOM_METRICS: usize = 256;
 
@@ -301,7 +305,7 @@ pub fn status_json(
     let run = |name: &str, params: &[(&str, Cell)]| {
         analysis::run(&conn, name, params, now).map_err(internal)
     };
-    let latest = run("latest", &[("max_age_ms", Cell::Int(max_age_ms))])?;
+    let latest = latest_fresh(&conn, now, max_age_ms).map_err(internal)?;
     let trend = run("trend", &[])?;
     let growth = run("percent_change", &[])?;
     let rules = run("rule_states", &[])?;
@@ -690,13 +694,7 @@ async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
     let text = blocking(move || {
         let conn = store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?;
         let now = now_ms();
-        let latest = analysis::run(
-            &conn,
-            "latest",
-            &[("max_age_ms", Cell::Int(max_age_ms))],
-            now,
-        )
-        .map_err(internal)?;
+        let latest = latest_fresh(&conn, now, max_age_ms).map_err(internal)?;
         let rules = analysis::run(&conn, "rule_states", &[], now).map_err(internal)?;
         Ok(exposition(&latest, &rules, recorder))
     })
@@ -709,6 +707,28 @@ async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
         text,
     )
         .into_response())
+}
+
+/// The newest value of each series still current: sampled ones no older than `max_age_ms`, pushed
+/// custom ones no older than `CUSTOM_METRIC_TTL`.
+fn latest_fresh(
+    conn: &rusqlite::Connection,
+    now: i64,
+    max_age_ms: i64,
+) -> Result<Table, analysis::AnalysisError> {
+    let custom_ms = CUSTOM_METRIC_TTL.as_millis() as i64;
+    let widest = Cell::Int(max_age_ms.max(custom_ms));
+    let mut t = analysis::run(conn, "latest", &[("max_age_ms", widest)], now)?;
+    let (kind, ts) = (t.column("kind"), t.column("ts_ms"));
+    t.rows.retain(|row| {
+        let custom = kind.is_some_and(|k| matches!(&row[k], Cell::Text(s) if s == "custom"));
+        let age = ts.and_then(|i| match row[i] {
+            Cell::Int(v) => Some(now - v),
+            _ => None,
+        });
+        age.is_none_or(|a| a <= if custom { custom_ms } else { max_age_ms })
+    });
+    Ok(t)
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.

@@ -646,3 +646,48 @@ fn stalled_bodies_neither_starve_scrapes_nor_outwait_the_token() {
     drop(stalled);
     api.stop();
 }
+
+/// Issue 23.9: a pushed custom metric left `/metrics` about 10 s after its push (the freshness
+/// sampled series get), though applications push when they have news and Prometheus scrapes every
+/// 15-60 s. Pushed series stay for 5 minutes (Prometheus' own lookback), then leave.
+#[test]
+fn pushed_custom_metrics_stay_in_metrics_for_five_minutes() {
+    let s = Scratch::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let csv = format!(
+        "timestamp,series,metric,value\n{},app,queue_depth,7\n{},old,queue_depth,9\n",
+        now - 20_000,
+        now - 6 * 60_000
+    );
+    std::fs::write(s.path("pushed.csv"), csv).expect("write");
+    let out = run(
+        memtrail()
+            .args(["import", "--db"])
+            .arg(s.db())
+            .arg(s.path("pushed.csv")),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let (code, text) = http("GET", &api.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    let line = |target: &str| {
+        text.lines().any(|l| {
+            l.starts_with("memtrail_custom{")
+                && l.contains(&format!("target=\"{target}\""))
+                && l.contains("metric=\"queue_depth\"")
+        })
+    };
+    assert!(
+        line("app"),
+        "a push 20 s old (past 3 intervals) is gone:\n{text}"
+    );
+    assert!(!line("old"), "a push 6 min old is still there:\n{text}");
+    // Sampled series keep their own freshness: the recorder's own RSS is there.
+    assert!(text.contains("target=\"memtrail\""), "{text}");
+    api.stop();
+}
