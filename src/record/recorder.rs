@@ -312,6 +312,8 @@ struct LoopState {
     pending_stop: Option<StopReason>,
     outcome: Outcome,
     logged: Logged,
+    /// When the last tick was taken, to tell a pause by the gap since.
+    last_tick_at: Option<Instant>,
 }
 
 /// What waiting for the next tick ended with.
@@ -334,9 +336,11 @@ impl Recorder {
                 break;
             }
             let tick_at = Instant::now();
+            self.log_pause(&st, tick_at);
+            st.last_tick_at = Some(tick_at);
             let ts = self.stamp(tick_at);
             if self.skip_before_history(&mut st, ts) {
-                st.next = next_tick(st.start, self.settings.interval, Instant::now());
+                st.next = self.after(&st, tick_at);
                 continue;
             }
             let snap = self.sample(tick_at, ts);
@@ -351,7 +355,7 @@ impl Recorder {
                 st.outcome.reason = reason;
                 break;
             }
-            st.next = next_tick(st.start, self.settings.interval, Instant::now());
+            st.next = self.after(&st, tick_at);
         }
         self.stop(&control, st)
     }
@@ -391,6 +395,7 @@ impl Recorder {
                 skipped_ticks: 0,
             },
             logged: Logged::default(),
+            last_tick_at: None,
         }
     }
 
@@ -448,6 +453,37 @@ impl Recorder {
                 }
             }
             _ => st.pending_stop = Some(StopReason::Signal),
+        }
+    }
+
+    /// When the tick after the one taken at `tick_at` is due: the next point of the grid still
+    /// ahead, and at least half an interval after this tick (a tick taken late, after a pause,
+    /// would otherwise be followed by one a few ms later: two samples of the same moment).
+    fn after(&self, st: &LoopState, tick_at: Instant) -> Instant {
+        let interval = self.settings.interval;
+        next_tick(
+            st.start,
+            interval,
+            Instant::now().max(tick_at + interval / 2),
+        )
+    }
+
+    /// Say so when a tick comes far later than the one before it should have been followed: the
+    /// recorder was stopped (SIGSTOP, a frozen container) or starved of CPU, in the wait or in a
+    /// tick's work, and the history has a hole there.
+    fn log_pause(&self, st: &LoopState, tick_at: Instant) {
+        let interval = self.settings.interval;
+        let Some(last) = st.last_tick_at else {
+            return;
+        };
+        let late = tick_at.saturating_duration_since(last).saturating_sub(interval);
+        if late >= (interval * 2).max(Duration::from_secs(1)) {
+            tracing::warn!(
+                late_s = late.as_secs_f64(),
+                missed_ticks = late.as_nanos() / interval.as_nanos().max(1),
+                "this tick is {:.1} s late: the recorder was paused (SIGSTOP, a frozen container or VM) or starved of CPU; the ticks meanwhile are missing from the history",
+                late.as_secs_f64()
+            );
         }
     }
 

@@ -1204,3 +1204,44 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
 }
+
+/// Issue 23.9: a SIGSTOP/SIGCONT of the recorder left two ticks 2 ms apart and an unlogged hole.
+/// After the pause the next tick comes at least half an interval later, and the pause is logged.
+#[test]
+fn a_paused_recorder_logs_the_pause_and_takes_no_double_tick() {
+    let s = Scratch::new();
+    let db = s.db();
+    let mut cmd = memtrail();
+    cmd.args([
+        "record",
+        "--interval",
+        "100ms",
+        "--duration",
+        "4s",
+        "--no-api",
+        "--db",
+    ])
+    .arg(&db)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_for_samples(&db, 2);
+    // Stop it for 1.55 s: it resumes mid-way between two grid points of 100 ms or near one.
+    signal(&child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1550));
+    signal(&child, libc::SIGCONT);
+    let out = wait_output(child, Duration::from_secs(20));
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("late: the recorder was paused"), "{log}");
+    let ticks = system_ticks(&db);
+    let gaps: Vec<i64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|&g| g >= 50),
+        "ticks closer than half an interval: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().any(|&g| g >= 1_400),
+        "the pause's hole: {gaps:?}"
+    );
+}
