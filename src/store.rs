@@ -1079,10 +1079,58 @@ fn open_read_only(path: &Path, busy_timeout: Duration, query_only: bool) -> Resu
             path: path.to_path_buf(),
         });
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    match open_read_only_as(path, busy_timeout, query_only, false) {
+        // A WAL reader needs the `-shm` file beside the database, which a read-only mount (a
+        // backup, a copied volume) cannot hold. Nothing can be writing there, so the file is
+        // read as immutable: no locks, no shared memory.
+        Err(StoreError::Open { .. }) if !dir_writable(path) => {
+            open_read_only_as(path, busy_timeout, query_only, true)
+        }
+        other => other,
+    }
+}
+
+/// Whether the directory holding `path` can be written (where SQLite puts `-shm` and `-wal`).
+fn dir_writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access only reads the NUL-terminated path it is given.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// `path` as an SQLite URI that opens it immutable (`%`, `?` and `#` escaped).
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+fn open_read_only_as(
+    path: &Path,
+    busy_timeout: Duration,
+    query_only: bool,
+    immutable: bool,
+) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if immutable {
+        Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
     .map_err(|e| classify_open(path, e))?;
     conn.busy_timeout(busy_timeout)
         .map_err(|e| classify_open(path, e))?;

@@ -476,7 +476,9 @@ impl Recorder {
         let Some(last) = st.last_tick_at else {
             return;
         };
-        let late = tick_at.saturating_duration_since(last).saturating_sub(interval);
+        let late = tick_at
+            .saturating_duration_since(last)
+            .saturating_sub(interval);
         if late >= (interval * 2).max(Duration::from_secs(1)) {
             tracing::warn!(
                 late_s = late.as_secs_f64(),

@@ -1245,3 +1245,53 @@ fn a_paused_recorder_logs_the_pause_and_takes_no_double_tick() {
         "the pause's hole: {gaps:?}"
     );
 }
+
+/// Issue 23.9: readers on a read-only mount (a backup, a copied volume) failed for want of the
+/// `-shm` file. They read the file as immutable there: status, queries and reports work.
+#[test]
+fn readers_work_on_a_read_only_mount() {
+    let test = "readers_work_on_a_read_only_mount";
+    let s = Scratch::new();
+    let disk = SmallDisk::mount(test, s.path("ro"), "16m");
+    let db = disk.dir.join("memtrail.db");
+    let out = run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                "500ms",
+                "--no-api",
+                "--db",
+            ])
+            .arg(&db),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let remount = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.dir)
+        .status()
+        .expect("mount");
+    assert!(remount.success(), "{test}: remounting read-only failed");
+    for args in [
+        &["status"][..],
+        &["query", "latest"][..],
+        &["query", "--sql", "SELECT count(*) FROM samples"][..],
+        &["report", "--format", "json", "-o"][..],
+    ] {
+        let mut cmd = memtrail();
+        cmd.args(args);
+        if args[0] == "report" {
+            cmd.arg(s.path("report.json"));
+        }
+        let out = run(cmd.arg("--db").arg(&db), Duration::from_secs(20));
+        assert!(
+            out.status.success(),
+            "{args:?} on a read-only mount: {}",
+            stderr(&out)
+        );
+    }
+    drop(disk);
+}
