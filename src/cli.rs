@@ -837,8 +837,14 @@ fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let db = db_path(args.db.db)?;
     let table = match (&args.sql, &args.name) {
         (Some(sql), _) => {
+            // Ad-hoc results can be any size: each row is written as it is read.
             let mut conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
-            crate::store::adhoc_query(&mut conn, sql, args.timeout.0)?
+            let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut rows = crate::present::output::Stream::new(args.format, stdout);
+            crate::store::adhoc_query(&mut conn, sql, args.timeout.0, &mut rows)?;
+            rows.finish()
+                .map_err(|e| anyhow::anyhow!("writing the output: {e}"))?;
+            return Ok(ExitCode::SUCCESS);
         }
         (None, Some(name)) => {
             let q = analysis::find(name)?;

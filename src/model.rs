@@ -153,6 +153,23 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
+/// Where query rows go as they are read: a `Table` keeps them; an output writes them at once.
+pub trait Rows {
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()>;
+    fn row(&mut self, cells: Vec<Cell>) -> std::io::Result<()>;
+}
+
+impl Rows for Table {
+    fn columns(&mut self, names: &[String]) -> std::io::Result<()> {
+        self.columns = names.to_vec();
+        Ok(())
+    }
+    fn row(&mut self, cells: Vec<Cell>) -> std::io::Result<()> {
+        self.rows.push(cells);
+        Ok(())
+    }
+}
+
 impl Table {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)

@@ -73,13 +73,29 @@ pub fn query_table<S: AsRef<str>>(
     sql: &str,
     params: &[(S, Cell)],
 ) -> Result<Table> {
+    let mut table = Table {
+        columns: Vec::new(),
+        rows: Vec::new(),
+    };
+    for_each_row(conn, sql, params, &mut table)?;
+    Ok(table)
+}
+
+/// Run `sql` and hand its column names, then each row as it comes, to `sink` (nothing is held
+/// here: a ten-million-row result costs one row of memory). A sink's error stops it.
+pub fn for_each_row<S: AsRef<str>>(
+    conn: &Connection,
+    sql: &str,
+    params: &[(S, Cell)],
+    sink: &mut dyn crate::model::Rows,
+) -> Result<()> {
     let mut stmt = conn
         .prepare_cached(sql)
         .map_err(ctx("preparing the query"))?;
     bind_named(&mut stmt, params)?;
     let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    sink.columns(&columns).map_err(StoreError::Output)?;
     let width = columns.len();
-    let mut rows = Vec::new();
     let mut raw = stmt.raw_query();
     while let Some(row) = raw.next().map_err(ctx("running the query"))? {
         let mut cells = Vec::with_capacity(width);
@@ -93,9 +109,9 @@ pub fn query_table<S: AsRef<str>>(
                 ValueRef::Blob(b) => Cell::Text(format!("<{} bytes>", b.len())),
             });
         }
-        rows.push(cells);
+        sink.row(cells).map_err(StoreError::Output)?;
     }
-    Ok(Table { columns, rows })
+    Ok(())
 }
 
 fn bind_named<S: AsRef<str>>(
@@ -213,6 +229,8 @@ pub enum StoreError {
         path = path.display()
     )]
     Damaged { path: PathBuf, detail: String },
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
     #[error(
         "{context}: the database is locked by another connection (a writer such as the sqlite3 shell or a backup) for longer than the busy timeout; end that writer or give a longer --busy-timeout"
     )]
@@ -1187,11 +1205,12 @@ pub fn adhoc_query(
     conn: &mut Connection,
     sql: &str,
     limit: Duration,
-) -> std::result::Result<Table, AdHocError> {
+    sink: &mut dyn crate::model::Rows,
+) -> std::result::Result<(), AdHocError> {
     let deadline = std::time::Instant::now() + limit;
     conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))
         .map_err(|e| AdHocError::Invalid(e.to_string()))?;
-    let answer = adhoc_query_unlimited(conn, sql);
+    let answer = adhoc_query_unlimited(conn, sql, sink);
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
     match answer {
         Err(AdHocError::Invalid(_)) if std::time::Instant::now() >= deadline => {
@@ -1201,7 +1220,11 @@ pub fn adhoc_query(
     }
 }
 
-fn adhoc_query_unlimited(conn: &Connection, sql: &str) -> std::result::Result<Table, AdHocError> {
+fn adhoc_query_unlimited(
+    conn: &Connection,
+    sql: &str,
+    sink: &mut dyn crate::model::Rows,
+) -> std::result::Result<(), AdHocError> {
     let stmt = conn
         .prepare(sql)
         .map_err(|e| AdHocError::Invalid(e.to_string()))?;
@@ -1216,7 +1239,7 @@ fn adhoc_query_unlimited(conn: &Connection, sql: &str) -> std::result::Result<Ta
         return Err(AdHocError::Writes);
     }
     drop(stmt);
-    query_table(conn, sql, &[] as &[(&str, Cell)]).map_err(|e| match e {
+    for_each_row(conn, sql, &[] as &[(&str, Cell)], sink).map_err(|e| match e {
         StoreError::Sqlite { cause, .. } => AdHocError::Invalid(cause.to_string()),
         other => AdHocError::Store(other),
     })

@@ -3,8 +3,9 @@
 //! break, quotes doubled).
 
 use std::fmt::Write as _;
+use std::io;
 
-use crate::model::{Cell, Table};
+use crate::model::{Cell, Rows, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutFormat {
@@ -41,51 +42,56 @@ fn shown(c: &Cell) -> String {
     }
 }
 
-pub fn table(t: &Table) -> String {
-    let cells: Vec<Vec<String>> = t
-        .rows
-        .iter()
-        .map(|r| r.iter().map(shown).collect())
-        .collect();
-    let widths: Vec<usize> = (0..t.columns.len())
+fn column_widths(t: &Table) -> Vec<usize> {
+    (0..t.columns.len())
         .map(|i| {
-            cells
+            t.rows
                 .iter()
-                .map(|r| r[i].chars().count())
+                .map(|r| shown(&r[i]).chars().count())
                 .chain([t.columns[i].len()])
                 .max()
                 .unwrap_or(0)
         })
-        .collect();
-    let numeric: Vec<bool> = (0..t.columns.len())
+        .collect()
+}
+
+fn numeric_columns(t: &Table) -> Vec<bool> {
+    (0..t.columns.len())
         .map(|i| {
             t.rows
                 .iter()
                 .all(|r| matches!(r[i], Cell::Int(_) | Cell::Real(_) | Cell::Null))
         })
+        .collect()
+}
+
+/// One line of a table: numbers right-aligned, text left-aligned, two spaces between columns.
+fn aligned(row: &[String], widths: &[usize], numeric: &[bool]) -> String {
+    let parts: Vec<String> = row
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if numeric.get(i).copied().unwrap_or(false) {
+                format!("{s:>w$}")
+            } else {
+                format!("{s:<w$}")
+            }
+        })
         .collect();
+    parts.join("  ").trim_end().to_string()
+}
+
+pub fn table(t: &Table) -> String {
+    let widths = column_widths(t);
+    let numeric = numeric_columns(t);
     let mut out = String::new();
-    let line = |out: &mut String, row: &[String]| {
-        let parts: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if numeric[i] {
-                    format!("{s:>w$}", w = widths[i])
-                } else {
-                    format!("{s:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
-    };
-    line(&mut out, &t.columns);
-    line(
-        &mut out,
-        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
-    );
-    for r in &cells {
-        line(&mut out, r);
+    let _ = writeln!(out, "{}", aligned(&t.columns, &widths, &numeric));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let _ = writeln!(out, "{}", aligned(&rule, &widths, &numeric));
+    for r in &t.rows {
+        let cells: Vec<String> = r.iter().map(shown).collect();
+        let _ = writeln!(out, "{}", aligned(&cells, &widths, &numeric));
     }
     let _ = writeln!(
         out,
@@ -126,6 +132,130 @@ pub fn csv(t: &Table) -> String {
     out
 }
 
+/// Rows a text table lays out from before it writes: their widths set the columns', and later
+/// rows are written as they come, in those columns (a wider value pushes its row out of line).
+const TABLE_LAYOUT_ROWS: usize = 1000;
+
+/// Query rows written as they are read, in any format, to `out`: memory stays one row (a table's
+/// first `TABLE_LAYOUT_ROWS`), whatever the result's size. The output equals `render`'s.
+pub struct Stream<W: io::Write> {
+    format: OutFormat,
+    out: W,
+    columns: Vec<String>,
+    rows: usize,
+    /// A table's first rows, until its layout is known.
+    layout: Option<Table>,
+    widths: Vec<usize>,
+    numeric: Vec<bool>,
+}
+
+impl<W: io::Write> Stream<W> {
+    pub fn new(format: OutFormat, out: W) -> Stream<W> {
+        Stream {
+            format,
+            out,
+            columns: Vec::new(),
+            rows: 0,
+            layout: (format == OutFormat::Table).then(|| Table {
+                columns: Vec::new(),
+                rows: Vec::new(),
+            }),
+            widths: Vec::new(),
+            numeric: Vec::new(),
+        }
+    }
+
+    /// Write what is left (a short table whole, the closing of a JSON array) and flush.
+    pub fn finish(mut self) -> io::Result<()> {
+        match self.format {
+            OutFormat::Table => {
+                if let Some(t) = self.layout.take() {
+                    self.out.write_all(table(&t).as_bytes())?;
+                } else {
+                    let n = self.rows;
+                    writeln!(self.out, "({n} row{})", if n == 1 { "" } else { "s" })?;
+                }
+            }
+            OutFormat::Json if self.rows == 0 => self.out.write_all(b"[]\n")?,
+            OutFormat::Json => self.out.write_all(b"\n]\n")?,
+            OutFormat::Csv => {}
+        }
+        self.out.flush()
+    }
+
+    fn table_row(&mut self, cells: &[Cell]) -> io::Result<()> {
+        let shown: Vec<String> = cells.iter().map(shown).collect();
+        let line = aligned(&shown, &self.widths, &self.numeric);
+        writeln!(self.out, "{line}")
+    }
+
+    /// The first rows decided the layout: write the head and them, and go on row by row.
+    fn lay_out(&mut self, t: Table) -> io::Result<()> {
+        let text = table(&t);
+        // table() ends with the row count: everything before it is the head and the rows.
+        let body = text.rsplit_once("\n(").map_or(text.as_str(), |(b, _)| b);
+        writeln!(self.out, "{body}")?;
+        self.widths = column_widths(&t);
+        self.numeric = numeric_columns(&t);
+        Ok(())
+    }
+}
+
+impl<W: io::Write> Rows for Stream<W> {
+    fn columns(&mut self, names: &[String]) -> io::Result<()> {
+        self.columns = names.to_vec();
+        match self.format {
+            OutFormat::Table => {
+                if let Some(t) = self.layout.as_mut() {
+                    t.columns = names.to_vec();
+                }
+            }
+            OutFormat::Csv => {
+                let head: Vec<String> = names.iter().map(|c| csv_field(c)).collect();
+                write!(self.out, "{}\r\n", head.join(","))?;
+            }
+            OutFormat::Json => {}
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, cells: Vec<Cell>) -> io::Result<()> {
+        self.rows += 1;
+        match self.format {
+            OutFormat::Table => match self.layout.as_mut() {
+                Some(t) if t.rows.len() < TABLE_LAYOUT_ROWS => t.rows.push(cells),
+                Some(_) => {
+                    let t = self.layout.take().unwrap_or_else(|| Table {
+                        columns: Vec::new(),
+                        rows: Vec::new(),
+                    });
+                    self.lay_out(t)?;
+                    self.table_row(&cells)?;
+                }
+                None => self.table_row(&cells)?,
+            },
+            OutFormat::Csv => {
+                let fields: Vec<String> = cells.iter().map(|c| csv_field(&plain(c))).collect();
+                write!(self.out, "{}\r\n", fields.join(","))?;
+            }
+            OutFormat::Json => {
+                let object: serde_json::Map<String, serde_json::Value> = self
+                    .columns
+                    .iter()
+                    .zip(&cells)
+                    .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
+                    .collect();
+                let text = serde_json::to_string_pretty(&object).map_err(io::Error::other)?;
+                self.out
+                    .write_all(if self.rows == 1 { b"[\n" } else { b",\n" })?;
+                let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+                self.out.write_all(indented.join("\n").as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +268,47 @@ mod tests {
                 vec![Cell::Text("a, \"quoted\"\nname".into()), Cell::Real(1.5)],
                 vec![Cell::Null, Cell::Null],
             ],
+        }
+    }
+
+    fn streamed(t: &Table, format: OutFormat) -> String {
+        let mut out = Vec::new();
+        let mut s = Stream::new(format, &mut out);
+        s.columns(&t.columns).expect("columns");
+        for r in &t.rows {
+            s.row(r.clone()).expect("row");
+        }
+        s.finish().expect("finish");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn streamed_output_equals_the_rendered_one_in_every_format() {
+        let empty = Table {
+            columns: vec!["a".into()],
+            rows: vec![],
+        };
+        // Past the table's layout rows, with every value as wide as the first ones.
+        let long = Table {
+            columns: vec!["n".into(), "name".into()],
+            rows: (0..2500)
+                .map(|i| {
+                    vec![
+                        Cell::Int(1000 + i % 9000),
+                        Cell::Text(format!("x{}", i % 10)),
+                    ]
+                })
+                .collect(),
+        };
+        for t in [sample(), empty, long] {
+            for f in [OutFormat::Table, OutFormat::Json, OutFormat::Csv] {
+                assert_eq!(
+                    streamed(&t, f),
+                    render(&t, f),
+                    "{f:?}, {} rows",
+                    t.rows.len()
+                );
+            }
         }
     }
 
