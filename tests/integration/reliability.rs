@@ -890,20 +890,7 @@ fn a_spool_that_is_a_fifo_or_oversized_is_refused_at_start_without_reading_it() 
     assert!(made.success());
     let record = |db: &std::path::Path| {
         let started = Instant::now();
-        let out = run(
-            memtrail()
-                .args([
-                    "record",
-                    "--interval",
-                    "100ms",
-                    "--duration",
-                    "1s",
-                    "--no-api",
-                    "--db",
-                ])
-                .arg(db),
-            Duration::from_secs(20),
-        );
+        let out = record_at_100ms(db, "1s");
         (out, started.elapsed())
     };
     let (out, took) = record(&db);
@@ -984,23 +971,9 @@ fn a_newline_in_a_process_name_does_not_split_a_log_line() {
 /// that kept none of its ticks exits non-zero, and says so.
 #[test]
 fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
-    use std::os::unix::process::CommandExt;
     let s = Scratch::new();
     let db = s.db();
-    let first = run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                "300ms",
-                "--no-api",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
+    let first = record_at_100ms(&db, "300ms");
     assert!(first.status.success(), "{}", stderr(&first));
     let mut nothing_written = 0;
     for kib in [16u64, 24, 28, 32, 36, 40, 48, 64] {
@@ -1018,20 +991,7 @@ fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
             "--db",
         ])
         .arg(&copy);
-        let bytes = kib * 1024;
-        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_file_size(&mut cmd, kib * 1024);
         let out = run(&mut cmd, Duration::from_secs(30));
         let written = count(&open(&copy), "SELECT count(*) FROM samples") - before;
         if written == 0 {
@@ -1060,20 +1020,7 @@ fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
 fn the_busy_timeout_is_honoured_at_start_and_a_lock_is_named() {
     let s = Scratch::new();
     let db = s.db();
-    let first = run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                "300ms",
-                "--no-api",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
+    let first = record_at_100ms(&db, "300ms");
     assert!(first.status.success(), "{}", stderr(&first));
     // Hold the write lock for `secs` from another connection (as the sqlite3 shell would).
     let hold = |secs: u64| {
@@ -1130,20 +1077,7 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     use std::io::{Seek, Write};
     let s = Scratch::new();
     let db = s.db();
-    let first = run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                "500ms",
-                "--no-api",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
+    let first = record_at_100ms(&db, "500ms");
     assert!(first.status.success(), "{}", stderr(&first));
     let check = |db: &std::path::Path| {
         run(
@@ -1175,20 +1109,7 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     f.write_all(&vec![0x5a; page as usize]).expect("damage");
     drop(f);
     let damaged = std::fs::read(&db).expect("read");
-    let out = run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                "500ms",
-                "--no-api",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
+    let out = record_at_100ms(&db, "500ms");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -1254,20 +1175,7 @@ fn readers_work_on_a_read_only_mount() {
     let s = Scratch::new();
     let disk = SmallDisk::mount(test, s.path("ro"), "16m");
     let db = disk.dir.join("memtrail.db");
-    let out = run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                "500ms",
-                "--no-api",
-                "--db",
-            ])
-            .arg(&db),
-        Duration::from_secs(20),
-    );
+    let out = record_at_100ms(&db, "500ms");
     assert!(out.status.success(), "{}", stderr(&out));
     let remount = std::process::Command::new("mount")
         .args(["-o", "remount,ro"])

@@ -166,6 +166,42 @@ pub fn record_ok(db: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// `memtrail record --interval 100ms --duration DURATION --no-api --db DB`, run to its end.
+pub fn record_at_100ms(db: &Path, duration: &str) -> Output {
+    run(
+        memtrail()
+            .args([
+                "record",
+                "--interval",
+                "100ms",
+                "--duration",
+                duration,
+                "--no-api",
+                "--db",
+            ])
+            .arg(db),
+        Duration::from_secs(20),
+    )
+}
+
+/// Start `cmd` with a file-size limit of `bytes` (RLIMIT_FSIZE): writes past it fail.
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Why the (only or first) recorder run stopped.
 pub fn stop_reason(conn: &Connection) -> String {
     conn.query_row(
@@ -256,7 +292,6 @@ impl ApiRecorder {
         limit_file_size: Option<u64>,
     ) -> ApiRecorder {
         use std::io::{BufRead, BufReader};
-        use std::os::unix::process::CommandExt;
         let mut cmd = memtrail();
         cmd.arg("record")
             .arg("--db")
@@ -268,19 +303,7 @@ impl ApiRecorder {
             cmd.env(k, v);
         }
         if let Some(bytes) = limit_file_size {
-            // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: bytes,
-                        rlim_max: bytes,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            self::limit_file_size(&mut cmd, bytes);
         }
         let mut child = cmd.spawn().expect("spawn recorder");
         let stderr = child.stderr.take().expect("stderr");
