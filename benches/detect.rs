@@ -414,7 +414,7 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
     let started = Instant::now();
     for &t in &evals {
         for e in engine.evaluate(conn, T0 + t * 1000).expect("evaluate") {
-            if e.event == "firing" {
+            if e.event == memtrail::model::AlertEventKind::Firing {
                 f.memtrail.push((t, e.rule));
             }
         }

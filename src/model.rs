@@ -291,3 +291,51 @@ pub fn shown(value: &str) -> String {
         None => format!("{value:?}"),
     }
 }
+
+/// What happened to an alert at an evaluation, as `alerts_due` decides it and the `alerts` table
+/// records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEventKind {
+    /// The condition held for the rule's `for`: the alert fires (and is notified).
+    Firing,
+    /// Still firing, and the repeat interval has passed: notified again.
+    Repeat,
+    /// The condition cleared (or the target went): the alert ends.
+    Resolved,
+    /// It would have fired, but the cooldown holds it back.
+    Suppressed,
+}
+
+impl AlertEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEventKind::Firing => "firing",
+            AlertEventKind::Repeat => "repeat",
+            AlertEventKind::Resolved => "resolved",
+            AlertEventKind::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertEventKind> {
+        [
+            AlertEventKind::Firing,
+            AlertEventKind::Repeat,
+            AlertEventKind::Resolved,
+            AlertEventKind::Suppressed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether it is one a person is told about (firing, repeat), rather than a state change.
+    pub fn alarms(self) -> bool {
+        matches!(self, AlertEventKind::Firing | AlertEventKind::Repeat)
+    }
+}
+
+impl std::fmt::Display for AlertEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -166,7 +166,7 @@ fn command(cmd: &str, timeout: Duration, ev: &AlertEvent) -> Delivery {
     let env = [
         ("MEMTRAIL_ALERT_ID", ev.id.to_string()),
         ("MEMTRAIL_ALERT_RULE", ev.rule.clone()),
-        ("MEMTRAIL_ALERT_EVENT", ev.event.clone()),
+        ("MEMTRAIL_ALERT_EVENT", ev.event.as_str().into()),
         ("MEMTRAIL_ALERT_SEVERITY", ev.severity.clone()),
         ("MEMTRAIL_ALERT_TARGET", ev.target.clone()),
         (
@@ -224,7 +224,7 @@ mod tests {
             id: 7,
             ts_ms: 1,
             rule: "r".into(),
-            event: "firing".into(),
+            event: crate::model::AlertEventKind::Firing,
             severity: "warning".into(),
             series_id: 1,
             kind: "process".into(),

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::analyze::analysis::{self, AnalysisError};
 use crate::config::{ConfigError, NotifySection, RuleConfig, RuleValue};
-use crate::model::{CGROUP_METRICS, Cell, PROCESS_METRICS, SYSTEM_METRICS};
+use crate::model::{AlertEventKind, CGROUP_METRICS, Cell, PROCESS_METRICS, SYSTEM_METRICS};
 use crate::store::{self, StoreError};
 use crate::units::format_value;
 use crate::units::{ByteSize, HumanDuration};
@@ -399,7 +399,7 @@ pub struct AlertEvent {
     pub id: i64,
     pub ts_ms: i64,
     pub rule: String,
-    pub event: String,
+    pub event: AlertEventKind,
     pub severity: String,
     pub series_id: i64,
     pub kind: String,
@@ -628,7 +628,7 @@ impl Engine {
             let (Some(rule_name), Some(sid), Some(event)) = (
                 due.get(r, "rule").as_str(),
                 due.get(r, "series_id").as_i64(),
-                due.get(r, "event").as_str(),
+                due.get(r, "event").as_str().and_then(AlertEventKind::parse),
             ) else {
                 continue;
             };
@@ -726,20 +726,20 @@ fn emit(
     tx: &store::Tx,
     rule: &Rule,
     sid: i64,
-    event: &str,
+    event: AlertEventKind,
     observed: Option<f64>,
     f: Option<&SeriesFacts>,
     now_ms: i64,
 ) -> Result<AlertEvent, AlertError> {
     let state_update = match event {
-        "firing" => {
+        AlertEventKind::Firing => {
             "UPDATE alert_state SET firing_since_ms = :now, last_notified_ms = :now, suppressed_since_ms = NULL"
         }
-        "repeat" => "UPDATE alert_state SET last_notified_ms = :now",
-        "resolved" => {
+        AlertEventKind::Repeat => "UPDATE alert_state SET last_notified_ms = :now",
+        AlertEventKind::Resolved => {
             "UPDATE alert_state SET firing_since_ms = NULL, pending_since_ms = NULL, last_notified_ms = :now"
         }
-        _ => "UPDATE alert_state SET suppressed_since_ms = :now",
+        AlertEventKind::Suppressed => "UPDATE alert_state SET suppressed_since_ms = :now",
     };
     tx.exec(
         &format!("{state_update} WHERE rule = :rule AND series_id = :sid"),
@@ -753,7 +753,7 @@ fn emit(
         id: 0,
         ts_ms: now_ms,
         rule: rule.name.clone(),
-        event: event.to_string(),
+        event,
         severity: rule.severity.clone(),
         series_id: sid,
         kind: f.map_or(String::new(), |f| f.kind.clone()),
@@ -775,7 +775,7 @@ fn emit(
             ("ts", Cell::Int(ev.ts_ms)),
             ("rule", Cell::Text(ev.rule.clone())),
             ("sid", Cell::Int(sid)),
-            ("event", Cell::Text(ev.event.clone())),
+            ("event", Cell::Text(ev.event.as_str().into())),
             ("kind", Cell::Text(ev.kind.clone())),
             ("target", Cell::Text(ev.target.clone())),
             ("pid", ev.pid.map_or(Cell::Null, Cell::Int)),
@@ -795,7 +795,7 @@ fn emit(
 /// words.
 fn describe(
     rule: &Rule,
-    event: &str,
+    event: AlertEventKind,
     observed: Option<f64>,
     f: Option<&SeriesFacts>,
     now_ms: i64,
@@ -812,15 +812,15 @@ fn describe(
         None => rule.metric.clone(),
     };
     let condition = match observed {
-        Some(v) if event == "resolved" => cleared(rule, v, f),
+        Some(v) if event == AlertEventKind::Resolved => cleared(rule, v, f),
         Some(v) => holds(rule, v, f),
         None => no_value(rule, f, now_ms),
     };
     let suffix = match event {
-        "resolved" => " — resolved",
-        "suppressed" => " — held back by the cooldown",
-        "repeat" => " — still firing",
-        _ => "",
+        AlertEventKind::Resolved => " — resolved",
+        AlertEventKind::Suppressed => " — held back by the cooldown",
+        AlertEventKind::Repeat => " — still firing",
+        AlertEventKind::Firing => "",
     };
     format!("{}: {who} {condition}{suffix}", rule.name)
 }

@@ -181,7 +181,7 @@ impl Report {
                     vec![
                         Cell::Text(format_time(e.ts_ms)),
                         text(&e.rule),
-                        text(&e.event),
+                        text(e.event.as_str()),
                         text(&e.severity),
                         text(&e.target),
                         e.pid.map_or(Cell::Null, Cell::Int),
@@ -196,7 +196,8 @@ impl Report {
     }
 
     pub fn summary(&self) -> String {
-        let count = |kind: &str| self.events.iter().filter(|e| e.event == kind).count();
+        use crate::model::AlertEventKind as K;
+        let count = |kind: K| self.events.iter().filter(|e| e.event == kind).count();
         format!(
             "replayed {} rules over {} .. {} every {} s ({} evaluations): {} fired, {} resolved, {} suppressed by cooldown, {} repeats",
             self.rules.len(),
@@ -204,10 +205,10 @@ impl Report {
             format_time(self.to_ms),
             self.step_ms / 1000,
             self.evaluations,
-            count("firing"),
-            count("resolved"),
-            count("suppressed"),
-            count("repeat")
+            count(K::Firing),
+            count(K::Resolved),
+            count(K::Suppressed),
+            count(K::Repeat)
         )
     }
 }

@@ -874,23 +874,23 @@ impl Recorder {
             }
         };
         for ev in events {
-            match ev.event.as_str() {
-                "firing" | "repeat" => {
-                    tracing::warn!(
-                        rule = ev.rule,
-                        severity = ev.severity,
-                        alert = ev.id,
-                        "ALERT {}",
-                        ev.message
-                    )
-                }
-                _ => tracing::info!(rule = ev.rule, alert = ev.id, "{}", ev.message),
+            use crate::model::AlertEventKind;
+            if ev.event.alarms() {
+                tracing::warn!(
+                    rule = ev.rule,
+                    severity = ev.severity,
+                    alert = ev.id,
+                    "ALERT {}",
+                    ev.message
+                )
+            } else {
+                tracing::info!(rule = ev.rule, alert = ev.id, "{}", ev.message)
             }
-            if ev.event == "firing" && ev.actions.iter().any(|a| a == "cleanup") {
+            if ev.event == AlertEventKind::Firing && ev.actions.iter().any(|a| a == "cleanup") {
                 self.cleanup_for_alert(&ev);
             }
             if let Some(n) = &self.notifier
-                && ev.event != "suppressed"
+                && ev.event != AlertEventKind::Suppressed
             {
                 n.send(ev);
             }

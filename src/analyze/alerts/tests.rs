@@ -401,7 +401,7 @@ fn default_cgroup_rules_fire_near_the_limit_and_on_a_new_oom_kill() {
     let mut now = T0;
     while now <= T0 + 20 * MIN {
         for e in engine.evaluate(h.conn(), now).expect("evaluate") {
-            fired.push((now - T0, e.rule.clone(), e.event.clone()));
+            fired.push((now - T0, e.rule.clone(), e.event.as_str().to_string()));
         }
         now += 10_000;
     }
@@ -516,7 +516,7 @@ fn replay_messages(
     let mut now = T0;
     while now <= T0 + minutes * MIN {
         for e in engine.evaluate(h.conn(), now).expect("evaluate") {
-            out.push((now - T0, e.event, e.message));
+            out.push((now - T0, e.event.as_str().to_string(), e.message));
         }
         now += step_ms;
     }
