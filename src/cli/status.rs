@@ -1,0 +1,26 @@
+//! `memtrail status`: the overview of what the database holds, as a table or JSON.
+
+use super::*;
+
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The window of the min/max columns.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    window: HumanDuration,
+}
+
+/// `memtrail status`: the overview as a table or JSON.
+pub(super) fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let db = db_path(args.db.db)?;
+    let report = crate::analyze::status::collect(&db, args.window.0)?;
+    match args.format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => put!("{}", crate::analyze::status::render_table(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
