@@ -36,10 +36,7 @@ fn default_db_in(state_directory: Option<&std::ffi::OsStr>) -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: ReadError },
     #[error("config file {}, {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -52,22 +49,36 @@ pub const CONFIG_FILE_LIMIT: u64 = 1 << 20;
 /// The largest token file memtrail reads.
 pub const TOKEN_FILE_LIMIT: u64 = 4096;
 
-/// Read a regular file of at most `limit` bytes as UTF-8. A device, FIFO or directory is refused
-/// before it is opened for reading (a FIFO would block, `/dev/zero` never ends).
-pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read};
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+/// Why `read_bounded` read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("{size} bytes, larger than {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// Read a regular file of at most `limit` bytes as UTF-8. A device, FIFO or directory, or a file
+/// over the limit, is refused before it is read (a FIFO would block, `/dev/zero` never ends).
+pub fn read_bounded(path: &Path, limit: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    let too_large = |size| ReadError::TooLarge { size, limit };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
     }
     let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_string(&mut text)?;
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
+        .map_err(ReadError::Io)?;
+    // A file that grew after it was looked at.
     if text.len() as u64 > limit {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            format!("larger than {} bytes", limit),
-        ));
+        return Err(too_large(text.len() as u64));
     }
     Ok(text)
 }

@@ -12,11 +12,8 @@ use crate::model::{Kind, TargetKey, Unit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{path}, line {line}: {why}")]
     Parse {
         path: String,
@@ -32,21 +29,25 @@ pub enum ImportError {
 /// The largest file `import` reads (it is read whole): 256 MiB, about ten million CSV samples.
 pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Read a file to import, refusing one over `MAX_IMPORT_BYTES` before reading it.
+/// Read a file to import, refusing one over `MAX_IMPORT_BYTES`, or one that is not a regular file,
+/// before reading it (`config::read_bounded`).
 pub fn read_bounded(path: &std::path::Path) -> Result<String, ImportError> {
-    let shown = path.display().to_string();
-    let read = |source| ImportError::Read {
-        path: shown.clone(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read)?.len();
-    if size > MAX_IMPORT_BYTES {
-        return Err(ImportError::TooLarge {
-            path: shown.clone(),
+    use crate::config::ReadError;
+    let path_shown = path.display().to_string();
+    crate::config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|e| match e {
+        ReadError::TooLarge { size, .. } => ImportError::TooLarge {
+            path: path_shown,
             size,
-        });
-    }
-    std::fs::read_to_string(path).map_err(read)
+        },
+        ReadError::Io(cause) => ImportError::Read {
+            path: path_shown,
+            cause,
+        },
+        ReadError::NotAFile => ImportError::Read {
+            path: path_shown,
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        },
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
