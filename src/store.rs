@@ -513,30 +513,43 @@ pub enum Checked {
 /// Check the database on `conn` for damage: `PRAGMA quick_check` (page structure, not index
 /// contents), or `integrity_check` when there is no `budget` (everything, however long).
 pub fn check(conn: &mut Connection, budget: Option<Duration>) -> Checked {
-    let deadline = budget.map(|b| std::time::Instant::now() + b);
-    if let Some(deadline) = deadline {
-        let set =
-            conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline));
-        if set.is_err() {
-            return Checked::Unfinished;
-        }
-    }
     let pragma = if budget.is_some() {
         "PRAGMA quick_check(20)"
     } else {
         "PRAGMA integrity_check(100)"
     };
-    let found: rusqlite::Result<Vec<String>> = conn
-        .prepare(pragma)
-        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect());
-    let _ = conn.progress_handler(0, None::<fn() -> bool>);
-    let timed_out = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    let run = |conn: &Connection| -> rusqlite::Result<Vec<String>> {
+        conn.prepare(pragma)
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+    };
+    let (found, timed_out) = match budget {
+        Some(limit) => match within(conn, limit, run) {
+            Ok(checked) => checked,
+            Err(_) => return Checked::Unfinished,
+        },
+        None => (run(conn), false),
+    };
     match found {
         Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Checked::Ok,
         Ok(lines) => Checked::Damaged(lines.join("; ").replace('\n', " ")),
         Err(_) if timed_out => Checked::Unfinished,
         Err(e) => Checked::Damaged(e.to_string()),
     }
+}
+
+/// Run `f` on `conn` for at most `limit`: SQLite's progress handler (checked every 10,000 VM
+/// steps) interrupts it past that. Returns what `f` returned and whether the limit was reached;
+/// an error only when the handler cannot be installed (then `f` has not run).
+fn within<T>(
+    conn: &mut Connection,
+    limit: Duration,
+    f: impl FnOnce(&Connection) -> T,
+) -> rusqlite::Result<(T, bool)> {
+    let deadline = std::time::Instant::now() + limit;
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))?;
+    let answer = f(conn);
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    Ok((answer, std::time::Instant::now() >= deadline))
 }
 
 /// Apply the migrations this database lacks.
@@ -1207,16 +1220,11 @@ pub fn adhoc_query(
     limit: Duration,
     sink: &mut dyn crate::model::Rows,
 ) -> std::result::Result<(), AdHocError> {
-    let deadline = std::time::Instant::now() + limit;
-    conn.progress_handler(10_000, Some(move || std::time::Instant::now() >= deadline))
+    let ran = within(conn, limit, |conn| adhoc_query_unlimited(conn, sql, sink))
         .map_err(|e| AdHocError::Invalid(e.to_string()))?;
-    let answer = adhoc_query_unlimited(conn, sql, sink);
-    let _ = conn.progress_handler(0, None::<fn() -> bool>);
-    match answer {
-        Err(AdHocError::Invalid(_)) if std::time::Instant::now() >= deadline => {
-            Err(AdHocError::Timeout(limit))
-        }
-        other => other,
+    match ran {
+        (Err(AdHocError::Invalid(_)), true) => Err(AdHocError::Timeout(limit)),
+        (other, _) => other,
     }
 }
 
