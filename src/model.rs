@@ -294,7 +294,7 @@ pub fn shown(value: &str) -> String {
 
 /// What happened to an alert at an evaluation, as `alerts_due` decides it and the `alerts` table
 /// records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertEventKind {
     /// The condition held for the rule's `for`: the alert fires (and is notified).
@@ -331,11 +331,5 @@ impl AlertEventKind {
     /// Whether it is one a person is told about (firing, repeat), rather than a state change.
     pub fn alarms(self) -> bool {
         matches!(self, AlertEventKind::Firing | AlertEventKind::Repeat)
-    }
-}
-
-impl std::fmt::Display for AlertEventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

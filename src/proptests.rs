@@ -83,7 +83,7 @@ proptest! {
         match parse_custom(&body) {
             Ok(push) => {
                 prop_assert!(!push.metrics.is_empty());
-                prop_assert!(push.metrics.iter().all(|(name, v)| crate::serve::api::valid_name(name) && v.is_finite()));
+                prop_assert!(push.metrics.iter().all(|(name, v)| crate::model::valid_name(name) && v.is_finite()));
             }
             Err(msg) => prop_assert!(!msg.is_empty()),
         }

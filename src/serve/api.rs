@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -175,18 +174,6 @@ fn authorize(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|r| {
-        let status = r.status();
-        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("body too large: at most {BODY_LIMIT} bytes")
-        } else {
-            r.body_text()
-        };
-        ApiError(status, msg)
-    })
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -247,7 +234,7 @@ async fn status(
     let mut body = match reusable {
         Some(b) => b.body.clone(),
         None => {
-            let max_age_ms = (s.interval.as_millis() as i64 * 3).max(10_000);
+            let max_age_ms = sampled_max_age_ms(&s);
             let db = s.db.clone();
             let body =
                 blocking(move || status_json(&db, now_ms(), max_age_ms, Value::Null)).await?;
@@ -451,13 +438,8 @@ struct CleanupRequest {
     pid: Option<u32>,
 }
 
-async fn cleanup_now(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    authorize(&s, &headers)?;
-    let bytes = body_bytes(body)?;
+/// Behind `guard_post`: the token is checked and the body received, bounded, before this runs.
+async fn cleanup_now(State(s): State<Arc<Shared>>, bytes: Bytes) -> ApiResult {
     let req: CleanupRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         CleanupRequest {
             level: None,
@@ -526,7 +508,7 @@ pub struct CustomPush {
     pub source: Option<String>,
 }
 
-pub use crate::model::valid_name;
+use crate::model::valid_name;
 
 /// Check a custom-metrics body: `{"metrics": {"name": number, ...}, "pid": N?, "source": "name"?}`.
 pub fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
@@ -589,13 +571,8 @@ pub fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
     })
 }
 
-async fn custom(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    authorize(&s, &headers)?;
-    let bytes = body_bytes(body)?;
+/// Behind `guard_post`: the token is checked and the body received, bounded, before this runs.
+async fn custom(State(s): State<Arc<Shared>>, bytes: Bytes) -> ApiResult {
     let push = parse_custom(&bytes).map_err(bad_request)?;
     let key = match push.pid {
         Some(pid) => {
@@ -689,7 +666,7 @@ async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
             held: l.held,
         }
     };
-    let max_age_ms = (s.interval.as_millis() as i64 * 3).max(10_000);
+    let max_age_ms = sampled_max_age_ms(&s);
     let db = s.db.clone();
     let text = blocking(move || {
         let conn = store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?;
@@ -707,6 +684,12 @@ async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
         text,
     )
         .into_response())
+}
+
+/// How old a sampled series' newest sample may be and still count as current: three intervals,
+/// at least 10 s.
+fn sampled_max_age_ms(s: &Shared) -> i64 {
+    (s.interval.as_millis() as i64 * 3).max(10_000)
 }
 
 /// The newest value of each series still current: sampled ones no older than `max_age_ms`, pushed
