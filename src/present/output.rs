@@ -83,23 +83,26 @@ fn aligned(row: &[String], widths: &[usize], numeric: &[bool]) -> String {
 }
 
 pub fn table(t: &Table) -> String {
-    let widths = column_widths(t);
-    let numeric = numeric_columns(t);
+    let (widths, numeric) = (column_widths(t), numeric_columns(t));
+    table_body(t, &widths, &numeric) + &row_count(t.rows.len())
+}
+
+/// A table's head, rule and rows, in the given columns.
+fn table_body(t: &Table, widths: &[usize], numeric: &[bool]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}", aligned(&t.columns, &widths, &numeric));
+    let _ = writeln!(out, "{}", aligned(&t.columns, widths, numeric));
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    let _ = writeln!(out, "{}", aligned(&rule, &widths, &numeric));
+    let _ = writeln!(out, "{}", aligned(&rule, widths, numeric));
     for r in &t.rows {
         let cells: Vec<String> = r.iter().map(shown).collect();
-        let _ = writeln!(out, "{}", aligned(&cells, &widths, &numeric));
+        let _ = writeln!(out, "{}", aligned(&cells, widths, numeric));
     }
-    let _ = writeln!(
-        out,
-        "({} row{})",
-        t.rows.len(),
-        if t.rows.len() == 1 { "" } else { "s" }
-    );
     out
+}
+
+/// A table's last line: `(N rows)`.
+fn row_count(n: usize) -> String {
+    format!("({n} row{})\n", if n == 1 { "" } else { "s" })
 }
 
 pub fn json(t: &Table) -> String {
@@ -172,8 +175,7 @@ impl<W: io::Write> Stream<W> {
                 if let Some(t) = self.layout.take() {
                     self.out.write_all(table(&t).as_bytes())?;
                 } else {
-                    let n = self.rows;
-                    writeln!(self.out, "({n} row{})", if n == 1 { "" } else { "s" })?;
+                    self.out.write_all(row_count(self.rows).as_bytes())?;
                 }
             }
             OutFormat::Json if self.rows == 0 => self.out.write_all(b"[]\n")?,
@@ -191,13 +193,10 @@ impl<W: io::Write> Stream<W> {
 
     /// The first rows decided the layout: write the head and them, and go on row by row.
     fn lay_out(&mut self, t: Table) -> io::Result<()> {
-        let text = table(&t);
-        // table() ends with the row count: everything before it is the head and the rows.
-        let body = text.rsplit_once("\n(").map_or(text.as_str(), |(b, _)| b);
-        writeln!(self.out, "{body}")?;
         self.widths = column_widths(&t);
         self.numeric = numeric_columns(&t);
-        Ok(())
+        let body = table_body(&t, &self.widths, &self.numeric);
+        self.out.write_all(body.as_bytes())
     }
 }
 
