@@ -890,7 +890,7 @@ fn a_spool_that_is_a_fifo_or_oversized_is_refused_at_start_without_reading_it() 
     assert!(made.success());
     let record = |db: &std::path::Path| {
         let started = Instant::now();
-        let out = record_at_100ms(db, "1s");
+        let out = record_run(db, &["--interval", "100ms", "--duration", "1s", "--no-api"]);
         (out, started.elapsed())
     };
     let (out, took) = record(&db);
@@ -973,8 +973,10 @@ fn a_newline_in_a_process_name_does_not_split_a_log_line() {
 fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
     let s = Scratch::new();
     let db = s.db();
-    let first = record_at_100ms(&db, "300ms");
-    assert!(first.status.success(), "{}", stderr(&first));
+    record_ok(
+        &db,
+        &["--interval", "100ms", "--duration", "300ms", "--no-api"],
+    );
     let mut nothing_written = 0;
     for kib in [16u64, 24, 28, 32, 36, 40, 48, 64] {
         let copy = s.path(&format!("limited-{kib}.db"));
@@ -1020,8 +1022,10 @@ fn a_run_that_writes_nothing_it_sampled_exits_non_zero() {
 fn the_busy_timeout_is_honoured_at_start_and_a_lock_is_named() {
     let s = Scratch::new();
     let db = s.db();
-    let first = record_at_100ms(&db, "300ms");
-    assert!(first.status.success(), "{}", stderr(&first));
+    record_ok(
+        &db,
+        &["--interval", "100ms", "--duration", "300ms", "--no-api"],
+    );
     // Hold the write lock for `secs` from another connection (as the sqlite3 shell would).
     let hold = |secs: u64| {
         let db = db.clone();
@@ -1077,8 +1081,10 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     use std::io::{Seek, Write};
     let s = Scratch::new();
     let db = s.db();
-    let first = record_at_100ms(&db, "500ms");
-    assert!(first.status.success(), "{}", stderr(&first));
+    record_ok(
+        &db,
+        &["--interval", "100ms", "--duration", "500ms", "--no-api"],
+    );
     let check = |db: &std::path::Path| {
         run(
             memtrail().args(["check", "--db"]).arg(db),
@@ -1109,7 +1115,10 @@ fn a_damaged_database_is_refused_and_left_as_it_was() {
     f.write_all(&vec![0x5a; page as usize]).expect("damage");
     drop(f);
     let damaged = std::fs::read(&db).expect("read");
-    let out = record_at_100ms(&db, "500ms");
+    let out = record_run(
+        &db,
+        &["--interval", "100ms", "--duration", "500ms", "--no-api"],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -1175,8 +1184,10 @@ fn readers_work_on_a_read_only_mount() {
     let s = Scratch::new();
     let disk = SmallDisk::mount(test, s.path("ro"), "16m");
     let db = disk.dir.join("memtrail.db");
-    let out = record_at_100ms(&db, "500ms");
-    assert!(out.status.success(), "{}", stderr(&out));
+    record_ok(
+        &db,
+        &["--interval", "100ms", "--duration", "500ms", "--no-api"],
+    );
     let remount = std::process::Command::new("mount")
         .args(["-o", "remount,ro"])
         .arg(&disk.dir)

@@ -154,10 +154,7 @@ pub fn wait_for_samples(db: &Path, n: i64) {
 
 /// Run `memtrail record --db DB ARGS...` to completion and check that it succeeded.
 pub fn record_ok(db: &Path, args: &[&str]) -> Output {
-    let out = run(
-        memtrail().arg("record").arg("--db").arg(db).args(args),
-        Duration::from_secs(30),
-    );
+    let out = record_run(db, args);
     assert!(
         out.status.success(),
         "memtrail record {args:?}: {}",
@@ -166,21 +163,11 @@ pub fn record_ok(db: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// `memtrail record --interval 100ms --duration DURATION --no-api --db DB`, run to its end.
-pub fn record_at_100ms(db: &Path, duration: &str) -> Output {
+/// Run `memtrail record --db DB ARGS...` to completion, however it ends.
+pub fn record_run(db: &Path, args: &[&str]) -> Output {
     run(
-        memtrail()
-            .args([
-                "record",
-                "--interval",
-                "100ms",
-                "--duration",
-                duration,
-                "--no-api",
-                "--db",
-            ])
-            .arg(db),
-        Duration::from_secs(20),
+        memtrail().arg("record").arg("--db").arg(db).args(args),
+        Duration::from_secs(30),
     )
 }
 
