@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Process,
@@ -14,6 +16,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Process, Kind::System, Kind::Custom, Kind::Cgroup];
+
+    /// The kind a stored `targets.kind` names.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Process => "process",
@@ -186,6 +195,15 @@ impl Table {
                     .map(|(c, v)| (c.clone(), serde_json::to_value(v).unwrap_or_default()))
                     .collect()
             })
+            .collect()
+    }
+
+    /// Every row as a typed value, by column name (the result columns a query's header names):
+    /// the one way query rows cross into Rust, so a renamed column fails here, loudly.
+    pub fn typed_rows<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, serde_json::Error> {
+        self.json_rows()
+            .into_iter()
+            .map(|row| serde_json::from_value(serde_json::Value::Object(row)))
             .collect()
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::model::{Cell, Snapshot, Table, TargetKey, Unit};
+use crate::model::{Cell, Kind, Snapshot, Table, TargetKey, Unit};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -1281,7 +1281,7 @@ pub fn scratch_alert_tables(conn: &Connection) -> Result<()> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SeriesStatus {
     pub series_id: i64,
-    pub kind: String,
+    pub kind: Kind,
     pub target: String,
     pub pid: Option<u32>,
     pub gone_ms: Option<i64>,
@@ -1302,9 +1302,16 @@ pub fn series_status(conn: &Connection, now_ms: i64, window_ms: i64) -> Result<V
         .query_map(
             rusqlite::named_params! {":now_ms": now_ms, ":window_ms": window_ms},
             |r| {
+                let kind: String = r.get("kind")?;
                 Ok(SeriesStatus {
                     series_id: r.get("series_id")?,
-                    kind: r.get("kind")?,
+                    kind: Kind::parse(&kind).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            format!("{kind:?} is not a kind of target").into(),
+                        )
+                    })?,
                     target: r.get("target")?,
                     pid: r.get("pid")?,
                     gone_ms: r.get("gone_ms")?,

@@ -36,6 +36,11 @@ pub enum AnalysisError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("query {query} returned a row memtrail cannot read: {source}")]
+    Rows {
+        query: String,
+        source: serde_json::Error,
+    },
 }
 
 /// A parameter's default as written in a query header.

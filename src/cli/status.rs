@@ -17,10 +17,10 @@ pub(super) struct StatusArgs {
 /// `memtrail status`: the overview as a table or JSON.
 pub(super) fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let db = db_path(args.db.db)?;
-    let report = crate::analyze::status::collect(&db, args.window.0)?;
+    let report = crate::analyze::overview::collect(&db, args.window.0)?;
     match args.format {
         Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => put!("{}", crate::analyze::status::render_table(&report)),
+        Format::Table => put!("{}", crate::present::status::render_table(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

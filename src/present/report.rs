@@ -12,10 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
+use crate::analyze::overview::{self, Verdict, leading_rank};
 use crate::model::{Cell, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -52,7 +53,7 @@ pub struct Options {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Trend {
-    pub classification: Option<String>,
+    pub classification: Option<Verdict>,
     pub slope_per_hour: Option<f64>,
     pub pct_per_hour: Option<f64>,
     pub r2: Option<f64>,
@@ -167,54 +168,6 @@ fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
     }
 }
 
-/// The trend verdict in words; every verdict `trend.sql` gives has its own.
-fn verdict(s: &SeriesReport) -> String {
-    let limit = s.seconds_to_limit.map_or(String::new(), |secs| {
-        format!(
-            ", reaches its limit in {}",
-            crate::units::format_duration_rough(secs)
-        )
-    });
-    let t = &s.trend;
-    let pct = t.pct_per_hour.unwrap_or(0.0);
-    let range = match (t.pct_low_per_hour, t.pct_high_per_hour) {
-        (Some(lo), Some(hi)) => format!(" (95 % range {lo:+.2} to {hi:+.2})"),
-        _ => String::new(),
-    };
-    let f = |x: Option<f64>| x.unwrap_or(0.0);
-    match t.classification.as_deref() {
-        Some("increasing") if s.unit == "bytes" => {
-            format!("leak suspected: {pct:+.2} %/h{range}{limit}")
-        }
-        Some("increasing") => format!("growing: {pct:+.2} %/h{range}{limit}"),
-        Some("decreasing") => format!("shrinking: {pct:+.2} %/h{range}"),
-        Some("step") => format!("one-time step of {:+.1} %, flat after it", f(t.step_pct)),
-        Some("levelling_off") => format!(
-            "growth levelling off: {:+.2} %/h early, {:+.2} %/h late",
-            f(t.early_pct_per_hour),
-            f(t.late_pct_per_hour)
-        ),
-        Some("fluctuating") => "fluctuating inside the range it already spanned".into(),
-        Some("stable") => "stable".into(),
-        _ => match &t.reason {
-            Some(why) => format!("not enough data for a verdict: {why}"),
-            None => "not enough data for a verdict".into(),
-        },
-    }
-}
-
-/// The metric that speaks for a target in a headline, first of the ones it has: what a process,
-/// the system or a cgroup holds in memory before what it merely maps.
-fn leading_rank(metric: &str) -> usize {
-    const ORDER: [&str; 9] = [
-        "rss", "tree_rss", "pss", "uss", "mem_used", "usage", "anon", "vms", "tree_vms",
-    ];
-    ORDER
-        .iter()
-        .position(|m| *m == metric)
-        .unwrap_or(ORDER.len())
-}
-
 /// One leaking target in the headline: "process api (4242): rss +1.20 %/h (...)".
 fn headline_item(s: &SeriesReport) -> String {
     format!(
@@ -230,7 +183,7 @@ pub fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
     let mut best: BTreeMap<(&str, &str, Option<i64>), &SeriesReport> = BTreeMap::new();
     for s in series
         .iter()
-        .filter(|s| s.trend.classification.as_deref() == Some("increasing") && s.unit == "bytes")
+        .filter(|s| s.trend.classification == Some(Verdict::Increasing) && s.unit == "bytes")
     {
         let key = (s.kind.as_str(), s.target.as_str(), s.pid);
         match best.get(&key) {
@@ -378,7 +331,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     progress.done();
     let (summary, trends, buckets) = by_job(&jobs, tables);
 
-    let series = series_reports(&summary, &trends);
+    let series = series_reports(&summary, &trends)?;
     let charts = charts(&series, &buckets, bucket_ms);
 
     let (alerts, cleanups) = audit(&conn, o)?;
@@ -421,56 +374,80 @@ fn by_job(jobs: &[Job], tables: Vec<Table>) -> (Table, BTreeMap<i64, Table>, BTr
     (summary, trends, buckets)
 }
 
+/// A row of the `summary` query: a series' figures over the range.
+#[derive(Debug, Deserialize)]
+struct Summary {
+    series_id: i64,
+    kind: String,
+    target: String,
+    pid: Option<i64>,
+    metric: String,
+    unit: String,
+    samples: i64,
+    min: Option<f64>,
+    max: Option<f64>,
+    avg: Option<f64>,
+    first: Option<f64>,
+    last: Option<f64>,
+    change_pct: Option<f64>,
+}
+
+impl Trend {
+    /// The report's view of a series' fit: its slope range in percent of the level.
+    fn of(t: Option<&overview::Trend>) -> Trend {
+        Trend {
+            classification: t.map(|t| t.classification),
+            slope_per_hour: t.and_then(|t| t.slope_per_hour),
+            pct_per_hour: t.and_then(|t| t.pct_per_hour),
+            r2: t.and_then(|t| t.r2),
+            pct_low_per_hour: t.and_then(|t| t.pct_of_mean(t.slope_low_per_hour)),
+            pct_high_per_hour: t.and_then(|t| t.pct_of_mean(t.slope_high_per_hour)),
+            step_pct: t.and_then(|t| t.step_pct),
+            early_pct_per_hour: t.and_then(|t| t.early_pct_per_hour),
+            late_pct_per_hour: t.and_then(|t| t.late_pct_per_hour),
+            reason: t.and_then(|t| t.reason.clone()),
+        }
+    }
+}
+
 /// Each series' figures from the summary pass, with its trend verdict in words.
-fn series_reports(summary: &Table, trends: &BTreeMap<i64, Table>) -> Vec<SeriesReport> {
-    (0..summary.rows.len())
+fn series_reports(
+    summary: &Table,
+    trends: &BTreeMap<i64, Table>,
+) -> Result<Vec<SeriesReport>, AnalysisError> {
+    let rows: Vec<Summary> = summary.typed_rows().map_err(|e| AnalysisError::Rows {
+        query: "summary".into(),
+        source: e,
+    })?;
+    let mut fits = BTreeMap::new();
+    for t in trends.values() {
+        fits.append(&mut overview::Trend::by_series(t)?);
+    }
+    Ok(rows
+        .into_iter()
         .map(|r| {
-            let f = |c: &str| summary.get(r, c).as_f64().unwrap_or(0.0);
-            let series_id = summary.get(r, "series_id").as_i64().unwrap_or(0);
-            let trend = trends.get(&series_id).filter(|t| !t.rows.is_empty());
-            let tf = |c: &str| trend.and_then(|t| t.get(0, c).as_f64());
-            let pct_of_mean = |c: &str| {
-                let mean = tf("mean").filter(|m| *m != 0.0)?;
-                Some(tf(c)? * 100.0 / mean.abs())
-            };
-            let mut s = SeriesReport {
-                series_id,
-                kind: summary.get(r, "kind").as_str().unwrap_or("").into(),
-                target: summary.get(r, "target").as_str().unwrap_or("").into(),
-                pid: summary.get(r, "pid").as_i64(),
-                metric: summary.get(r, "metric").as_str().unwrap_or("").into(),
-                unit: summary.get(r, "unit").as_str().unwrap_or("").into(),
-                samples: summary.get(r, "samples").as_i64().unwrap_or(0),
-                min: f("min"),
-                max: f("max"),
-                avg: f("avg"),
-                first: f("first"),
-                last: f("last"),
-                change_pct: summary.get(r, "change_pct").as_f64(),
-                trend: Trend {
-                    classification: trend
-                        .and_then(|t| t.get(0, "classification").as_str())
-                        .map(str::to_string),
-                    slope_per_hour: tf("slope_per_hour"),
-                    pct_per_hour: tf("pct_per_hour"),
-                    r2: tf("r2"),
-                    pct_low_per_hour: pct_of_mean("slope_low_per_hour"),
-                    pct_high_per_hour: pct_of_mean("slope_high_per_hour"),
-                    step_pct: tf("step_pct"),
-                    early_pct_per_hour: tf("early_pct_per_hour"),
-                    late_pct_per_hour: tf("late_pct_per_hour"),
-                    reason: trend
-                        .and_then(|t| t.get(0, "reason").as_str())
-                        .map(str::to_string),
-                },
+            let fit = fits.get(&r.series_id);
+            SeriesReport {
+                series_id: r.series_id,
+                trend: Trend::of(fit),
                 // From the same fit, as time_to_limit.sql computes it.
-                seconds_to_limit: tf("seconds_to_limit"),
-                verdict: String::new(),
-            };
-            s.verdict = verdict(&s);
-            s
+                seconds_to_limit: fit.and_then(|t| t.seconds_to_limit),
+                verdict: fit.map_or(overview::NO_VERDICT.to_string(), |t| t.words(&r.unit)),
+                kind: r.kind,
+                target: r.target,
+                pid: r.pid,
+                metric: r.metric,
+                unit: r.unit,
+                samples: r.samples,
+                min: r.min.unwrap_or(0.0),
+                max: r.max.unwrap_or(0.0),
+                avg: r.avg.unwrap_or(0.0),
+                first: r.first.unwrap_or(0.0),
+                last: r.last.unwrap_or(0.0),
+                change_pct: r.change_pct,
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// An audit row (an alert, a cleanup run, a recorder run) as the report carries it.
@@ -614,7 +591,7 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
                         .find(|s| s.kind == "cgroup" && s.target == target && s.metric == metric)
                         .map(|s| s.last)
                 };
-                match crate::analyze::status::LimitStatus::of(&target, last) {
+                match crate::analyze::overview::LimitStatus::of(&target, last) {
                     Some(l) => format!("cgroup {target}: {}", l.summary),
                     None => format!("cgroup {target}"),
                 }

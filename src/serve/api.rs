@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::act::cleanup::{self, CleanupError, Level, Target, Trigger};
 use crate::analyze::analysis;
+use crate::analyze::overview::{Overview, SeriesState};
 use crate::collect::procfs::{self, Kernel};
 use crate::collect::sampler::system_sample;
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
@@ -252,36 +253,9 @@ async fn status(
     Ok(axum::Json(body).into_response())
 }
 
-/// How much history the file holds: rows, series, the oldest and newest sample.
-fn history_row(conn: &rusqlite::Connection) -> Result<Option<Map<String, Value>>, ApiError> {
-    let t = store::query_table(
-        conn,
-        "SELECT (SELECT count(*) FROM samples) AS rows,
-                (SELECT min(t) FROM (SELECT (SELECT min(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS oldest_ms,
-                (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
-                (SELECT count(*) FROM series) AS series",
-        &[] as &[(&str, Cell)],
-    )
-    .map_err(internal)?;
-    Ok(t.json_rows().into_iter().next())
-}
-
-/// A cgroup's usage against its limit (or the host's memory when it has none), said plainly.
-fn add_memory_limits(targets: &mut BTreeMap<(String, String, i64), Map<String, Value>>) {
-    for ((kind, target, _), t) in targets.iter_mut() {
-        if kind != "cgroup" {
-            continue;
-        }
-        let limit = t.get("metrics").and_then(|m| {
-            crate::analyze::status::LimitStatus::of(target, |metric| m.get(metric)?.as_f64())
-        });
-        if let Some(l) = limit {
-            t.insert("memory_limit".into(), json!(l));
-        }
-    }
-}
-
-/// The status document: current usage, per-series analysis, rule states, history size, last cleanup.
+/// The status document: current usage, per-series analysis, rule states, history size, last
+/// cleanup: the `Overview` that `memtrail status` shows, of the series sampled lately (pushed
+/// custom metrics: within `CUSTOM_METRIC_TTL`), grouped by target.
 pub fn status_json(
     db: &Path,
     now: i64,
@@ -289,88 +263,83 @@ pub fn status_json(
     recorder: Value,
 ) -> Result<Value, ApiError> {
     let conn = store::open_reader(db, Duration::from_secs(5)).map_err(internal)?;
-    let run = |name: &str, params: &[(&str, Cell)]| {
-        analysis::run(&conn, name, params, now).map_err(internal)
+    let o = Overview::gather(&conn, &db.display().to_string(), now, 3_600_000).map_err(internal)?;
+    let custom_ms = CUSTOM_METRIC_TTL.as_millis() as i64;
+    let fresh = |s: &SeriesState| {
+        let st = &s.status;
+        now - st.latest_ts_ms
+            <= if st.kind == Kind::Custom {
+                custom_ms
+            } else {
+                max_age_ms
+            }
     };
-    let latest = latest_fresh(&conn, now, max_age_ms).map_err(internal)?;
-    let trend = run("trend", &[])?;
-    let growth = run("percent_change", &[])?;
-    let rules = run("rule_states", &[])?;
-    let cleanups = run("cleanups", &[])?;
-    let history = history_row(&conn)?;
-
-    let by_series = |t: &Table| -> BTreeMap<i64, usize> {
-        (0..t.rows.len())
-            .filter_map(|r| Some((t.get(r, "series_id").as_i64()?, r)))
-            .collect()
-    };
-    let (trend_at, growth_at) = (by_series(&trend), by_series(&growth));
-    let mut targets: BTreeMap<(String, String, i64), Map<String, Value>> = BTreeMap::new();
+    let mut targets: BTreeMap<(Kind, &str, i64), Map<String, Value>> = BTreeMap::new();
     let mut series = Vec::new();
-    for r in 0..latest.rows.len() {
-        let sid = latest.get(r, "series_id").as_i64().unwrap_or(0);
-        let cell = |t: &Table, row: Option<&usize>, col: &str| {
-            row.map_or(Value::Null, |&i| {
-                serde_json::to_value(t.get(i, col)).unwrap_or(Value::Null)
-            })
-        };
-        let (kind, target, pid) = (
-            latest.get(r, "kind").as_str().unwrap_or("").to_string(),
-            latest.get(r, "target").as_str().unwrap_or("").to_string(),
-            latest.get(r, "pid").as_i64(),
-        );
-        let metric = latest.get(r, "metric").as_str().unwrap_or("").to_string();
-        let value = cell(&latest, Some(&r), "value");
-        targets
-            .entry((kind.clone(), target.clone(), pid.unwrap_or(-1)))
+    for state in o.series.iter().filter(|s| fresh(s)) {
+        let st = &state.status;
+        let target = targets
+            .entry((st.kind, st.target.as_str(), st.pid.map_or(-1, i64::from)))
             .or_insert_with(|| {
                 let mut m = Map::new();
-                m.insert("kind".into(), json!(kind));
-                m.insert("target".into(), json!(target));
-                m.insert("pid".into(), json!(pid));
+                m.insert("kind".into(), json!(st.kind));
+                m.insert("target".into(), json!(st.target));
+                m.insert("pid".into(), json!(st.pid));
                 m.insert("metrics".into(), json!({}));
+                if let Some(l) = o
+                    .limits
+                    .iter()
+                    .find(|l| st.kind == Kind::Cgroup && l.target == st.target)
+                {
+                    m.insert("memory_limit".into(), json!(l));
+                }
                 m
-            })
-            .get_mut("metrics")
-            .and_then(Value::as_object_mut)
-            .map(|m| m.insert(metric.clone(), value.clone()));
-        let tr = trend_at.get(&sid);
-        series.push(json!({
-            "series_id": sid,
-            "kind": kind,
-            "target": target,
-            "pid": pid,
-            "metric": metric,
-            "unit": cell(&latest, Some(&r), "unit"),
-            "value": value,
-            "ts_ms": cell(&latest, Some(&r), "ts_ms"),
-            "trend": {
-                "classification": cell(&trend, tr, "classification"),
-                "slope_per_hour": cell(&trend, tr, "slope_per_hour"),
-                "pct_per_hour": cell(&trend, tr, "pct_per_hour"),
-                "r2": cell(&trend, tr, "r2"),
-                "mk_z": cell(&trend, tr, "mk_z"),
-                "accelerating": cell(&trend, tr, "accelerating"),
-                "reason": cell(&trend, tr, "reason"),
-            },
-            "percent_change": cell(&growth, growth_at.get(&sid), "percent_change"),
-            // From the trend's robust slope, only while the verdict is `increasing`.
-            "seconds_to_limit": cell(&trend, tr, "seconds_to_limit"),
-            "seconds_to_limit_low": cell(&trend, tr, "seconds_to_limit_low"),
-            "seconds_to_limit_high": cell(&trend, tr, "seconds_to_limit_high"),
-            "limit_at_ms": cell(&trend, tr, "limit_at_ms"),
-        }));
+            });
+        if let Some(metrics) = target.get_mut("metrics").and_then(Value::as_object_mut) {
+            metrics.insert(st.metric.clone(), json!(st.latest));
+        }
+        series.push(series_json(state));
     }
-    add_memory_limits(&mut targets);
     Ok(json!({
         "generated_ms": now,
         "recorder": recorder,
         "targets": targets.into_values().collect::<Vec<_>>(),
         "series": series,
-        "rules": rules.json_rows(),
-        "history": history,
-        "last_cleanup": cleanups.json_rows().into_iter().next(),
+        "rules": o.rules,
+        "history": o.history,
+        "last_cleanup": o.last_cleanup,
     }))
+}
+
+/// One series in the status document: its latest value, its trend and its recent growth.
+fn series_json(state: &SeriesState) -> Value {
+    let (st, t) = (&state.status, state.trend.as_ref());
+    json!({
+        "series_id": st.series_id,
+        "kind": st.kind,
+        "target": st.target,
+        "pid": st.pid,
+        "metric": st.metric,
+        "unit": st.unit,
+        "value": st.latest,
+        "ts_ms": st.latest_ts_ms,
+        "trend": {
+            "classification": t.map(|t| t.classification),
+            "slope_per_hour": t.and_then(|t| t.slope_per_hour),
+            "pct_per_hour": t.and_then(|t| t.pct_per_hour),
+            "r2": t.and_then(|t| t.r2),
+            "mk_z": t.and_then(|t| t.mk_z),
+            "accelerating": t.map(|t| t.accelerating),
+            "reason": t.and_then(|t| t.reason.clone()),
+        },
+        "verdict": state.verdict,
+        "percent_change": state.percent_change,
+        // From the trend's robust slope, only while the verdict is `increasing`.
+        "seconds_to_limit": t.and_then(|t| t.seconds_to_limit),
+        "seconds_to_limit_low": t.and_then(|t| t.seconds_to_limit_low),
+        "seconds_to_limit_high": t.and_then(|t| t.seconds_to_limit_high),
+        "limit_at_ms": t.and_then(|t| t.limit_at_ms),
+    })
 }
 
 async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {

@@ -125,7 +125,10 @@ fn verdicts_gaps_and_markers_come_from_the_history() {
     let h = history();
     let r = build(&h.path(), &options(None)).expect("report");
     let api = r.series.iter().find(|s| s.target == "api").expect("api");
-    assert_eq!(api.trend.classification.as_deref(), Some("increasing"));
+    assert_eq!(
+        api.trend.classification,
+        Some(crate::analyze::overview::Verdict::Increasing)
+    );
     assert!(api.verdict.starts_with("leak suspected"), "{}", api.verdict);
     assert_eq!(
         (api.min, api.max, api.last),

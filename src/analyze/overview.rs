@@ -1,0 +1,411 @@
+//! What state each target is in, gathered one way for every reader: `memtrail status`, the API's
+//! status document and the report read a series' verdict through `Trend` (typed from the `trend`
+//! query's rows, with its words in `Trend::words`), and status and the API build their documents
+//! from `Overview::gather`, so they cannot disagree. Rendering lives in `present`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::analyze::analysis::{self, AnalysisError};
+use crate::model::{Cell, Kind, Table};
+use crate::store::{self, RunStatus, SeriesStatus};
+use crate::units::{format_bytes, format_duration_rough, now_ms};
+
+/// The `trend` query's verdict on a series (its `classification` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    InsufficientData,
+    Step,
+    Increasing,
+    LevellingOff,
+    Fluctuating,
+    Decreasing,
+    Stable,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::InsufficientData => "insufficient_data",
+            Verdict::Step => "step",
+            Verdict::Increasing => "increasing",
+            Verdict::LevellingOff => "levelling_off",
+            Verdict::Fluctuating => "fluctuating",
+            Verdict::Decreasing => "decreasing",
+            Verdict::Stable => "stable",
+        }
+    }
+}
+
+/// SQLite's 0/1 (or NULL) as a bool.
+fn int_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.is_some_and(|v| v != 0))
+}
+
+/// One row of the `trend` query: a series' robust fit over the window and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    pub series_id: i64,
+    pub classification: Verdict,
+    /// The slice levels' mean, the base of the percentages.
+    pub mean: Option<f64>,
+    pub slope_per_hour: Option<f64>,
+    pub slope_low_per_hour: Option<f64>,
+    pub slope_high_per_hour: Option<f64>,
+    pub pct_per_hour: Option<f64>,
+    pub r2: Option<f64>,
+    pub mk_z: Option<f64>,
+    pub step_pct: Option<f64>,
+    pub early_pct_per_hour: Option<f64>,
+    pub late_pct_per_hour: Option<f64>,
+    #[serde(deserialize_with = "int_bool", default)]
+    pub accelerating: bool,
+    /// Why there is no verdict (`insufficient_data`).
+    pub reason: Option<String>,
+    /// Only while `increasing`: when the fitted line reaches the limit, with its range.
+    pub seconds_to_limit: Option<f64>,
+    pub seconds_to_limit_low: Option<f64>,
+    pub seconds_to_limit_high: Option<f64>,
+    pub limit_at_ms: Option<i64>,
+}
+
+impl Trend {
+    /// The `trend` query's rows, by series.
+    pub fn by_series(table: &Table) -> Result<BTreeMap<i64, Trend>, AnalysisError> {
+        let rows: Vec<Trend> = table.typed_rows().map_err(|e| AnalysisError::Rows {
+            query: "trend".into(),
+            source: e,
+        })?;
+        Ok(rows.into_iter().map(|t| (t.series_id, t)).collect())
+    }
+
+    /// A slope bound as a percentage of the level per hour.
+    pub fn pct_of_mean(&self, slope: Option<f64>) -> Option<f64> {
+        let mean = self.mean.filter(|m| *m != 0.0)?;
+        Some(slope? * 100.0 / mean.abs())
+    }
+
+    /// A leak is an increasing series of bytes; other units just grow.
+    pub fn leaks(&self, unit: &str) -> bool {
+        self.classification == Verdict::Increasing && unit == "bytes"
+    }
+
+    /// The verdict in one sentence; every verdict `trend.sql` gives has its own.
+    pub fn words(&self, unit: &str) -> String {
+        let limit = self.seconds_to_limit.map_or(String::new(), |secs| {
+            format!(", reaches its limit in {}", format_duration_rough(secs))
+        });
+        let pct = self.pct_per_hour.unwrap_or(0.0);
+        let range = match (
+            self.pct_of_mean(self.slope_low_per_hour),
+            self.pct_of_mean(self.slope_high_per_hour),
+        ) {
+            (Some(lo), Some(hi)) => format!(" (95 % range {lo:+.2} to {hi:+.2})"),
+            _ => String::new(),
+        };
+        let f = |x: Option<f64>| x.unwrap_or(0.0);
+        match self.classification {
+            Verdict::Increasing if unit == "bytes" => {
+                format!("leak suspected: {pct:+.2} %/h{range}{limit}")
+            }
+            Verdict::Increasing => format!("growing: {pct:+.2} %/h{range}{limit}"),
+            Verdict::Decreasing => format!("shrinking: {pct:+.2} %/h{range}"),
+            Verdict::Step => format!("one-time step of {:+.1} %, flat after it", f(self.step_pct)),
+            Verdict::LevellingOff => format!(
+                "growth levelling off: {:+.2} %/h early, {:+.2} %/h late",
+                f(self.early_pct_per_hour),
+                f(self.late_pct_per_hour)
+            ),
+            Verdict::Fluctuating => "fluctuating inside the range it already spanned".into(),
+            Verdict::Stable => "stable".into(),
+            Verdict::InsufficientData => match &self.reason {
+                Some(why) => format!("not enough data for a verdict: {why}"),
+                None => "not enough data for a verdict".into(),
+            },
+        }
+    }
+}
+
+/// The words for a series without a trend row at all.
+pub const NO_VERDICT: &str = "not enough data for a verdict";
+
+/// A cgroup's usage against its memory limit. A group without a limit of its own (`max`) is
+/// measured against the host's memory, and `own_limit` is false to say so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitStatus {
+    pub target: String,
+    pub usage: f64,
+    pub limit: Option<f64>,
+    pub own_limit: bool,
+    pub percent: Option<f64>,
+    pub summary: String,
+}
+
+impl LimitStatus {
+    /// From a group's latest `usage`, `limit` and `has_limit` values.
+    pub fn of(target: &str, latest: impl Fn(&str) -> Option<f64>) -> Option<LimitStatus> {
+        let usage = latest("usage")?;
+        let limit = latest("limit").filter(|l| *l > 0.0);
+        let own_limit = latest("has_limit").is_some_and(|h| h > 0.0);
+        let percent = limit.map(|l| usage * 100.0 / l);
+        let summary = match (limit.zip(percent), own_limit) {
+            (Some((l, pct)), true) => format!(
+                "usage {} of its {} limit ({pct:.1} %)",
+                format_bytes(usage),
+                format_bytes(l)
+            ),
+            (Some((l, pct)), false) => format!(
+                "usage {}; no memory limit of its own (max): measured against the host's {} ({pct:.1} %)",
+                format_bytes(usage),
+                format_bytes(l)
+            ),
+            (None, _) => format!("usage {}; no limit known", format_bytes(usage)),
+        };
+        Some(LimitStatus {
+            target: target.to_string(),
+            usage,
+            limit,
+            own_limit,
+            percent,
+            summary,
+        })
+    }
+}
+
+fn limits_of(series: &[SeriesStatus]) -> Vec<LimitStatus> {
+    let mut targets: Vec<&str> = series
+        .iter()
+        .filter(|s| s.kind == Kind::Cgroup)
+        .map(|s| s.target.as_str())
+        .collect();
+    targets.dedup();
+    targets
+        .into_iter()
+        .filter_map(|t| {
+            LimitStatus::of(t, |metric| {
+                series
+                    .iter()
+                    .find(|s| s.kind == Kind::Cgroup && s.target == t && s.metric == metric)
+                    .map(|s| s.latest)
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecorderState {
+    /// The newest run is open and its process is alive.
+    pub running: bool,
+    #[serde(flatten)]
+    pub run: RunStatus,
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A rule's state on one series (a row of the `rule_states` query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStateKind {
+    Ok,
+    Pending,
+    Firing,
+    Cooldown,
+}
+
+/// A rule that watches no series yet has one row, its series columns NULL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub rule: String,
+    pub severity: String,
+    pub comparison: String,
+    pub threshold: Option<f64>,
+    pub series_id: Option<i64>,
+    pub kind: Option<Kind>,
+    pub target: Option<String>,
+    pub pid: Option<i64>,
+    pub metric: Option<String>,
+    pub observed: Option<f64>,
+    pub state: RuleStateKind,
+    pub pending_since_ms: Option<i64>,
+    pub firing_since_ms: Option<i64>,
+    pub cooldown_until_ms: Option<i64>,
+}
+
+/// A cleanup run (a row of the `cleanups` query).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupRun {
+    pub id: i64,
+    pub trigger: String,
+    pub rule: Option<String>,
+    pub level: String,
+    pub target: String,
+    pub pid: i64,
+    pub actions: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub outcome: String,
+    pub exit_code: Option<i64>,
+    pub http_status: Option<i64>,
+    pub rss_before: Option<f64>,
+    pub rss_after: Option<f64>,
+    pub freed_bytes: Option<f64>,
+    pub freed_pct: Option<f64>,
+}
+
+/// How much history the file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub rows: i64,
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+    pub series: i64,
+}
+
+/// A series' latest state: its figures over the window, its trend verdict, its recent growth.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesState {
+    #[serde(flatten)]
+    pub status: SeriesStatus,
+    pub trend: Option<Trend>,
+    /// The `percent_change` query's robust growth over its 10-minute window.
+    pub percent_change: Option<f64>,
+    /// The verdict in words (`Trend::words`), or why there is none.
+    pub verdict: String,
+}
+
+/// Everything a status reader shows, from one pass over the database.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub database: String,
+    pub generated_ms: i64,
+    pub window_ms: i64,
+    pub recorder: Option<RecorderState>,
+    /// The newest cleanup run, if any.
+    pub last_cleanup: Option<CleanupRun>,
+    /// Each cgroup's latest usage against its limit.
+    pub limits: Vec<LimitStatus>,
+    pub series: Vec<SeriesState>,
+    pub rules: Vec<RuleState>,
+    pub history: Option<History>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(query: &str, t: &Table) -> Result<Vec<T>, AnalysisError> {
+    t.typed_rows().map_err(|e| AnalysisError::Rows {
+        query: query.into(),
+        source: e,
+    })
+}
+
+/// The history's size: rows, series, the oldest and newest sample (each a primary-key seek).
+const HISTORY_SQL: &str = "SELECT (SELECT count(*) FROM samples) AS rows,
+    (SELECT min(t) FROM (SELECT (SELECT min(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS oldest_ms,
+    (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
+    (SELECT count(*) FROM series) AS series";
+
+impl Overview {
+    /// Every series' state as of `now` (min/max over `window_ms`), with the rules' states, the
+    /// newest cleanup and the history's size. The recorder is left for the caller to say.
+    pub fn gather(
+        conn: &Connection,
+        database: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Overview, AnalysisError> {
+        let run = |name: &str| analysis::run(conn, name, &[], now);
+        let status = store::series_status(conn, now, window_ms)?;
+        let trends = Trend::by_series(&run("trend")?)?;
+        let growth = run("percent_change")?;
+        let growth: BTreeMap<i64, f64> = (0..growth.rows.len())
+            .filter_map(|r| {
+                let sid = growth.get(r, "series_id").as_i64()?;
+                Some((sid, growth.get(r, "percent_change").as_f64()?))
+            })
+            .collect();
+        let rules = typed("rule_states", &run("rule_states")?)?;
+        let last_cleanup = typed("cleanups", &run("cleanups")?)?.into_iter().next();
+        let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
+        let history = typed("history", &history)?.into_iter().next();
+        Ok(Overview {
+            database: database.to_string(),
+            generated_ms: now,
+            window_ms,
+            recorder: None,
+            last_cleanup,
+            limits: limits_of(&status),
+            series: status
+                .into_iter()
+                .map(|s| {
+                    let trend = trends.get(&s.series_id).cloned();
+                    SeriesState {
+                        verdict: trend
+                            .as_ref()
+                            .map_or(NO_VERDICT.to_string(), |t| t.words(&s.unit)),
+                        trend,
+                        percent_change: growth.get(&s.series_id).copied(),
+                        status: s,
+                    }
+                })
+                .collect(),
+            rules,
+            history,
+        })
+    }
+}
+
+/// `memtrail status`: the overview on a read-only connection (safe while a recorder writes, thanks
+/// to WAL), with whether the newest run's recorder is alive.
+pub fn collect(db: &Path, window: Duration) -> Result<Overview, AnalysisError> {
+    let conn = store::open_reader(db, Duration::from_secs(5))?;
+    let mut o = Overview::gather(
+        &conn,
+        &db.display().to_string(),
+        now_ms(),
+        window.as_millis() as i64,
+    )?;
+    o.recorder = store::last_run(&conn)?.map(|run| RecorderState {
+        running: run.stopped_ms.is_none() && pid_alive(run.pid),
+        run,
+    });
+    Ok(o)
+}
+
+/// The metric that speaks for a target in a headline, first of the ones it has: what a process,
+/// the system or a cgroup holds in memory before what it merely maps.
+pub fn leading_rank(metric: &str) -> usize {
+    const ORDER: [&str; 9] = [
+        "rss", "tree_rss", "pss", "uss", "mem_used", "usage", "anon", "vms", "tree_vms",
+    ];
+    ORDER
+        .iter()
+        .position(|m| *m == metric)
+        .unwrap_or(ORDER.len())
+}
+
+/// Series with a leak verdict, one per target: its leading leaking metric.
+pub fn leading_leaks(series: &[SeriesState]) -> Vec<&SeriesState> {
+    let mut best: BTreeMap<(Kind, &str, Option<u32>), &SeriesState> = BTreeMap::new();
+    for s in series
+        .iter()
+        .filter(|s| s.trend.as_ref().is_some_and(|t| t.leaks(&s.status.unit)))
+    {
+        let st = &s.status;
+        let key = (st.kind, st.target.as_str(), st.pid);
+        match best.get(&key) {
+            Some(b) if leading_rank(&b.status.metric) <= leading_rank(&st.metric) => {}
+            _ => {
+                best.insert(key, s);
+            }
+        }
+    }
+    best.into_values().collect()
+}
