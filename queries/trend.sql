@@ -24,7 +24,8 @@
 -- Verdicts (classification):
 --   insufficient_data  fewer than :min_samples samples, or the samples span under :min_span_ms;
 --                      or, for a target older than the window (a process that started before it,
---                      the system, a cgroup), under :min_coverage of the window. A process younger
+--                      the system, a cgroup), under :min_coverage of the window (an end counts as
+--                      covered when a sample lies within a slice of it). A process younger
 --                      than the window is judged over the life it has (from :min_span_ms on).
 --   step               a one-time change: |z| >= :min_z, the step fits >= 2x better than a line, the
 --                      levels after it stay flat (their range under a quarter of the jump: growth
@@ -74,7 +75,7 @@
 --   Theil-Sen slope, and at the two ends of its range), limit_at_ms (that time, Unix ms). The limit is :limit, else the target's own
 --   `limit` series for bytes, else the system's total memory; 100 for percent. Series of what is
 --   available or a capacity (mem_available, mem_total, swap_total, limit, high) get none.
-WITH sel AS MATERIALIZED (
+WITH sel0 AS MATERIALIZED (
     SELECT si.series_id, si.target_id, si.kind, si.target, si.pid, si.metric, si.unit,
            -- Younger than the window: a process that started inside it, judged over its own life.
            coalesce(si.start_time_ms >= :now_ms - :window_ms, 0) AS young,
@@ -90,11 +91,23 @@ WITH sel AS MATERIALIZED (
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms - :lookback_ms
                AND ts_ms < :now_ms - :window_ms
-             ORDER BY ts_ms LIMIT 1) AS lb_first_ts_ms
+             ORDER BY ts_ms LIMIT 1) AS lb_first_ts_ms,
+           (SELECT max(ts_ms) FROM samples
+             WHERE series_id = si.series_id AND ts_ms < :now_ms - :window_ms) AS before_ts_ms
     FROM series_info AS si
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
+),
+-- How much of the window the history covers: from the window's start when a sample lies less
+-- than a slice before it, else from the first sample in it; to its end (now) when the newest
+-- sample is less than a slice old. Samples a tick apart rarely fall on either end exactly.
+sel AS MATERIALIZED (
+    SELECT *,
+           CASE WHEN last_ts_ms >= :now_ms - :window_ms / :buckets THEN :now_ms ELSE last_ts_ms END
+           - CASE WHEN before_ts_ms >= :now_ms - :window_ms - :window_ms / :buckets
+                  THEN :now_ms - :window_ms ELSE first_ts_ms END AS covered_ms
+    FROM sel0
 ),
 -- Mann-Kendall's variance of S for :buckets levels, and its square root by Newton's method (the
 -- bundled SQLite has no sqrt()).
@@ -111,7 +124,7 @@ judged_sel AS MATERIALIZED (
                          (first_ts_ms - lb_first_ts_ms) * :buckets / :window_ms)) AS lb_groups
     FROM sel
     WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
-      AND (young OR last_ts_ms - first_ts_ms >= :min_coverage * :window_ms)
+      AND (young OR covered_ms >= :min_coverage * :window_ms)
 ),
 pts AS MATERIALIZED (
     SELECT s.series_id, g.i / :points AS slice,
@@ -246,7 +259,7 @@ system_total AS MATERIALIZED (
 ),
 stats AS (
     SELECT sel.series_id, sel.kind, sel.target, sel.pid, sel.metric, sel.unit, sel.samples, sel.young,
-           sel.first_ts_ms, sel.last_ts_ms,
+           sel.first_ts_ms, sel.last_ts_ms, sel.covered_ms,
            (sel.last_ts_ms - sel.first_ts_ms) * 1.0 / :window_ms AS coverage,
            (sel.last_ts_ms - sel.first_ts_ms) / 1000.0 / :buckets AS slice_s,
            line.mean, ts.s, ts.d, ts.d_low, ts.d_high, icept.a, line.resid, line.newest_level,
@@ -287,10 +300,10 @@ judged AS (
                 WHEN last_ts_ms - first_ts_ms < :min_span_ms
                   THEN 'needs ' || (:min_span_ms / 1000) || ' s of history, has '
                        || ((last_ts_ms - first_ts_ms) / 1000) || ' s'
-                WHEN NOT young AND last_ts_ms - first_ts_ms < :min_coverage * :window_ms
+                WHEN NOT young AND covered_ms < :min_coverage * :window_ms
                   THEN 'needs ' || CAST(:min_coverage * :window_ms / 1000 AS INTEGER)
                        || ' s of history (older than the window), has '
-                       || ((last_ts_ms - first_ts_ms) / 1000) || ' s' END AS reason
+                       || (covered_ms / 1000) || ' s' END AS reason
     FROM stats
 ),
 verdict AS (

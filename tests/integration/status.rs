@@ -53,3 +53,119 @@ fn status_while_recording_and_after() {
         "{text}"
     );
 }
+
+/// `memtrail status`, the API's status document and the report read one history the same way:
+/// the same verdict, slope and words for a leaking series, and the same for a flat one.
+#[test]
+fn status_api_and_report_agree_on_each_verdict() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let s = Scratch::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // The last 90 minutes every 10 s (the trend judges a target older than its hour once the
+    // hour is recorded): `leaky` grows 20 %/h from 100 MiB, `steady` stays at 50 MiB.
+    let mut csv = String::from("timestamp,series,metric,value\n");
+    for i in 0..=540 {
+        let ts = now - 5_400_000 + i * 10_000;
+        let hours = i as f64 / 360.0;
+        csv.push_str(&format!(
+            "{ts},leaky,rss,{}\n",
+            (100.0 + 20.0 * hours) * MIB
+        ));
+        csv.push_str(&format!(
+            "{ts},steady,rss,{}\n",
+            50.0 * MIB + (i % 3) as f64
+        ));
+    }
+    std::fs::write(s.path("history.csv"), csv).expect("write");
+    let out = run(
+        memtrail()
+            .args(["import", "--db"])
+            .arg(s.db())
+            .arg(s.path("history.csv")),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A recorder beside it, so every reader knows the host's memory (the limit of a process).
+    let api = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    eventually(Duration::from_secs(20), "the host's memory", || {
+        let n = count(
+            &open(&s.db()),
+            "SELECT count(*) FROM series_info WHERE kind = 'system' AND metric = 'mem_total'",
+        );
+        (n > 0).then_some(())
+    });
+
+    let out = run(
+        memtrail()
+            .args(["status", "--format", "json", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cli = json(&String::from_utf8_lossy(&out.stdout));
+    // To a file: the JSON is larger than a pipe holds, and `run` reads it after the exit.
+    let out = run(
+        memtrail()
+            .args(["report", "--since", "2h", "-o"])
+            .arg(s.path("report.json"))
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&std::fs::read_to_string(s.path("report.json")).expect("report"));
+    let table = run(
+        memtrail().args(["status", "--db"]).arg(s.db()),
+        Duration::from_secs(20),
+    );
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+
+    let (code, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+    api.stop();
+    assert_eq!(code, 200, "{body}");
+    let api = json(&body);
+
+    let find = |doc: &serde_json::Value, target: &str| {
+        doc["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .find(|r| r["target"] == target && r["metric"] == "rss")
+            .cloned()
+            .unwrap_or_else(|| panic!("no rss of {target} in {doc}"))
+    };
+    for (target, verdict) in [("leaky", "increasing"), ("steady", "stable")] {
+        let (c, a, r) = (
+            find(&cli, target),
+            find(&api, target),
+            find(&report, target),
+        );
+        assert_eq!(c["trend"]["classification"], verdict, "{c}");
+        assert_eq!(a["trend"]["classification"], verdict, "{a}");
+        assert_eq!(r["trend"]["classification"], verdict, "{r}");
+        assert_eq!(
+            c["trend"]["pct_per_hour"], a["trend"]["pct_per_hour"],
+            "{c}\n{a}"
+        );
+        let words = c["verdict"].as_str().expect("words");
+        assert_eq!(a["verdict"], words);
+        if verdict == "increasing" {
+            assert!(words.starts_with("leak suspected: +1"), "{words}");
+            let pct = |v: &serde_json::Value| v["trend"]["pct_per_hour"].as_f64().expect("pct");
+            assert!((pct(&c) - pct(&r)).abs() < 2.0, "{c}\n{r}");
+            assert!(table.contains(&format!("leaky: rss {words}")), "{table}");
+        } else {
+            assert_eq!(a["verdict"], words);
+        }
+    }
+    assert!(table.contains("increasing +1"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("rss") && l.ends_with("stable")),
+        "{table}"
+    );
+}
