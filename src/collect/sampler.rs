@@ -478,7 +478,10 @@ impl Sampler {
 
 /// A cgroup's figures. `limit` is the group's own limit, or the host's total memory when it has
 /// none (`has_limit` 0 says which); `limit_percent` is usage against that.
-pub fn group_values(r: &crate::collect::cgroup::Reading, host_total: Option<f64>) -> Vec<Value> {
+pub(crate) fn group_values(
+    r: &crate::collect::cgroup::Reading,
+    host_total: Option<f64>,
+) -> Vec<Value> {
     let b = |m: &'static str, v: u64| Value::new(m, Unit::Bytes, v as f64);
     let c = |m: &'static str, v: u64| Value::new(m, Unit::Count, v as f64);
     let mut values = vec![b("usage", r.usage)];
@@ -528,7 +531,7 @@ fn push_pressure(values: &mut Vec<Value>, p: &procfs::Pressure) {
 }
 
 /// System-wide memory: total, available, used, used %, swap, and PSI pressure when present.
-pub fn system_sample() -> TargetSample {
+pub(crate) fn system_sample() -> TargetSample {
     let mut values = Vec::new();
     if let Some(m) = procfs::read_meminfo() {
         values.extend([

@@ -30,6 +30,8 @@ pub(crate) struct Live {
     pub(crate) held: Held,
     pub(crate) tick_seconds: f64,
     pub(crate) watched: Vec<TargetKey>,
+    /// What the last tick read from its targets (custom metrics aside), shared, not copied.
+    pub(crate) readings: Arc<Vec<TargetSample>>,
     pub(crate) cleanup_targets: Vec<Target>,
     pub(crate) custom_pending: Vec<TargetSample>,
     pub(crate) custom_latest: BTreeMap<(String, String), f64>,
@@ -49,6 +51,8 @@ pub struct Held {
 /// One tick's facts, for health and the live endpoints.
 pub struct TickReport {
     pub ts_ms: i64,
+    /// What the tick read from its targets, custom metrics aside.
+    pub readings: Vec<TargetSample>,
     /// Samples written this tick (held ones included), or why nothing could be.
     pub written: Result<usize, String>,
     pub held: Held,
@@ -98,6 +102,7 @@ impl Shared {
         }
         l.held = t.held;
         l.watched = t.watched;
+        l.readings = Arc::new(t.readings);
         l.cleanup_targets = t.cleanup_targets;
     }
 

@@ -343,11 +343,11 @@ impl Recorder {
                 st.next = self.after(&st, tick_at);
                 continue;
             }
-            let snap = self.sample(tick_at, ts);
+            let (snap, readings) = self.sample(tick_at, ts);
             self.record_finished_deliveries();
             let was_failing = st.last_write_failed;
             let written = self.write_or_hold(&mut st, snap, tick_at, ts);
-            self.publish(&st, &written, tick_at, ts);
+            self.publish(&st, &written, readings, tick_at, ts);
             self.after_write(&mut st, written, was_failing, tick_at, ts);
             st.outcome.ticks += 1;
             self.maintain(&mut st, tick_at, ts);
@@ -523,9 +523,15 @@ impl Recorder {
         ts
     }
 
-    /// Read every target (and the custom metrics pushed since the last tick); log what came and went.
-    fn sample(&mut self, tick_at: Instant, ts: i64) -> crate::model::Snapshot {
+    /// Read every target (and the custom metrics pushed since the last tick); log what came and
+    /// went. Also returns a copy of what was read from the targets, for the live endpoint.
+    fn sample(
+        &mut self,
+        tick_at: Instant,
+        ts: i64,
+    ) -> (crate::model::Snapshot, Vec<crate::model::TargetSample>) {
         let (mut snap, changes) = self.sampler.sample(tick_at, ts);
+        let readings = snap.targets.clone();
         snap.targets.extend(self.shared.take_custom());
         for key in &changes.added {
             tracing::info!(subject = %key, "watching");
@@ -544,7 +550,7 @@ impl Recorder {
                 "no process with this name yet; still looking"
             );
         }
-        snap
+        (snap, readings)
     }
 
     /// Commit now, unless ticks are gathered into fewer commits (commit_interval) and the last
@@ -599,11 +605,13 @@ impl Recorder {
         &self,
         st: &LoopState,
         written: &Result<usize, crate::store::StoreError>,
+        readings: Vec<crate::model::TargetSample>,
         tick_at: Instant,
         ts: i64,
     ) {
         self.shared.tick_done(TickReport {
             ts_ms: ts,
+            readings,
             written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
             held: st.backlog.figures(st.last_write_failed),
             took: tick_at.elapsed(),

@@ -23,8 +23,6 @@ use serde_json::{Map, Value, json};
 use crate::act::cleanup::{self, CleanupError, Level, Target, Trigger};
 use crate::analyze::analysis;
 use crate::analyze::overview::{Overview, SeriesState};
-use crate::collect::procfs::{self, Kernel};
-use crate::collect::sampler::system_sample;
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
 use crate::record::live::{Held, Shared};
 use crate::store;
@@ -342,61 +340,55 @@ fn series_json(state: &SeriesState) -> Value {
     })
 }
 
+/// The recorder's last tick as it read it (no second reading of `/proc` beside the sampler), plus
+/// the latest pushed custom metrics. Before the first tick: `ts_ms` null and nothing read.
 async fn live_metrics(State(s): State<Arc<Shared>>) -> ApiResult {
-    let (watched, custom) = {
+    let (ts_ms, readings, custom) = {
         let l = s.live();
-        (l.watched.clone(), l.custom_latest.clone())
+        (
+            l.last_tick_ms,
+            Arc::clone(&l.readings),
+            l.custom_latest.clone(),
+        )
     };
-    let body = blocking(move || {
-        let k = Kernel::get();
-        let processes: Vec<Value> = watched
-            .iter()
-            .filter_map(|key| {
-                let pid = key.pid?;
-                let st = procfs::read_stat(pid).filter(|st| !st.exited() && Some(st.start_time_ms(&k)) == key.start_time_ms)?;
-                Some(json!({
-                    "pid": pid,
-                    "name": key.name,
-                    "rss_bytes": st.rss_pages * k.page_size,
-                    "vms_bytes": st.vsize_bytes,
-                    "swap_bytes": procfs::read_swap(pid),
-                    "threads": st.threads,
-                    "fds": procfs::count_fds(pid),
-                }))
-            })
-            .collect();
-        let cgroup_keys: Vec<&str> = watched
-            .iter()
-            .filter(|k| k.kind == crate::model::Kind::Cgroup)
-            .map(|k| k.name.as_str())
-            .collect();
-        let hierarchy = (!cgroup_keys.is_empty())
-            .then(crate::collect::cgroup::Hierarchy::detect)
-            .and_then(Result::ok);
-        let host_total = procfs::read_meminfo().map(|m| m.total as f64);
-        let cgroups: Vec<Value> = cgroup_keys
-            .iter()
-            .filter_map(|name| {
-                let reading = hierarchy.as_ref()?.resolve(name).ok()?.read()?;
-                let values: Map<String, Value> = crate::collect::sampler::group_values(&reading, host_total)
-                    .iter()
-                    .map(|v| (v.metric.to_string(), json!(v.value)))
-                    .collect();
-                Some(json!({ "cgroup": name, "metrics": values }))
-            })
-            .collect();
-        let system: Map<String, Value> = system_sample()
-            .values
+    let metrics = |t: &TargetSample| -> Map<String, Value> {
+        t.values
             .iter()
             .map(|v| (v.metric.to_string(), json!(v.value)))
-            .collect();
-        let mut by_source: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        for ((source, metric), value) in custom {
-            by_source.entry(source).or_default().insert(metric, json!(value));
-        }
-        Ok(json!({ "ts_ms": now_ms(), "system": system, "processes": processes, "cgroups": cgroups, "custom": by_source }))
-    })
-    .await?;
+            .collect()
+    };
+    let of_kind = |kind: Kind| readings.iter().filter(move |t| t.key.kind == kind);
+    let system = of_kind(Kind::System)
+        .next()
+        .map(metrics)
+        .unwrap_or_default();
+    let processes: Vec<Value> = of_kind(Kind::Process)
+        .map(|t| {
+            let m = metrics(t);
+            json!({
+                "pid": t.key.pid,
+                "name": t.key.name,
+                "start_time_ms": t.key.start_time_ms,
+                "rss_bytes": m.get("rss"),
+                "vms_bytes": m.get("vms"),
+                "swap_bytes": m.get("swap"),
+                "threads": m.get("threads"),
+                "fds": m.get("fds"),
+                "metrics": m,
+            })
+        })
+        .collect();
+    let cgroups: Vec<Value> = of_kind(Kind::Cgroup)
+        .map(|t| json!({ "cgroup": t.key.name, "metrics": metrics(t) }))
+        .collect();
+    let mut by_source: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for ((source, metric), value) in custom {
+        by_source
+            .entry(source)
+            .or_default()
+            .insert(metric, json!(value));
+    }
+    let body = json!({ "ts_ms": ts_ms, "system": system, "processes": processes, "cgroups": cgroups, "custom": by_source });
     Ok(axum::Json(body).into_response())
 }
 

@@ -58,8 +58,26 @@ fn status_metrics_and_healthz_match_the_database() {
     assert_eq!(code, 200);
     let live = json(&body);
     assert_eq!(live["processes"][0]["pid"], api.child.id());
-    assert!(live["processes"][0]["rss_bytes"].as_u64().expect("rss") > 1_000_000);
+    let live_rss = live["processes"][0]["rss_bytes"].as_f64().expect("rss");
+    assert!(live_rss > 1e6, "{body}");
+    assert_eq!(
+        live["processes"][0]["metrics"]["rss"].as_f64(),
+        Some(live_rss)
+    );
     assert!(live["system"]["mem_total"].as_f64().expect("total") > 0.0);
+    // The recorder's own reading of a tick, not a second reading of /proc: the same value is
+    // stored at the same time stamp.
+    let tick = live["ts_ms"].as_i64().expect("the tick's time");
+    let stored = eventually(Duration::from_secs(10), "the tick in the database", || {
+        conn.query_row(
+            "SELECT value FROM samples JOIN series_info USING (series_id)
+              WHERE kind = 'process' AND metric = 'rss' AND ts_ms = ?1",
+            [tick],
+            |r| r.get::<_, f64>(0),
+        )
+        .ok()
+    });
+    assert_eq!(stored, live_rss);
     api.stop();
 }
 
