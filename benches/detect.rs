@@ -401,7 +401,7 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
     let conn = store.connection();
     let rules: Vec<_> = default_rules(&NotifySection::default())
         .into_iter()
-        .filter(|r| r.kind.as_deref() == Some("process"))
+        .filter(|r| r.kind == Some(memtrail::model::Kind::Process))
         .collect();
     install(conn, &rules).expect("install");
     let engine = Engine::new(rules);

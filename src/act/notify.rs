@@ -227,7 +227,7 @@ mod tests {
             event: crate::model::AlertEventKind::Firing,
             severity: "warning".into(),
             series_id: 1,
-            kind: "process".into(),
+            kind: Some(crate::model::Kind::Process),
             target: "app".into(),
             pid: Some(42),
             metric: "rss".into(),

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::analyze::analysis::{self, AnalysisError};
 use crate::config::{ConfigError, NotifySection, RuleConfig, RuleValue};
-use crate::model::{AlertEventKind, CGROUP_METRICS, Cell, PROCESS_METRICS, SYSTEM_METRICS};
+use crate::model::{AlertEventKind, CGROUP_METRICS, Cell, Kind, PROCESS_METRICS, SYSTEM_METRICS};
 use crate::store::{self, StoreError};
 use crate::units::format_value;
 use crate::units::{ByteSize, HumanDuration};
@@ -80,16 +80,16 @@ pub const ACTIONS: [&str; 4] = ["log", "webhook", "command", "cleanup"];
 pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 
 /// The kinds of target that record `metric` (first: the one a rule without `kind` means).
-pub fn kinds_of(metric: &str) -> Vec<&'static str> {
+pub fn kinds_of(metric: &str) -> Vec<Kind> {
     let mut kinds = Vec::new();
     if PROCESS_METRICS.contains(&metric) {
-        kinds.push("process");
+        kinds.push(Kind::Process);
     }
     if SYSTEM_METRICS.contains(&metric) {
-        kinds.push("system");
+        kinds.push(Kind::System);
     }
     if CGROUP_METRICS.contains(&metric) {
-        kinds.push("cgroup");
+        kinds.push(Kind::Cgroup);
     }
     kinds
 }
@@ -99,7 +99,7 @@ pub fn kinds_of(metric: &str) -> Vec<&'static str> {
 pub struct Rule {
     pub name: String,
     pub metric: String,
-    pub kind: Option<String>,
+    pub kind: Option<Kind>,
     pub target: Option<String>,
     pub pid: Option<u32>,
     pub comparison: Comparison,
@@ -128,10 +128,10 @@ fn ms(d: Duration) -> i64 {
 /// group's limit and any new OOM kill in the group.
 pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
     let actions = default_actions(notify);
-    let base = |name: &str, metric: &str, kind: &str, comparison, threshold: f64| Rule {
+    let base = |name: &str, metric: &str, kind: Kind, comparison, threshold: f64| Rule {
         name: name.into(),
         metric: metric.into(),
-        kind: Some(kind.into()),
+        kind: Some(kind),
         target: None,
         pid: None,
         comparison,
@@ -150,14 +150,14 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
         base(
             "process_rss_high",
             "rss",
-            "process",
+            Kind::Process,
             Comparison::GreaterThan,
             1024.0 * 1024.0 * 1024.0,
         ),
         base(
             "system_memory_high",
             "mem_used_percent",
-            "system",
+            Kind::System,
             Comparison::GreaterThan,
             85.0,
         ),
@@ -168,7 +168,7 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
             ..base(
                 "process_rss_growth",
                 "rss",
-                "process",
+                Kind::Process,
                 Comparison::PercentChange,
                 20.0,
             )
@@ -178,7 +178,13 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
             for_ms: 3 * 60_000,
             cooldown_ms: 60 * 60_000,
             hysteresis: 0.5,
-            ..base("process_rss_leak", "rss", "process", Comparison::Slope, 1.0)
+            ..base(
+                "process_rss_leak",
+                "rss",
+                Kind::Process,
+                Comparison::Slope,
+                1.0,
+            )
         },
         Rule {
             window_ms: 6 * 60 * 60_000,
@@ -188,7 +194,7 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
             ..base(
                 "process_rss_slow_leak",
                 "rss",
-                "process",
+                Kind::Process,
                 Comparison::Slope,
                 0.5,
             )
@@ -196,7 +202,7 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
         base(
             "cgroup_near_limit",
             "limit_percent",
-            "cgroup",
+            Kind::Cgroup,
             Comparison::GreaterThan,
             90.0,
         ),
@@ -206,7 +212,7 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
             ..base(
                 "cgroup_oom_kill",
                 "oom_kill",
-                "cgroup",
+                Kind::Cgroup,
                 Comparison::Increase,
                 0.0,
             )
@@ -324,24 +330,31 @@ fn check_rule(c: &RuleConfig, notify: &NotifySection) -> Result<Rule, String> {
 }
 
 /// The kind of target a rule's metric belongs to (`custom` when said so).
-fn rule_kind(c: &RuleConfig) -> Result<Option<String>, String> {
+fn rule_kind(c: &RuleConfig) -> Result<Option<Kind>, String> {
     let kinds = kinds_of(&c.metric);
-    Ok(match (c.kind.as_deref(), kinds.first()) {
-        (Some(k), _) if !["process", "system", "custom", "cgroup"].contains(&k) => {
-            return Err(format!(
-                "unknown kind {k:?}: use process, system, cgroup or custom"
-            ));
-        }
-        (Some("custom"), _) => Some("custom".to_string()),
+    let kind =
+        match c.kind.as_deref() {
+            Some(k) => Some(Kind::parse(k).ok_or_else(|| {
+                format!("unknown kind {k:?}: use process, system, cgroup or custom")
+            })?),
+            None => None,
+        };
+    Ok(match (kind, kinds.first()) {
+        (Some(Kind::Custom), _) => Some(Kind::Custom),
         (Some(k), Some(_)) if !kinds.contains(&k) => {
             return Err(format!(
-                "metric {:?} belongs to {} targets, not {k}",
+                "metric {:?} belongs to {} targets, not {}",
                 c.metric,
-                kinds.join(" and ")
+                kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                k.as_str()
             ));
         }
-        (Some(k), Some(_)) => Some(k.to_string()),
-        (None, Some(m)) => Some(m.to_string()),
+        (Some(k), Some(_)) => Some(k),
+        (None, Some(m)) => Some(*m),
         (_, None) => {
             return Err(format!(
                 "unknown metric {:?}: use one of {}, {}, {} (or kind = \"custom\" for an application's own metric)",
@@ -402,7 +415,8 @@ pub struct AlertEvent {
     pub event: AlertEventKind,
     pub severity: String,
     pub series_id: i64,
-    pub kind: String,
+    /// None when the series' facts could not be read.
+    pub kind: Option<Kind>,
     pub target: String,
     pub pid: Option<i64>,
     pub metric: String,
@@ -416,7 +430,7 @@ pub struct AlertEvent {
 
 /// Facts about a series the engine needs besides its values.
 struct SeriesFacts {
-    kind: String,
+    kind: Kind,
     target: String,
     pid: Option<i64>,
     metric: String,
@@ -448,7 +462,7 @@ fn series_facts(conn: &Connection) -> Result<HashMap<i64, SeriesFacts>, StoreErr
             Some((
                 t.get(r, "series_id").as_i64()?,
                 SeriesFacts {
-                    kind: t.get(r, "kind").as_str()?.to_string(),
+                    kind: Kind::parse(t.get(r, "kind").as_str()?)?,
                     target: t.get(r, "target").as_str()?.to_string(),
                     pid: t.get(r, "pid").as_i64(),
                     metric: t.get(r, "metric").as_str()?.to_string(),
@@ -474,7 +488,7 @@ pub fn install(conn: &Connection, rules: &[Rule]) -> Result<(), StoreError> {
             &[
                 ("name", Cell::Text(r.name.clone())),
                 ("metric", Cell::Text(r.metric.clone())),
-                ("kind", opt_text(&r.kind)),
+                ("kind", r.kind.map_or(Cell::Null, |k| Cell::Text(k.as_str().into()))),
                 ("target", opt_text(&r.target)),
                 ("pid", r.pid.map_or(Cell::Null, |p| Cell::Int(p as i64))),
                 ("comparison", Cell::Text(r.comparison.as_str().into())),
@@ -510,7 +524,7 @@ fn observe(
 ) -> Result<Vec<(i64, Option<f64>)>, AlertError> {
     let mut params: Vec<(&str, Cell)> = vec![("metric", Cell::Text(rule.metric.clone()))];
     if let Some(k) = &rule.kind {
-        params.push(("kind", Cell::Text(k.clone())));
+        params.push(("kind", Cell::Text(k.as_str().into())));
     }
     if let Some(t) = &rule.target {
         params.push(("target", Cell::Text(t.clone())));
@@ -756,7 +770,7 @@ fn emit(
         event,
         severity: rule.severity.clone(),
         series_id: sid,
-        kind: f.map_or(String::new(), |f| f.kind.clone()),
+        kind: f.map(|f| f.kind),
         target: f.map_or(String::new(), |f| f.target.clone()),
         pid: f.and_then(|f| f.pid),
         metric: f.map_or(rule.metric.clone(), |f| f.metric.clone()),
@@ -776,7 +790,11 @@ fn emit(
             ("rule", Cell::Text(ev.rule.clone())),
             ("sid", Cell::Int(sid)),
             ("event", Cell::Text(ev.event.as_str().into())),
-            ("kind", Cell::Text(ev.kind.clone())),
+            (
+                "kind",
+                ev.kind
+                    .map_or(Cell::Null, |k| Cell::Text(k.as_str().into())),
+            ),
             ("target", Cell::Text(ev.target.clone())),
             ("pid", ev.pid.map_or(Cell::Null, Cell::Int)),
             ("metric", Cell::Text(ev.metric.clone())),
@@ -904,8 +922,8 @@ fn cleared(rule: &Rule, v: f64, f: Option<&SeriesFacts>) -> String {
 fn no_value(rule: &Rule, f: Option<&SeriesFacts>, now_ms: i64) -> String {
     let window = window_of(rule);
     match f {
-        Some(f) if f.gone_ms.is_some_and(|g| g <= now_ms) => match f.kind.as_str() {
-            "cgroup" => "has no current value: the cgroup was removed".to_string(),
+        Some(f) if f.gone_ms.is_some_and(|g| g <= now_ms) => match f.kind {
+            Kind::Cgroup => "has no current value: the cgroup was removed".to_string(),
             _ => "has no current value: the process exited".to_string(),
         },
         _ => match rule.comparison {

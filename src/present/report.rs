@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
 use crate::analyze::overview::{self, Verdict, leading_rank};
-use crate::model::{Cell, Table};
+use crate::model::{Cell, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
 use crate::units::{format_time, format_value};
@@ -71,7 +71,7 @@ pub struct Trend {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SeriesReport {
     pub series_id: i64,
-    pub kind: String,
+    pub kind: Kind,
     pub target: String,
     pub pid: Option<i64>,
     pub metric: String,
@@ -99,7 +99,7 @@ pub struct Line {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Chart {
     pub title: String,
-    pub kind: String,
+    pub kind: Kind,
     pub target: String,
     pub pid: Option<i64>,
     pub unit: String,
@@ -172,7 +172,7 @@ fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
 fn headline_item(s: &SeriesReport) -> String {
     format!(
         "{}: {} {}",
-        who(&s.kind, &s.target, s.pid),
+        who(s.kind, &s.target, s.pid),
         s.metric,
         s.verdict.trim_start_matches("leak suspected: ")
     )
@@ -198,12 +198,12 @@ pub fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
 
 /// Which series a chart draws: a process's memory lines, the system's used memory, a cgroup's
 /// usage with the ceiling the kernel acts at; every custom metric.
-fn charted(kind: &str, metric: &str) -> bool {
+fn charted(kind: Kind, metric: &str) -> bool {
     match kind {
-        "process" => matches!(metric, "rss" | "pss" | "uss" | "tree_rss"),
-        "system" => metric == "mem_used",
-        "cgroup" => matches!(metric, "usage" | "limit" | "anon" | "file"),
-        _ => true,
+        Kind::Process => matches!(metric, "rss" | "pss" | "uss" | "tree_rss"),
+        Kind::System => metric == "mem_used",
+        Kind::Cgroup => matches!(metric, "usage" | "limit" | "anon" | "file"),
+        Kind::Custom => true,
     }
 }
 
@@ -299,7 +299,8 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         };
         jobs.push(Job::Trend(sid));
         let (kind, metric) = (span.get(r, "kind"), span.get(r, "metric"));
-        if charted(kind.as_str().unwrap_or(""), metric.as_str().unwrap_or("")) {
+        let kind = kind.as_str().and_then(Kind::parse);
+        if kind.is_some_and(|k| charted(k, metric.as_str().unwrap_or(""))) {
             jobs.push(Job::Downsample(sid));
         }
     }
@@ -378,7 +379,7 @@ fn by_job(jobs: &[Job], tables: Vec<Table>) -> (Table, BTreeMap<i64, Table>, BTr
 #[derive(Debug, Deserialize)]
 struct Summary {
     series_id: i64,
-    kind: String,
+    kind: Kind,
     target: String,
     pid: Option<i64>,
     metric: String,
@@ -539,12 +540,12 @@ fn runs_and_gaps(conn: &Connection, o: &Options) -> Result<(Vec<Row>, Vec<Gap>),
 fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i64) -> Vec<Chart> {
     let mut groups: BTreeMap<(u8, String, Option<i64>), Vec<&SeriesReport>> = BTreeMap::new();
     for s in series {
-        if charted(&s.kind, &s.metric) {
-            let order = match s.kind.as_str() {
-                "system" => 0,
-                "cgroup" => 1,
-                "process" => 2,
-                _ => 3,
+        if charted(s.kind, &s.metric) {
+            let order = match s.kind {
+                Kind::System => 0,
+                Kind::Cgroup => 1,
+                Kind::Process => 2,
+                Kind::Custom => 3,
             };
             groups
                 .entry((order, s.target.clone(), s.pid))
@@ -554,7 +555,7 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
     }
     let mut charts = Vec::new();
     for ((_, target, pid), members) in groups {
-        let kind = members[0].kind.clone();
+        let kind = members[0].kind;
         let lines = members
             .iter()
             .map(|s| Line {
@@ -577,18 +578,20 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
         let units: Vec<&str> = members.iter().map(|s| s.unit.as_str()).collect();
         let total = series
             .iter()
-            .find(|s| s.kind == "system" && s.metric == "mem_total")
+            .find(|s| s.kind == Kind::System && s.metric == "mem_total")
             .map(|s| format_bytes(s.last));
-        let title = match (kind.as_str(), pid) {
-            ("system", _) => match &total {
+        let title = match (kind, pid) {
+            (Kind::System, _) => match &total {
                 Some(t) => format!("system memory used (of {t})"),
                 None => "system memory used".to_string(),
             },
-            ("cgroup", _) => {
+            (Kind::Cgroup, _) => {
                 let last = |metric: &str| {
                     series
                         .iter()
-                        .find(|s| s.kind == "cgroup" && s.target == target && s.metric == metric)
+                        .find(|s| {
+                            s.kind == Kind::Cgroup && s.target == target && s.metric == metric
+                        })
                         .map(|s| s.last)
                 };
                 match crate::analyze::overview::LimitStatus::of(&target, last) {
@@ -708,10 +711,10 @@ fn jbytes(m: &Map<String, Value>, k: &str) -> String {
         .map_or("–".into(), format_bytes)
 }
 
-fn who(kind: &str, target: &str, pid: Option<i64>) -> String {
+fn who(kind: Kind, target: &str, pid: Option<i64>) -> String {
     match pid {
         Some(p) => format!("{kind} {target} ({p})"),
-        None if kind == target => kind.to_string(),
+        None if kind.as_str() == target => kind.to_string(),
         None => format!("{kind} {target}"),
     }
 }
@@ -758,7 +761,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            who(&s.kind, &s.target, s.pid),
+            who(s.kind, &s.target, s.pid),
             s.metric,
             v(s.last),
             v(s.min),
@@ -937,7 +940,7 @@ fn html_series(o: &mut String, r: &Report) {
         let _ = write!(
             o,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td{class}>{}</td></tr>",
-            esc(&who(&s.kind, &s.target, s.pid)),
+            esc(&who(s.kind, &s.target, s.pid)),
             esc(&s.metric),
             v(s.last),
             v(s.min),

@@ -336,12 +336,12 @@ fn cgroup_metrics_and_shared_names() {
     let r = rule(
         "metric = \"swap\"\nkind = \"cgroup\"\ncomparison = \"greater_than\"\nvalue = \"1GiB\"\n",
     );
-    assert_eq!(r.kind.as_deref(), Some("cgroup"));
+    assert_eq!(r.kind.map(|k| k.as_str()), Some("cgroup"));
     let r = rule("metric = \"swap\"\ncomparison = \"greater_than\"\nvalue = 1\n");
-    assert_eq!(r.kind.as_deref(), Some("process"));
+    assert_eq!(r.kind.map(|k| k.as_str()), Some("process"));
     let r = rule("metric = \"oom_kill\"\ncomparison = \"increase\"\nvalue = 0\n");
     assert_eq!(
-        (r.kind.as_deref(), r.comparison, r.window_ms),
+        (r.kind.map(|k| k.as_str()), r.comparison, r.window_ms),
         (Some("cgroup"), Comparison::Increase, 300_000)
     );
     let err = rules("[[rules]]\nname = \"r\"\nmetric = \"rss\"\nkind = \"cgroup\"\ncomparison = \"greater_than\"\nvalue = 1\n")
@@ -393,7 +393,7 @@ fn default_cgroup_rules_fire_near_the_limit_and_on_a_new_oom_kill() {
     );
     let rules: Vec<Rule> = default_rules(&Default::default())
         .into_iter()
-        .filter(|r| r.kind.as_deref() == Some("cgroup"))
+        .filter(|r| r.kind.map(|k| k.as_str()) == Some("cgroup"))
         .collect();
     install(h.conn(), &rules).expect("install");
     let engine = Engine::new(rules);

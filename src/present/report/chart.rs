@@ -195,7 +195,7 @@ struct Marker {
 /// The chart's markers: only its own target's (kind, name and pid), oldest first.
 fn markers(c: &Chart, r: &Report) -> Vec<Marker> {
     let own = |m: &Map<String, Value>, kind: &str| {
-        kind == c.kind
+        kind == c.kind.as_str()
             && m.get("target").and_then(Value::as_str) == Some(c.target.as_str())
             && m.get("pid").and_then(Value::as_i64) == c.pid
     };
