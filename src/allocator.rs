@@ -8,7 +8,7 @@
 /// but resident pages behind in several arenas, and a recorder's RSS under API load crept up for
 /// minutes (bench/api-rss: 16.3 -> 17.8 MiB at 4 clients). One arena shares the free lists; the
 /// recorder's threads allocate little, so the lock is uncontended. Call it before other threads start.
-pub fn limit_arenas() {
+pub(crate) fn limit_arenas() {
     // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes any positive count.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
 }
@@ -18,7 +18,7 @@ pub fn limit_arenas() {
 /// that lives on stays resident, so the RSS level stepped up by a megabyte now and then under API
 /// load (the soak saw 24.9 -> 26.2 MiB). `malloc_trim(0)` releases the free pages inside the heap
 /// too; it walks the free lists once (well under a millisecond at memtrail's size).
-pub fn release_freed() {
+pub(crate) fn release_freed() {
     // SAFETY: malloc_trim only returns free memory to the kernel; 0 keeps no padding.
     unsafe { libc::malloc_trim(0) };
 }

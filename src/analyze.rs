@@ -3,4 +3,4 @@
 pub mod alerts;
 pub mod analysis;
 pub mod backtest;
-pub mod overview;
+pub(crate) mod overview;

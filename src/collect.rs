@@ -2,5 +2,5 @@
 
 pub mod cgroup;
 pub mod import;
-pub mod procfs;
-pub mod sampler;
+pub(crate) mod procfs;
+pub(crate) mod sampler;

@@ -13,17 +13,17 @@ use serde::{Deserialize, Deserializer};
 use crate::units::{ByteSize, HumanDuration};
 
 /// The default database file, relative to the working directory (or systemd's state directory).
-pub const DEFAULT_DB: &str = "memtrail.db";
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_DB: &str = "memtrail.db";
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The commented default configuration printed by `memtrail config --default`. A test checks that
 /// it parses to exactly the built-in defaults, so the two cannot drift apart.
-pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Where the database goes when neither `--db`/`MEMTRAIL_DB` nor the config file names one: in
 /// systemd's state directory (`StateDirectory=` sets `$STATE_DIRECTORY`; the first of several)
 /// when run by systemd, else `memtrail.db` in the working directory.
-pub fn default_db() -> PathBuf {
+pub(crate) fn default_db() -> PathBuf {
     default_db_in(std::env::var_os("STATE_DIRECTORY").as_deref())
 }
 
@@ -44,10 +44,10 @@ pub enum ConfigError {
 }
 
 /// The largest config file memtrail reads (a real one is a few KiB; `--config /dev/zero` is not).
-pub const CONFIG_FILE_LIMIT: u64 = 1 << 20;
+pub(crate) const CONFIG_FILE_LIMIT: u64 = 1 << 20;
 
 /// The largest token file memtrail reads.
-pub const TOKEN_FILE_LIMIT: u64 = 4096;
+pub(crate) const TOKEN_FILE_LIMIT: u64 = 4096;
 
 /// Why `read_bounded` read nothing.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,7 @@ pub enum ReadError {
 
 /// Read a regular file of at most `limit` bytes as UTF-8. A device, FIFO or directory, or a file
 /// over the limit, is refused before it is read (a FIFO would block, `/dev/zero` never ends).
-pub fn read_bounded(path: &Path, limit: u64) -> Result<String, ReadError> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, ReadError> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
     if !meta.is_file() {
@@ -85,7 +85,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<String, ReadError> {
 
 /// A file a setting names (the database): not empty, not a directory, and a regular file if it
 /// exists (`/dev/null` or a FIFO would swallow or block the history). Refused with exit 2.
-pub fn check_file_setting(setting: &str, path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn check_file_setting(setting: &str, path: &Path) -> Result<(), ConfigError> {
     let said = |why: &str| ConfigError::Invalid(format!("`{setting}` {why}"));
     if path.as_os_str().is_empty() {
         return Err(said("is empty: name a file, e.g. memtrail.db"));
@@ -132,7 +132,7 @@ where
 /// The whole config file. Sections for cleanup and the API join this struct as they come.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub db: Option<PathBuf>,
     #[serde(default)]
     pub record: RecordPartial,
@@ -151,7 +151,7 @@ pub struct FileConfig {
 /// `[api]`: the HTTP API the recorder serves.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ApiSection {
+pub(crate) struct ApiSection {
     /// false: no API [default: true].
     pub enabled: Option<bool>,
     /// Address to listen on [default: 127.0.0.1:8181].
@@ -249,7 +249,7 @@ pub struct CleanupActionConfig {
 /// replaces a default one).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AlertsSection {
+pub(crate) struct AlertsSection {
     pub default_rules: Option<bool>,
 }
 
@@ -270,7 +270,7 @@ pub struct NotifySection {
 /// A rule's threshold as written: a number, or a string with a unit (`"1GiB"`, `"2h"`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
-pub enum RuleValue {
+pub(crate) enum RuleValue {
     Number(f64),
     Text(String),
 }
@@ -278,7 +278,7 @@ pub enum RuleValue {
 /// One `[[rules]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
+pub(crate) struct RuleConfig {
     pub name: String,
     pub metric: String,
     pub kind: Option<String>,
@@ -350,7 +350,7 @@ pub struct RecordPartial {
 
 impl RecordPartial {
     /// `over`'s values win where set.
-    pub fn overlay(self, over: RecordPartial) -> RecordPartial {
+    pub(crate) fn overlay(self, over: RecordPartial) -> RecordPartial {
         RecordPartial {
             interval: over.interval.or(self.interval),
             retention: over.retention.or(self.retention),
@@ -391,7 +391,7 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub fn explicit(&self) -> bool {
+    pub(crate) fn explicit(&self) -> bool {
         !self.pids.is_empty()
             || !self.names.is_empty()
             || !self.cgroups.is_empty()

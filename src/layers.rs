@@ -4,7 +4,7 @@
 //! everything before its `#[cfg(test)]` may not.
 
 /// Each layer's top-level modules: a stage folder (`collect/`, ...) is one module, its files its own.
-pub const LAYERS: &[(&str, &[&str])] = &[
+const LAYERS: &[(&str, &[&str])] = &[
     ("base", &["allocator", "logsink", "model", "units"]),
     ("config", &["config"]),
     ("collect", &["collect"]),

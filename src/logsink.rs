@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Log lines (or parts of them) that could not be written since the process started.
-pub fn dropped_lines() -> u64 {
+pub(crate) fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
 /// A `tracing_subscriber` writer for stderr that drops what it cannot write.
 #[derive(Clone, Copy, Default)]
-pub struct Stderr;
+pub(crate) struct Stderr;
 
 impl Write for Stderr {
     /// One log line (tracing-subscriber writes each event whole), its control characters escaped.

@@ -107,7 +107,7 @@ impl Value {
 
 /// Everything read from one target in one tick.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TargetSample {
+pub(crate) struct TargetSample {
     pub key: TargetKey,
     pub cmdline: String,
     pub values: Vec<Value>,
@@ -115,7 +115,7 @@ pub struct TargetSample {
 
 /// One tick's readings, all stamped with the same time.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub ts_ms: i64,
     pub targets: Vec<TargetSample>,
     /// Targets seen to exit since the previous tick.
@@ -123,7 +123,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn value_count(&self) -> usize {
+    pub(crate) fn value_count(&self) -> usize {
         self.targets.iter().map(|t| t.values.len()).sum()
     }
 }
@@ -169,7 +169,7 @@ pub struct Table {
 }
 
 /// Where query rows go as they are read: a `Table` keeps them; an output writes them at once.
-pub trait Rows {
+pub(crate) trait Rows {
     fn columns(&mut self, names: &[String]) -> std::io::Result<()>;
     fn row(&mut self, cells: Vec<Cell>) -> std::io::Result<()>;
 }
@@ -186,12 +186,12 @@ impl Rows for Table {
 }
 
 impl Table {
-    pub fn column(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
 
     /// Every row as a JSON object of column name to value, in column order.
-    pub fn json_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    pub(crate) fn json_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
         self.rows
             .iter()
             .map(|r| {
@@ -206,7 +206,9 @@ impl Table {
 
     /// Every row as a typed value, by column name (the result columns a query's header names):
     /// the one way query rows cross into Rust, so a renamed column fails here, loudly.
-    pub fn typed_rows<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, serde_json::Error> {
+    pub(crate) fn typed_rows<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<T>, serde_json::Error> {
         self.json_rows()
             .into_iter()
             .map(|row| serde_json::from_value(serde_json::Value::Object(row)))
@@ -223,7 +225,7 @@ impl Table {
 }
 
 /// Metrics memtrail records itself, with the kind of target that has them.
-pub const PROCESS_METRICS: [&str; 13] = [
+pub(crate) const PROCESS_METRICS: [&str; 13] = [
     "rss",
     "vms",
     "swap",
@@ -238,7 +240,7 @@ pub const PROCESS_METRICS: [&str; 13] = [
     "tree_fds",
     "tree_procs",
 ];
-pub const SYSTEM_METRICS: [&str; 8] = [
+pub(crate) const SYSTEM_METRICS: [&str; 8] = [
     "mem_total",
     "mem_available",
     "mem_used",
@@ -248,7 +250,7 @@ pub const SYSTEM_METRICS: [&str; 8] = [
     "pressure_some_avg10",
     "pressure_full_avg10",
 ];
-pub const CGROUP_METRICS: [&str; 16] = [
+pub(crate) const CGROUP_METRICS: [&str; 16] = [
     "usage",
     "limit",
     "limit_percent",
@@ -279,7 +281,7 @@ pub struct ImportedSeries {
 
 /// The outcome of one alert delivery (a webhook or a command), as `notifications` records it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub alert_id: i64,
     pub ts_ms: i64,
     pub channel: &'static str,
@@ -289,7 +291,7 @@ pub struct Delivery {
 }
 
 /// Names: a letter or underscore, then letters, digits, `_`, `.`, `:` or `-`; at most 64 bytes.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
         && chars
@@ -299,11 +301,11 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// The longest target (series) name memtrail takes from a file or a push, in bytes.
-pub const MAX_TARGET_NAME: usize = 256;
+pub(crate) const MAX_TARGET_NAME: usize = 256;
 
 /// A target's name as a file gives it: not empty, at most `MAX_TARGET_NAME` bytes, no control
 /// characters (process names may hold spaces, slashes and colons).
-pub fn valid_target_name(name: &str) -> bool {
+pub(crate) fn valid_target_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_TARGET_NAME && !name.chars().any(char::is_control)
 }
 

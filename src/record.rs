@@ -2,5 +2,5 @@
 
 pub mod live;
 pub mod recorder;
-pub mod settings;
+pub(crate) mod settings;
 pub mod spool;

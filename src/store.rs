@@ -21,7 +21,7 @@ mod embedded {
 
 /// The named read queries, kept in `queries/*.sql`. One test prepares each against a freshly
 /// migrated database, so a query that no longer matches the schema fails `cargo test`.
-pub const QUERIES: &[(&str, &str)] = &[
+pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("latest", include_str!("../queries/latest.sql")),
     ("threshold", include_str!("../queries/threshold.sql")),
     (
@@ -45,7 +45,7 @@ pub const QUERIES: &[(&str, &str)] = &[
 
 /// The schema version of this build: its newest migration's, which is also how many it carries
 /// (one per version, each applied once per database; build.rs reads it from `migrations/`).
-pub fn migration_count() -> usize {
+pub(crate) fn migration_count() -> usize {
     env!("MEMTRAIL_SCHEMA_VERSION").parse().unwrap_or(0)
 }
 
@@ -83,7 +83,7 @@ pub fn query_table<S: AsRef<str>>(
 
 /// Run `sql` and hand its column names, then each row as it comes, to `sink` (nothing is held
 /// here: a ten-million-row result costs one row of memory). A sink's error stops it.
-pub fn for_each_row<S: AsRef<str>>(
+pub(crate) fn for_each_row<S: AsRef<str>>(
     conn: &Connection,
     sql: &str,
     params: &[(S, Cell)],
@@ -131,7 +131,7 @@ fn bind_named<S: AsRef<str>>(
 }
 
 /// A transaction on a shared connection, for modules that write derived tables (alerts).
-pub struct Tx<'c> {
+pub(crate) struct Tx<'c> {
     tx: rusqlite::Transaction<'c>,
 }
 
@@ -155,7 +155,7 @@ impl<'c> Tx<'c> {
     }
 
     /// Run an INSERT; returns the new row's id.
-    pub fn exec_insert(&self, sql: &str, params: &[(&str, Cell)]) -> Result<i64> {
+    pub(crate) fn exec_insert(&self, sql: &str, params: &[(&str, Cell)]) -> Result<i64> {
         self.exec(sql, params)?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -172,8 +172,10 @@ impl std::ops::Deref for Tx<'_> {
     }
 }
 
-/// The parameter names (without the colon) a statement uses.
-pub fn statement_parameters(conn: &Connection, sql: &str) -> Result<Vec<String>> {
+/// The parameter names (without the colon) a statement uses (the catalog's tests check each
+/// header against them).
+#[cfg(test)]
+pub(crate) fn statement_parameters(conn: &Connection, sql: &str) -> Result<Vec<String>> {
     let stmt = conn.prepare(sql).map_err(ctx("preparing the query"))?;
     Ok((1..=stmt.parameter_count())
         .filter_map(|i| stmt.parameter_name(i))
@@ -283,18 +285,18 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Holds an exclusive lock on `<db>.lock` for as long as a recorder writes to `<db>`.
 #[derive(Debug)]
-pub struct RecorderLock {
+pub(crate) struct RecorderLock {
     _file: File,
 }
 
 impl RecorderLock {
-    pub fn lock_path(db: &Path) -> PathBuf {
+    pub(crate) fn lock_path(db: &Path) -> PathBuf {
         let mut name = db.as_os_str().to_owned();
         name.push(".lock");
         PathBuf::from(name)
     }
 
-    pub fn acquire(db: &Path) -> Result<RecorderLock> {
+    pub(crate) fn acquire(db: &Path) -> Result<RecorderLock> {
         let path = Self::lock_path(db);
         let mut file = OpenOptions::new()
             .read(true)
@@ -339,7 +341,7 @@ impl RecorderLock {
 
 /// Facts about a recorder run, written to `runs` when it starts.
 #[derive(Debug, Clone)]
-pub struct RunInfo {
+pub(crate) struct RunInfo {
     pub started_ms: i64,
     pub interval_ms: i64,
     pub retention_ms: i64,
@@ -349,7 +351,7 @@ pub struct RunInfo {
 
 /// What one prune pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     pub samples: usize,
     pub targets: usize,
 }
@@ -367,7 +369,7 @@ pub struct Imported {
 }
 
 /// A cleanup about to start (see `Store::claim_cleanup`).
-pub struct Claim<'a> {
+pub(crate) struct Claim<'a> {
     pub trigger: &'a str,
     pub rule: Option<&'a str>,
     pub level: &'a str,
@@ -381,14 +383,14 @@ pub struct Claim<'a> {
 
 /// The open cleanup that holds a claim.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Busy {
+pub(crate) struct Busy {
     pub run_id: i64,
     pub trigger: String,
     pub started_ms: i64,
 }
 
 /// A cleanup's result.
-pub struct Finish<'a> {
+pub(crate) struct Finish<'a> {
     pub id: i64,
     pub ended_ms: i64,
     pub outcome: &'a str,
@@ -499,7 +501,7 @@ impl Store {
 /// How long the check a writer makes when it opens a database may take: `PRAGMA quick_check`
 /// reads every page (about 1 s per GiB here), so a larger file is checked only as far as this
 /// allows, and `memtrail check` checks it whole.
-pub const START_CHECK_BUDGET: Duration = Duration::from_secs(2);
+pub(crate) const START_CHECK_BUDGET: Duration = Duration::from_secs(2);
 
 /// What a damage check found.
 #[derive(Debug, PartialEq)]
@@ -582,7 +584,7 @@ impl Store {
     }
 
     /// The newest tick an earlier run recorded (its last tick, or its start), if any.
-    pub fn newest_tick_ms(&self) -> Result<Option<i64>> {
+    pub(crate) fn newest_tick_ms(&self) -> Result<Option<i64>> {
         self.conn
             .query_row(
                 "SELECT max(coalesce(last_tick_ms, started_ms)) FROM runs",
@@ -593,14 +595,14 @@ impl Store {
     }
 
     /// How long a write waits for another connection's lock before it fails (SQLITE_BUSY).
-    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
+    pub(crate) fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
         self.conn
             .busy_timeout(timeout)
             .map_err(ctx("setting the busy timeout"))
     }
 
     /// Close runs a crashed recorder left open (we hold the lock, so none is live), then start ours.
-    pub fn begin_run(&mut self, info: &RunInfo) -> Result<i64> {
+    pub(crate) fn begin_run(&mut self, info: &RunInfo) -> Result<i64> {
         self.ids.tick_written_ms = None;
         self.last_tick_ms = None;
         self.conn
@@ -629,7 +631,7 @@ impl Store {
     }
 
     /// Set a run's last tick (written at most once a second while recording).
-    pub fn mark_last_tick(&mut self, run_id: i64, ts_ms: i64) -> Result<()> {
+    pub(crate) fn mark_last_tick(&mut self, run_id: i64, ts_ms: i64) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE runs SET last_tick_ms = max(coalesce(last_tick_ms, ?2), ?2) WHERE id = ?1",
@@ -640,7 +642,7 @@ impl Store {
     }
 
     /// The run a crashed recorder left open (the newest), if any.
-    pub fn open_run(&self) -> Result<Option<i64>> {
+    pub(crate) fn open_run(&self) -> Result<Option<i64>> {
         self.conn
             .query_row(
                 "SELECT max(id) FROM runs WHERE stopped_ms IS NULL",
@@ -650,7 +652,7 @@ impl Store {
             .map_err(ctx("looking for a run left open"))
     }
 
-    pub fn end_run(&mut self, run_id: i64, stopped_ms: i64, reason: &str) -> Result<()> {
+    pub(crate) fn end_run(&mut self, run_id: i64, stopped_ms: i64, reason: &str) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE runs SET stopped_ms = ?2, stop_reason = ?3,
@@ -662,13 +664,14 @@ impl Store {
     }
 
     /// Write one tick in one transaction. Returns the number of samples written.
-    pub fn write_tick(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
+    #[cfg(test)]
+    pub(crate) fn write_tick(&mut self, run_id: i64, snap: &Snapshot) -> Result<usize> {
         self.write_ticks(run_id, std::slice::from_ref(snap))
     }
 
     /// Write ticks (oldest first) in one transaction: all of them or, on an error, none.
     /// Returns the number of samples written.
-    pub fn write_ticks(&mut self, run_id: i64, snaps: &[Snapshot]) -> Result<usize> {
+    pub(crate) fn write_ticks(&mut self, run_id: i64, snaps: &[Snapshot]) -> Result<usize> {
         let result = self.write_ticks_inner(run_id, snaps);
         if result.is_ok() {
             if let Some(last) = snaps.last() {
@@ -705,7 +708,7 @@ impl Store {
 
     /// Delete at most `budget` samples older than `cutoff_ms`, oldest first, series by series, so
     /// a prune never holds the write lock for long; then drop targets with nothing left.
-    pub fn prune(&mut self, cutoff_ms: i64, budget: usize) -> Result<Pruned> {
+    pub(crate) fn prune(&mut self, cutoff_ms: i64, budget: usize) -> Result<Pruned> {
         let mut pruned = Pruned::default();
         let tx = self.conn.transaction().map_err(ctx("starting a prune"))?;
         let stale: Vec<i64> = tx
@@ -759,7 +762,7 @@ impl Store {
     /// Hand free pages back to the file system when more than a quarter of the file is free
     /// (after a retention change or many short-lived targets). In steady state freed pages are
     /// simply reused by new samples, which is what keeps the file from growing.
-    pub fn maybe_vacuum(&mut self) -> Result<u64> {
+    pub(crate) fn maybe_vacuum(&mut self) -> Result<u64> {
         let (total, free) = self.page_stats()?;
         if free > 256 && free * 4 > total {
             self.conn
@@ -771,7 +774,10 @@ impl Store {
     }
 
     /// Record the outcome of alert deliveries (webhook, command).
-    pub fn record_deliveries(&mut self, deliveries: &[crate::model::Delivery]) -> Result<()> {
+    pub(crate) fn record_deliveries(
+        &mut self,
+        deliveries: &[crate::model::Delivery],
+    ) -> Result<()> {
         let tx = self
             .conn
             .transaction()
@@ -849,7 +855,7 @@ impl Store {
     /// Claim a process for a cleanup: in one IMMEDIATE transaction (so two processes cannot both
     /// win), refuse when an open run of the same process exists, close a stale one as abandoned,
     /// and insert the open row. Returns the new run's id and start, or who holds the claim.
-    pub fn claim_cleanup(
+    pub(crate) fn claim_cleanup(
         &mut self,
         c: &Claim<'_>,
     ) -> Result<std::result::Result<(i64, i64), Busy>> {
@@ -893,7 +899,7 @@ impl Store {
         Ok(Ok((id, now)))
     }
 
-    pub fn finish_cleanup(&mut self, f: &Finish<'_>) -> Result<()> {
+    pub(crate) fn finish_cleanup(&mut self, f: &Finish<'_>) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE cleanup_runs SET ended_ms = ?2, outcome = ?3, exit_code = ?4, http_status = ?5,
@@ -1075,7 +1081,7 @@ fn series_id(
 
 /// Open an existing memtrail database read-only (ad-hoc and status queries). Never creates the
 /// file, never writes, and does not block the recorder (WAL readers do not take the write lock).
-pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     upgrade_if_behind(path, busy_timeout)?;
     open_read_only(path, busy_timeout, true)
 }
@@ -1099,7 +1105,7 @@ fn upgrade_if_behind(path: &Path, busy_timeout: Duration) -> Result<()> {
 
 /// A read-only connection on which TEMP tables may still be written (for backtests): the
 /// database file itself is opened with SQLITE_OPEN_READ_ONLY.
-pub fn open_scratch(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+pub(crate) fn open_scratch(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     upgrade_if_behind(path, busy_timeout)?;
     open_read_only(path, busy_timeout, false)
 }
@@ -1193,7 +1199,7 @@ fn open_read_only_as(
 
 /// Why an ad-hoc statement was not run.
 #[derive(Debug, thiserror::Error)]
-pub enum AdHocError {
+pub(crate) enum AdHocError {
     #[error("SQL error: {0}")]
     Invalid(String),
     #[error(
@@ -1214,7 +1220,7 @@ pub enum AdHocError {
 /// Run one ad-hoc statement on a read-only connection: anything that would write is refused
 /// before it runs, and the connection is read-only and `query_only` besides. It is stopped once
 /// it has run for `limit` (SQLite's progress handler, checked every few thousand VM steps).
-pub fn adhoc_query(
+pub(crate) fn adhoc_query(
     conn: &mut Connection,
     sql: &str,
     limit: Duration,
@@ -1255,7 +1261,7 @@ fn adhoc_query_unlimited(
 
 /// Shadow the alert tables with empty TEMP copies (same definitions, read from the schema), so
 /// the alert engine can run unchanged on a read-only connection without touching the file.
-pub fn scratch_alert_tables(conn: &Connection) -> Result<()> {
+pub(crate) fn scratch_alert_tables(conn: &Connection) -> Result<()> {
     let ddl: Vec<(String, String)> = conn
         .prepare(
             "SELECT type, sql FROM main.sqlite_master
@@ -1279,7 +1285,7 @@ pub fn scratch_alert_tables(conn: &Connection) -> Result<()> {
 
 /// One row of the `status` query.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SeriesStatus {
+pub(crate) struct SeriesStatus {
     pub series_id: i64,
     pub kind: Kind,
     pub target: String,
@@ -1294,7 +1300,11 @@ pub struct SeriesStatus {
     pub samples: i64,
 }
 
-pub fn series_status(conn: &Connection, now_ms: i64, window_ms: i64) -> Result<Vec<SeriesStatus>> {
+pub(crate) fn series_status(
+    conn: &Connection,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<Vec<SeriesStatus>> {
     let mut stmt = conn
         .prepare(include_str!("../queries/status.sql"))
         .map_err(ctx("preparing the status query"))?;
@@ -1332,7 +1342,7 @@ pub fn series_status(conn: &Connection, now_ms: i64, window_ms: i64) -> Result<V
 
 /// The newest recorder run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct RunStatus {
+pub(crate) struct RunStatus {
     pub id: i64,
     pub started_ms: i64,
     pub stopped_ms: Option<i64>,
@@ -1344,7 +1354,7 @@ pub struct RunStatus {
     pub version: String,
 }
 
-pub fn last_run(conn: &Connection) -> Result<Option<RunStatus>> {
+pub(crate) fn last_run(conn: &Connection) -> Result<Option<RunStatus>> {
     conn.query_row(
         "SELECT id, started_ms, stopped_ms, last_tick_ms, stop_reason, pid, interval_ms, host, version
          FROM runs ORDER BY id DESC LIMIT 1",

@@ -134,7 +134,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// A long duration for people, to two units: `11d 6h`, `3h 20m`, `3m 34s`, `45m`, `30s`.
-pub fn format_duration_rough(secs: f64) -> String {
+pub(crate) fn format_duration_rough(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
     match (d, h, m) {
@@ -149,7 +149,7 @@ pub fn format_duration_rough(secs: f64) -> String {
 }
 
 /// Bytes for people: `1.5 GiB`, `312.0 MiB`, `812 B`.
-pub fn format_bytes(bytes: f64) -> String {
+pub(crate) fn format_bytes(bytes: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes;
     let mut unit = 0;
@@ -170,14 +170,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// A time as memtrail prints it: `2026-12-01 20:10:26 UTC`.
-pub fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
 /// A value in its unit, for people: bytes as `1.5 GiB`, percent with two decimals.
-pub fn format_value(unit: &str, v: f64) -> String {
+pub(crate) fn format_value(unit: &str, v: f64) -> String {
     match unit {
         "bytes" => format_bytes(v),
         "percent" => format!("{v:.2} %"),
@@ -187,13 +187,13 @@ pub fn format_value(unit: &str, v: f64) -> String {
 }
 
 /// The time forms every time input takes, for error messages.
-pub const TIME_FORMS: &str = "RFC 3339 (2026-12-01T20:10:26Z, any offset), YYYY-MM-DD, \
+pub(crate) const TIME_FORMS: &str = "RFC 3339 (2026-12-01T20:10:26Z, any offset), YYYY-MM-DD, \
      YYYY-MM-DD HH:MM[:SS] (UTC unless an offset follows), memtrail's own form \
      (2026-12-01 20:10:26 UTC), Unix seconds or ms, or relative (now, -2h, 2h ago)";
 
 /// A point in time written by a person, as Unix ms: an absolute time (see `parse_instant`), or
 /// one relative to `now_ms`: `now`, `-2h`, `now-2h`, `2h ago`.
-pub fn parse_time(text: &str, now_ms: i64) -> Option<i64> {
+pub(crate) fn parse_time(text: &str, now_ms: i64) -> Option<i64> {
     let s = text.trim();
     if s.eq_ignore_ascii_case("now") {
         return Some(now_ms);
@@ -212,7 +212,7 @@ pub fn parse_time(text: &str, now_ms: i64) -> Option<i64> {
 /// An absolute point in time, as Unix ms: Unix ms (an integer from 10^11 up) or seconds (with a
 /// fraction, too); RFC 3339 with any offset; `YYYY-MM-DD` (midnight UTC); `YYYY-MM-DD HH:MM[:SS]`
 /// with `T` or a space, UTC unless an offset follows; memtrail's printed `... UTC`.
-pub fn parse_instant(text: &str) -> Option<i64> {
+pub(crate) fn parse_instant(text: &str) -> Option<i64> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime};
     let s = text.trim();
     if let Ok(i) = s.parse::<i64>() {

@@ -36,7 +36,7 @@ impl Level {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     Periodic,
     Manual,
     Alert(String),
@@ -73,7 +73,7 @@ pub struct Action {
 }
 
 impl Action {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.kind {
             ActionKind::Signal(_, name) => format!("signal {name}"),
             ActionKind::Command(c) => format!("command {c}"),
@@ -189,7 +189,7 @@ impl CleanupSettings {
     }
 
     /// The actions a cleanup of this level runs: normal ones, or all of them when aggressive.
-    pub fn actions_for(&self, level: Level) -> Vec<&Action> {
+    pub(crate) fn actions_for(&self, level: Level) -> Vec<&Action> {
         self.actions
             .iter()
             .filter(|a| level == Level::Aggressive || a.level == Level::Normal)
@@ -206,7 +206,7 @@ impl CleanupSettings {
 
 /// A process to clean up, by identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
+pub(crate) struct Target {
     pub pid: u32,
     pub start_time_ms: i64,
     pub name: String,
@@ -214,7 +214,7 @@ pub struct Target {
 
 impl Target {
     /// The process with this pid now, if it exists.
-    pub fn of_pid(pid: u32) -> Option<Target> {
+    pub(crate) fn of_pid(pid: u32) -> Option<Target> {
         let s = procfs::read_stat(pid).filter(|s| !s.exited())?;
         Some(Target {
             pid,
@@ -248,7 +248,7 @@ impl Target {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CleanupError {
+pub(crate) enum CleanupError {
     #[error(
         "a cleanup of {target} (pid {pid}) is already running (run {run_id}, {trigger}, started {since}); nothing new was recorded"
     )]
@@ -269,7 +269,7 @@ pub enum CleanupError {
 
 /// One action's result, as stored in `cleanup_runs.output`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ActionResult {
+pub(crate) struct ActionResult {
     pub action: String,
     pub outcome: &'static str,
     pub exit_code: Option<i32>,
@@ -460,7 +460,7 @@ pub fn run(
 }
 
 /// Runs cleanups on worker threads for the recorder, so a slow action never delays a tick.
-pub struct Cleaner {
+pub(crate) struct Cleaner {
     db: PathBuf,
     pub settings: CleanupSettings,
     running: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -510,7 +510,7 @@ impl Cleaner {
     }
 }
 
-pub fn log_run(r: &Run) {
+pub(crate) fn log_run(r: &Run) {
     let mib = |b: Option<u64>| b.map_or("?".into(), |b| crate::units::format_bytes(b as f64));
     let freed = r
         .freed_bytes

@@ -9,10 +9,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How much of a command's output (or a response body) is kept.
-pub const OUTPUT_LIMIT: usize = 4096;
+pub(crate) const OUTPUT_LIMIT: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum ShellOutcome {
+pub(crate) enum ShellOutcome {
     Exited(ExitStatus),
     TimedOut,
     /// `sh` itself could not be started.
@@ -20,7 +20,7 @@ pub enum ShellOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ShellResult {
+pub(crate) struct ShellResult {
     pub outcome: ShellOutcome,
     /// stdout then stderr, trimmed and truncated to OUTPUT_LIMIT.
     pub output: String,
@@ -97,7 +97,7 @@ pub fn shell(cmd: &str, env: &[(&str, String)], timeout: Duration) -> ShellResul
 }
 
 /// POST a JSON body. `Ok((status, body))` for any HTTP answer; `Err` when none came.
-pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub(crate) fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
@@ -114,7 +114,7 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(u16, Strin
     }
 }
 
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -12,7 +12,7 @@ use crate::analyze::alerts::AlertEvent;
 use crate::config::NotifySection;
 use crate::model::Delivery;
 
-pub struct Notifier {
+pub(crate) struct Notifier {
     /// One queue per configured channel, each drained by a thread of its own.
     channels: Vec<Sender<AlertEvent>>,
     results: Receiver<Delivery>,
@@ -83,7 +83,7 @@ impl Notifier {
     }
 
     /// Outcomes finished since the last call.
-    pub fn finished(&self) -> Vec<Delivery> {
+    pub(crate) fn finished(&self) -> Vec<Delivery> {
         self.results.try_iter().collect()
     }
 

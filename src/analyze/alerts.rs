@@ -76,11 +76,11 @@ impl Comparison {
     }
 }
 
-pub const ACTIONS: [&str; 4] = ["log", "webhook", "command", "cleanup"];
-pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+pub(crate) const ACTIONS: [&str; 4] = ["log", "webhook", "command", "cleanup"];
+pub(crate) const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 
 /// The kinds of target that record `metric` (first: the one a rule without `kind` means).
-pub fn kinds_of(metric: &str) -> Vec<Kind> {
+pub(crate) fn kinds_of(metric: &str) -> Vec<Kind> {
     let mut kinds = Vec::new();
     if PROCESS_METRICS.contains(&metric) {
         kinds.push(Kind::Process);
@@ -232,7 +232,7 @@ fn default_actions(notify: &NotifySection) -> Vec<String> {
 }
 
 /// Check the `[[rules]]` of a config file and merge them with the defaults.
-pub fn build_rules(
+pub(crate) fn build_rules(
     configs: &[RuleConfig],
     use_defaults: bool,
     notify: &NotifySection,
@@ -580,7 +580,7 @@ fn observe(
 /// points a long tick or a clock step skipped are not made up. The recorder and `backtest` share
 /// it, so a replay evaluates at the ticks the live recorder did.
 #[derive(Debug, Clone)]
-pub struct EvaluationGrid {
+pub(crate) struct EvaluationGrid {
     every_ms: i64,
     slack_ms: i64,
     next_ms: Option<i64>,

@@ -136,7 +136,7 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// Every named query with its header parsed, once per process (rules run them at every evaluation).
-pub fn catalog() -> &'static [NamedQuery] {
+pub(crate) fn catalog() -> &'static [NamedQuery] {
     static CATALOG: std::sync::OnceLock<Vec<NamedQuery>> = std::sync::OnceLock::new();
     CATALOG.get_or_init(|| {
         store::QUERIES
@@ -156,7 +156,7 @@ pub fn find(name: &str) -> Result<&'static NamedQuery, AnalysisError> {
 }
 
 /// Read the summary (first line, after `-- name:`) and the `--   :param = default  doc` lines.
-pub fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery {
+pub(crate) fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery {
     let mut summary = String::new();
     let mut params = Vec::new();
     for line in sql.lines().take_while(|l| l.starts_with("--")) {
@@ -213,7 +213,7 @@ fn literal(text: &str) -> Cell {
 
 /// A parameter value written by a person, read as its declared kind; `NULL` clears any parameter.
 /// `None` when the text is not of that kind.
-pub fn parse_value(kind: Kind, text: &str, now_ms: i64) -> Option<Cell> {
+pub(crate) fn parse_value(kind: Kind, text: &str, now_ms: i64) -> Option<Cell> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("null") {
         return Some(Cell::Null);
@@ -278,7 +278,7 @@ impl NamedQuery {
     }
 
     /// Parse `NAME=VALUE` texts (from `--param`) into values for this query.
-    pub fn parse_params(
+    pub(crate) fn parse_params(
         &self,
         texts: &[String],
         now_ms: i64,

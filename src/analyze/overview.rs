@@ -76,7 +76,7 @@ pub struct Trend {
 
 impl Trend {
     /// The `trend` query's rows, by series.
-    pub fn by_series(table: &Table) -> Result<BTreeMap<i64, Trend>, AnalysisError> {
+    pub(crate) fn by_series(table: &Table) -> Result<BTreeMap<i64, Trend>, AnalysisError> {
         let rows: Vec<Trend> = table.typed_rows().map_err(|e| AnalysisError::Rows {
             query: "trend".into(),
             source: e,
@@ -85,7 +85,7 @@ impl Trend {
     }
 
     /// A slope bound as a percentage of the level per hour.
-    pub fn pct_of_mean(&self, slope: Option<f64>) -> Option<f64> {
+    pub(crate) fn pct_of_mean(&self, slope: Option<f64>) -> Option<f64> {
         let mean = self.mean.filter(|m| *m != 0.0)?;
         Some(slope? * 100.0 / mean.abs())
     }
@@ -132,12 +132,12 @@ impl Trend {
 }
 
 /// The words for a series without a trend row at all.
-pub const NO_VERDICT: &str = "not enough data for a verdict";
+pub(crate) const NO_VERDICT: &str = "not enough data for a verdict";
 
 /// A cgroup's usage against its memory limit. A group without a limit of its own (`max`) is
 /// measured against the host's memory, and `own_limit` is false to say so.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LimitStatus {
+pub(crate) struct LimitStatus {
     pub target: String,
     pub usage: f64,
     pub limit: Option<f64>,
@@ -198,7 +198,7 @@ fn limits_of(series: &[SeriesStatus]) -> Vec<LimitStatus> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RecorderState {
+pub(crate) struct RecorderState {
     /// The newest run is open and its process is alive.
     pub running: bool,
     #[serde(flatten)]
@@ -214,7 +214,7 @@ fn pid_alive(pid: u32) -> bool {
 /// A rule's state on one series (a row of the `rule_states` query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RuleStateKind {
+pub(crate) enum RuleStateKind {
     Ok,
     Pending,
     Firing,
@@ -223,7 +223,7 @@ pub enum RuleStateKind {
 
 /// A rule that watches no series yet has one row, its series columns NULL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleState {
+pub(crate) struct RuleState {
     pub rule: String,
     pub severity: String,
     pub comparison: String,
@@ -242,7 +242,7 @@ pub struct RuleState {
 
 /// A cleanup run (a row of the `cleanups` query).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CleanupRun {
+pub(crate) struct CleanupRun {
     pub id: i64,
     pub trigger: String,
     pub rule: Option<String>,
@@ -264,7 +264,7 @@ pub struct CleanupRun {
 
 /// How much history the file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct History {
+pub(crate) struct History {
     pub rows: i64,
     pub oldest_ms: Option<i64>,
     pub newest_ms: Option<i64>,
@@ -273,7 +273,7 @@ pub struct History {
 
 /// A series' latest state: its figures over the window, its trend verdict, its recent growth.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeriesState {
+pub(crate) struct SeriesState {
     #[serde(flatten)]
     pub status: SeriesStatus,
     pub trend: Option<Trend>,
@@ -285,7 +285,7 @@ pub struct SeriesState {
 
 /// Everything a status reader shows, from one pass over the database.
 #[derive(Debug, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     pub database: String,
     pub generated_ms: i64,
     pub window_ms: i64,
@@ -315,7 +315,7 @@ const HISTORY_SQL: &str = "SELECT (SELECT count(*) FROM samples) AS rows,
 impl Overview {
     /// Every series' state as of `now` (min/max over `window_ms`), with the rules' states, the
     /// newest cleanup and the history's size. The recorder is left for the caller to say.
-    pub fn gather(
+    pub(crate) fn gather(
         conn: &Connection,
         database: &str,
         now: i64,
@@ -381,7 +381,7 @@ pub fn collect(db: &Path, window: Duration) -> Result<Overview, AnalysisError> {
 
 /// The metric that speaks for a target in a headline, first of the ones it has: what a process,
 /// the system or a cgroup holds in memory before what it merely maps.
-pub fn leading_rank(metric: &str) -> usize {
+pub(crate) fn leading_rank(metric: &str) -> usize {
     const ORDER: [&str; 9] = [
         "rss", "tree_rss", "pss", "uss", "mem_used", "usage", "anon", "vms", "tree_vms",
     ];
@@ -392,7 +392,7 @@ pub fn leading_rank(metric: &str) -> usize {
 }
 
 /// Series with a leak verdict, one per target: its leading leaking metric.
-pub fn leading_leaks(series: &[SeriesState]) -> Vec<&SeriesState> {
+pub(crate) fn leading_leaks(series: &[SeriesState]) -> Vec<&SeriesState> {
     let mut best: BTreeMap<(Kind, &str, Option<u32>), &SeriesState> = BTreeMap::new();
     for s in series
         .iter()

@@ -67,7 +67,7 @@ use crate::units::{ByteSize, HumanDuration};
     about = "Record process and system memory into SQLite and catch leaks early",
     after_help = "Examples:\n  memtrail record --name postgres --interval 1s\n  memtrail record -- python app.py\n  memtrail status --db /var/lib/memtrail/memtrail.db\n\nExit codes:\n  0  ok (a recorder stopped by SIGINT/SIGTERM or --duration too)\n  1  runtime failure (database, lock, I/O)\n  2  usage or config error\n  N  record -- CMD: the command's own exit code"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// More log output (-v debug, -vv trace). Also MEMTRAIL_LOG=debug.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -191,7 +191,7 @@ fn time_arg(name: &str, value: &Option<String>) -> Result<Option<i64>, UsageErro
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -199,7 +199,7 @@ pub enum Format {
 /// An error in how memtrail was called (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// Parse, run, and turn the result into an exit code. Errors are printed once, here.
 pub fn main() -> ExitCode {

@@ -67,7 +67,7 @@ pub struct Hierarchy {
 
 /// A group to read: its path in the hierarchy (the target's name) and its directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     pub name: String,
     pub dir: PathBuf,
     pub version: Version,
@@ -88,7 +88,10 @@ impl Hierarchy {
 
     /// Pick the hierarchy from /proc/self/mountinfo; `v2_has_memory` says whether a cgroup2 mount
     /// offers the memory controller.
-    pub fn from_mountinfo(text: &str, v2_has_memory: impl Fn(&Path) -> bool) -> Option<Hierarchy> {
+    pub(crate) fn from_mountinfo(
+        text: &str,
+        v2_has_memory: impl Fn(&Path) -> bool,
+    ) -> Option<Hierarchy> {
         let mut v1 = None;
         for line in text.lines() {
             // id parent major:minor root mount-point options [optional...] - fstype source super
@@ -123,7 +126,7 @@ impl Hierarchy {
     }
 
     /// `--cgroup PATH`: absolute under the mount, or a path in the hierarchy (`/a/b` or `a/b`).
-    pub fn resolve(&self, given: &str) -> Result<Group, CgroupError> {
+    pub(crate) fn resolve(&self, given: &str) -> Result<Group, CgroupError> {
         let p = Path::new(given);
         let dir = if p.starts_with(&self.mount) {
             p.to_path_buf()
@@ -153,7 +156,7 @@ impl Hierarchy {
 
     /// `--unit NAME[.service]`: systemd's ControlGroup when systemctl answers, else the first
     /// directory of that name in the hierarchy (breadth first, a few levels deep).
-    pub fn resolve_unit(&self, unit: &str) -> Result<Group, CgroupError> {
+    pub(crate) fn resolve_unit(&self, unit: &str) -> Result<Group, CgroupError> {
         let unit = if unit.contains('.') {
             unit.to_string()
         } else {
@@ -203,7 +206,7 @@ impl Hierarchy {
     }
 
     /// The memory cgroup a process is in (from /proc/PID/cgroup), if this hierarchy shows it.
-    pub fn of_pid(&self, pid: u32) -> Option<Group> {
+    pub(crate) fn of_pid(&self, pid: u32) -> Option<Group> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let path = membership(&text, self.version)?;
         // A container that sees only its part of the tree has its own group at the mount's top.
@@ -238,7 +241,7 @@ impl Hierarchy {
 }
 
 /// The group's path in /proc/PID/cgroup: `0::/path` on v2, `N:memory[,...]:/path` on v1.
-pub fn membership(text: &str, version: Version) -> Option<&str> {
+pub(crate) fn membership(text: &str, version: Version) -> Option<&str> {
     text.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -273,7 +276,7 @@ fn unescape(s: &str) -> String {
 /// One reading of a group. Counters (`events_*`, `oom`, `oom_kill`, `failcnt`) are cumulative,
 /// as the kernel keeps them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub usage: u64,
     /// The group's own limit (memory.max / memory.limit_in_bytes, or v1's hierarchical limit
     /// when a parent's is lower); None when it has none.
@@ -319,7 +322,7 @@ impl Group {
 }
 
 /// cgroup v2: memory.current, .max, .high, .swap.current, .stat, .events, .pressure.
-pub fn parse_v2(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
+pub(crate) fn parse_v2(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
     let usage = file("memory.current")?.trim().parse().ok()?;
     let stat = file("memory.stat").unwrap_or_default();
     let events = file("memory.events").unwrap_or_default();
@@ -348,7 +351,7 @@ pub fn parse_v2(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
 
 /// cgroup v1: memory.usage_in_bytes, .limit_in_bytes, .failcnt, .stat, .oom_control, and
 /// .memsw.usage_in_bytes (memory + swap) where swap accounting is on.
-pub fn parse_v1(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
+pub(crate) fn parse_v1(file: impl Fn(&str) -> Option<String>) -> Option<Reading> {
     let usage: u64 = file("memory.usage_in_bytes")?.trim().parse().ok()?;
     let stat = file("memory.stat").unwrap_or_default();
     let oom = file("memory.oom_control").unwrap_or_default();

@@ -27,11 +27,11 @@ pub enum ImportError {
 }
 
 /// The largest file `import` reads (it is read whole): 256 MiB, about ten million CSV samples.
-pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Read a file to import, refusing one over `MAX_IMPORT_BYTES`, or one that is not a regular file,
 /// before reading it (`config::read_bounded`).
-pub fn read_bounded(path: &std::path::Path) -> Result<String, ImportError> {
+pub(crate) fn read_bounded(path: &std::path::Path) -> Result<String, ImportError> {
     use crate::config::ReadError;
     let path_shown = path.display().to_string();
     crate::config::read_bounded(path, MAX_IMPORT_BYTES).map_err(|e| match e {
@@ -86,7 +86,7 @@ pub struct Parsed {
 }
 
 /// The longest line an import reads, in bytes (a CSV sample is under 200).
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Refuse a line longer than `MAX_LINE_BYTES` before anything copies it.
 fn bounded_line(path: &str, i: usize, line: &str) -> Result<(), ImportError> {
@@ -101,7 +101,7 @@ fn bounded_line(path: &str, i: usize, line: &str) -> Result<(), ImportError> {
 }
 
 /// The latest time an import takes: the end of year 9999 (Unix ms). Earlier than 1970 is refused too.
-pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+pub(crate) const MAX_TS_MS: i64 = 253_402_300_799_999;
 
 /// A time in seconds (a float in the file) as Unix ms, if it is finite and in range.
 fn ms_of(seconds: f64) -> Option<i64> {
@@ -232,7 +232,7 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// A timestamp in a file: any absolute form of the one time grammar (`units::parse_instant`).
-pub fn parse_timestamp(s: &str) -> Option<i64> {
+pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
     crate::units::parse_instant(s)
 }
 

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 /// Kernel facts needed to turn `/proc` figures into bytes and Unix times.
 #[derive(Debug, Clone, Copy)]
-pub struct Kernel {
+pub(crate) struct Kernel {
     pub page_size: u64,
     pub clock_ticks: u64,
     pub boot_time_ms: i64,
@@ -59,7 +59,7 @@ fn parse_btime(proc_stat: &str) -> Option<i64> {
 
 /// The fields of `/proc/PID/stat` memtrail uses.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProcStat {
+pub(crate) struct ProcStat {
     pub pid: u32,
     pub comm: String,
     /// R, S, D, Z (zombie), X (dead), ...
@@ -86,7 +86,7 @@ impl ProcStat {
 
 /// Parse the text of `/proc/PID/stat`. The command name sits in parentheses and may itself hold
 /// spaces and parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
@@ -117,7 +117,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 /// asks for it (`statx`) and then reads 32 bytes, 32, 64, ... doubling: seven reads for a
 /// `stat`, nine for a `status`, on every tick. One 4 KiB buffer takes either in one read (and
 /// one more that returns 0), and only grows for a longer file.
-pub fn read_text(path: &Path) -> io::Result<String> {
+pub(crate) fn read_text(path: &Path) -> io::Result<String> {
     let mut buf = Vec::new();
     let len = fill(path, &mut buf)?;
     buf.truncate(len);
@@ -195,7 +195,7 @@ fn proc_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
 }
 
-pub fn read_stat(pid: u32) -> Option<ProcStat> {
+pub(crate) fn read_stat(pid: u32) -> Option<ProcStat> {
     parse_file(&format!("/proc/{pid}/stat"), parse_stat)
 }
 
@@ -220,16 +220,16 @@ fn kb_field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// Swap used by the process (`VmSwap` in `/proc/PID/status`), in bytes; `None` for kernel threads.
-pub fn parse_status_swap(text: &str) -> Option<u64> {
+pub(crate) fn parse_status_swap(text: &str) -> Option<u64> {
     Some(kb_field(text, "VmSwap")? * 1024)
 }
 
-pub fn read_swap(pid: u32) -> Option<u64> {
+pub(crate) fn read_swap(pid: u32) -> Option<u64> {
     parse_file(&format!("/proc/{pid}/status"), parse_status_swap)
 }
 
 /// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
-pub fn count_fds(pid: u32) -> Option<u64> {
+pub(crate) fn count_fds(pid: u32) -> Option<u64> {
     Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
@@ -279,7 +279,7 @@ impl ProcFiles {
 /// How the sampler reads one process each tick: through its held files when it has them, else by
 /// path (past the sampler's limit of held files, or when they could not be opened).
 #[derive(Debug)]
-pub struct ProcReader {
+pub(crate) struct ProcReader {
     pid: u32,
     held: Option<ProcFiles>,
 }
@@ -293,11 +293,11 @@ impl ProcReader {
         }
     }
 
-    pub fn holds_files(&self) -> bool {
+    pub(crate) fn holds_files(&self) -> bool {
         self.held.is_some()
     }
 
-    pub fn stat(&self) -> Option<ProcStat> {
+    pub(crate) fn stat(&self) -> Option<ProcStat> {
         match &self.held {
             Some(f) => f.stat(),
             None => read_stat(self.pid),
@@ -359,7 +359,7 @@ fn count_entries(dir: &fs::File) -> io::Result<u64> {
 }
 
 /// The command line, arguments joined by spaces; empty for kernel threads.
-pub fn read_cmdline(pid: u32) -> String {
+pub(crate) fn read_cmdline(pid: u32) -> String {
     let raw = fs::read(proc_dir(pid).join("cmdline")).unwrap_or_default();
     raw.split(|b| *b == 0)
         .filter(|a| !a.is_empty())
@@ -370,12 +370,12 @@ pub fn read_cmdline(pid: u32) -> String {
 
 /// Proportional and unique set sizes from `/proc/PID/smaps_rollup`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rollup {
+pub(crate) struct Rollup {
     pub pss: u64,
     pub uss: u64,
 }
 
-pub fn parse_smaps_rollup(text: &str) -> Option<Rollup> {
+pub(crate) fn parse_smaps_rollup(text: &str) -> Option<Rollup> {
     let [pss, clean, dirty, huge] = kb_fields(
         text,
         ["Pss", "Private_Clean", "Private_Dirty", "Private_Hugetlb"],
@@ -387,13 +387,13 @@ pub fn parse_smaps_rollup(text: &str) -> Option<Rollup> {
 }
 
 /// Costly for a large process: the kernel walks its page tables (about 100 ms per 4 GB mapped).
-pub fn read_smaps_rollup(pid: u32) -> Option<Rollup> {
+pub(crate) fn read_smaps_rollup(pid: u32) -> Option<Rollup> {
     parse_smaps_rollup(&read_text(&proc_dir(pid).join("smaps_rollup")).ok()?)
 }
 
 /// The pids of a process's direct children, from `/proc/PID/task/TID/children`.
 /// `Err` when the kernel lacks that file (then callers fall back to a full scan).
-pub fn children_of(pid: u32) -> io::Result<Vec<u32>> {
+pub(crate) fn children_of(pid: u32) -> io::Result<Vec<u32>> {
     let mut kids = Vec::new();
     for task in fs::read_dir(proc_dir(pid).join("task"))? {
         let path = task?.path().join("children");
@@ -415,7 +415,7 @@ pub fn children_of(pid: u32) -> io::Result<Vec<u32>> {
 }
 
 /// All pids currently in `/proc`.
-pub fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -424,7 +424,7 @@ pub fn all_pids() -> Vec<u32> {
 }
 
 /// Every descendant of `root` (children, their children, ...), not including `root`.
-pub fn descendants(root: u32) -> Vec<u32> {
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut frontier = vec![root];
     let mut fallback: Option<Vec<(u32, u32)>> = None;
@@ -464,7 +464,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
 
 /// System memory from `/proc/meminfo`, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MemInfo {
+pub(crate) struct MemInfo {
     pub total: u64,
     pub available: u64,
     pub swap_total: u64,
@@ -472,22 +472,22 @@ pub struct MemInfo {
 }
 
 impl MemInfo {
-    pub fn used(&self) -> u64 {
+    pub(crate) fn used(&self) -> u64 {
         self.total.saturating_sub(self.available)
     }
-    pub fn used_percent(&self) -> f64 {
+    pub(crate) fn used_percent(&self) -> f64 {
         if self.total == 0 {
             0.0
         } else {
             self.used() as f64 * 100.0 / self.total as f64
         }
     }
-    pub fn swap_used(&self) -> u64 {
+    pub(crate) fn swap_used(&self) -> u64 {
         self.swap_total.saturating_sub(self.swap_free)
     }
 }
 
-pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
+pub(crate) fn parse_meminfo(text: &str) -> Option<MemInfo> {
     let [total, available, swap_total, swap_free] =
         kb_fields(text, ["MemTotal", "MemAvailable", "SwapTotal", "SwapFree"]);
     Some(MemInfo {
@@ -498,18 +498,18 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
     })
 }
 
-pub fn read_meminfo() -> Option<MemInfo> {
+pub(crate) fn read_meminfo() -> Option<MemInfo> {
     parse_system("/proc/meminfo", parse_meminfo)
 }
 
 /// Memory pressure stall percentages (`avg10`) from a PSI file such as `/proc/pressure/memory`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pressure {
+pub(crate) struct Pressure {
     pub some_avg10: f64,
     pub full_avg10: Option<f64>,
 }
 
-pub fn parse_pressure(text: &str) -> Option<Pressure> {
+pub(crate) fn parse_pressure(text: &str) -> Option<Pressure> {
     let avg10 = |prefix: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix))?
@@ -524,11 +524,11 @@ pub fn parse_pressure(text: &str) -> Option<Pressure> {
     })
 }
 
-pub fn read_pressure() -> Option<Pressure> {
+pub(crate) fn read_pressure() -> Option<Pressure> {
     parse_system("/proc/pressure/memory", parse_pressure)
 }
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())

@@ -13,7 +13,7 @@ use crate::config::Targets;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SamplerError {
+pub(crate) enum SamplerError {
     #[error("no process with pid {0}: check it is running (`ps -p {0}`) and that /proc is mounted")]
     NoSuchPid(u32),
     #[error(transparent)]
@@ -22,7 +22,7 @@ pub enum SamplerError {
 
 /// Why a process is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Pid,
     Name,
     SelfProcess,
@@ -66,14 +66,14 @@ fn held_processes() -> usize {
 
 /// What changed in the set of watched processes during one tick, for the recorder to log.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub added: Vec<TargetKey>,
     pub gone: Vec<TargetKey>,
     /// Names given with `--name` that match no process right now (reported when that changes).
     pub newly_waiting: Vec<String>,
 }
 
-pub struct Sampler {
+pub(crate) struct Sampler {
     kernel: Kernel,
     /// How many watched processes may hold their files open (`held_processes`).
     held_max: usize,
@@ -127,7 +127,7 @@ impl Totals {
 /// What the sampler reads, and how often the slower readings are taken: the sampler's part of the
 /// recording's settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SamplerConfig {
+pub(crate) struct SamplerConfig {
     pub targets: Targets,
     pub system: bool,
     pub include_children: bool,
@@ -212,7 +212,7 @@ impl Sampler {
     }
 
     /// Watch a command memtrail launched, always with its children summed.
-    pub fn add_command(&mut self, pid: u32, now: Instant) -> Result<(), SamplerError> {
+    pub(crate) fn add_command(&mut self, pid: u32, now: Instant) -> Result<(), SamplerError> {
         self.track(pid, Origin::Command, now)
             .map(|_| ())
             .ok_or(SamplerError::NoSuchPid(pid))
@@ -293,7 +293,7 @@ impl Sampler {
 
     /// False once nothing is left that could ever be sampled again (only `--pid` targets were
     /// given, they have all exited, and system memory is not recorded).
-    pub fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         self.system
             || self.top > 0
             || !self.names.is_empty()

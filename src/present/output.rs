@@ -110,7 +110,7 @@ pub fn json(t: &Table) -> String {
 }
 
 /// One CSV field, quoted as RFC 4180 requires.
-pub fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -141,7 +141,7 @@ const TABLE_LAYOUT_ROWS: usize = 1000;
 
 /// Query rows written as they are read, in any format, to `out`: memory stays one row (a table's
 /// first `TABLE_LAYOUT_ROWS`), whatever the result's size. The output equals `render`'s.
-pub struct Stream<W: io::Write> {
+pub(crate) struct Stream<W: io::Write> {
     format: OutFormat,
     out: W,
     columns: Vec<String>,

@@ -23,9 +23,9 @@ use crate::units::{HumanDuration, format_bytes};
 use crate::units::{format_time, format_value};
 
 /// Bumped whenever the JSON report changes shape.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// Buckets across a chart (its plot width in pixels).
-pub const CHART_BUCKETS: i64 = 600;
+pub(crate) const CHART_BUCKETS: i64 = 600;
 /// How long a report waits for a lock (the recorder holds its write lock only briefly).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,7 +134,7 @@ pub struct Report {
 }
 
 /// Progress on a terminal (stderr), silent otherwise.
-pub struct Progress {
+pub(crate) struct Progress {
     on: bool,
     what: &'static str,
 }
@@ -179,7 +179,7 @@ fn headline_item(s: &SeriesReport) -> String {
 }
 
 /// Series with a leak verdict, one per target: its leading leaking metric.
-pub fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
+pub(crate) fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
     let mut best: BTreeMap<(&str, &str, Option<i64>), &SeriesReport> = BTreeMap::new();
     for s in series
         .iter()
@@ -720,7 +720,7 @@ fn who(kind: Kind, target: &str, pid: Option<i64>) -> String {
 }
 
 /// Markdown: the tables, for a bug report or a wiki.
-pub fn markdown(r: &Report) -> String {
+pub(crate) fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let span = crate::units::format_duration_rough((r.to_ms - r.from_ms).max(0) as f64 / 1000.0);
     let _ = writeln!(o, "# memtrail report\n");

@@ -96,7 +96,7 @@ fn trend_cell(s: &SeriesState) -> String {
     }
 }
 
-pub fn render_table(r: &Overview) -> String {
+pub(crate) fn render_table(r: &Overview) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "database: {}", r.database);
     recorder_line(&mut out, r);

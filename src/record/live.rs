@@ -49,7 +49,7 @@ pub struct Held {
 }
 
 /// One tick's facts, for health and the live endpoints.
-pub struct TickReport {
+pub(crate) struct TickReport {
     pub ts_ms: i64,
     /// What the tick read from its targets, custom metrics aside.
     pub readings: Vec<TargetSample>,
@@ -84,7 +84,7 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn tick_done(&self, t: TickReport) {
+    pub(crate) fn tick_done(&self, t: TickReport) {
         let mut l = self.live();
         l.last_tick = Some(Instant::now());
         l.last_tick_ms = Some(t.ts_ms);
@@ -107,7 +107,7 @@ impl Shared {
     }
 
     /// Custom metrics pushed since the last tick, to be written with it.
-    pub fn take_custom(&self) -> Vec<TargetSample> {
+    pub(crate) fn take_custom(&self) -> Vec<TargetSample> {
         std::mem::take(&mut self.live().custom_pending)
     }
 

@@ -25,7 +25,7 @@ use crate::store::{RecorderLock, RunInfo, Store};
 use crate::units::{HumanDuration, now_ms};
 
 /// At most this many samples are deleted per prune pass, so a prune never stalls a tick.
-pub const PRUNE_BATCH: usize = 5_000;
+pub(crate) const PRUNE_BATCH: usize = 5_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// When a prune found nothing to delete, the next looks a minute later: the check costs about as
 /// much as a tick at 1 Hz, and history then outlives the retention by at most that minute.
@@ -38,7 +38,7 @@ const STOP_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages from the main thread.
 #[derive(Debug)]
-pub enum Control {
+pub(crate) enum Control {
     /// SIGINT or SIGTERM arrived (the signal number).
     Signal(i32),
     /// The launched command exited.
@@ -46,7 +46,7 @@ pub enum Control {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     Signal,
     Duration,
     CommandExited,
@@ -65,7 +65,7 @@ impl StopReason {
 }
 
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub reason: StopReason,
     pub command_status: Option<ExitStatus>,
     pub ticks: u64,
@@ -79,7 +79,7 @@ pub struct Outcome {
 /// be written (a full disk, a lock held past the busy timeout), the newest history waits here and
 /// the oldest is dropped beyond the bound.
 #[derive(Debug, Default)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     ticks: std::collections::VecDeque<crate::model::Snapshot>,
     samples: usize,
     max_samples: usize,
@@ -121,7 +121,7 @@ impl Backlog {
 
     /// What health and `/metrics` report: after a failed write every tick waiting here is held
     /// (it could not be written); otherwise they wait for the next commit, which is healthy.
-    pub fn figures(&self, write_failed: bool) -> Held {
+    pub(crate) fn figures(&self, write_failed: bool) -> Held {
         let (ticks, samples) = (self.ticks(), self.samples);
         let (held, spooled) = if write_failed {
             ((ticks, samples), (0, 0))
@@ -174,7 +174,7 @@ const CLOCK_STEP_MS: i64 = 1_000;
 /// tick before an earlier one (which would reorder history or overwrite samples). A step forwards,
 /// or a suspend (the monotonic clock stops meanwhile), is followed: the history gets a gap.
 #[derive(Debug)]
-pub struct TickClock {
+pub(crate) struct TickClock {
     base_ms: i64,
     base: Instant,
     /// How far behind the ticks the wall clock was when that was last reported.
@@ -185,7 +185,7 @@ pub struct TickClock {
 
 /// A wall-clock jump seen at a tick, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Jump {
+pub(crate) enum Jump {
     Forward(i64),
     Backward(i64),
 }
@@ -213,17 +213,17 @@ impl TickClock {
 
     /// Whether a tick stamped `ts` falls at or before the history this run started behind: it is
     /// not written, so history is neither reordered nor overwritten.
-    pub fn before_history(&self, ts: i64) -> bool {
+    pub(crate) fn before_history(&self, ts: i64) -> bool {
         self.skip_through_ms.is_some_and(|t| ts <= t)
     }
 
     /// The newest recorded tick this run started behind, until a tick passes it.
-    pub fn history_ahead_ms(&self) -> Option<i64> {
+    pub(crate) fn history_ahead_ms(&self) -> Option<i64> {
         self.skip_through_ms
     }
 
     /// A tick passed the history: nothing is skipped from here on.
-    pub fn passed_history(&mut self) {
+    pub(crate) fn passed_history(&mut self) {
         self.skip_through_ms = None;
     }
 
@@ -253,14 +253,14 @@ impl TickClock {
 
 /// The next tick on the fixed grid `start + k * interval` that is still ahead of `now`: work time
 /// never shifts the cadence, and ticks missed while busy are skipped, not caught up.
-pub fn next_tick(start: Instant, interval: Duration, now: Instant) -> Instant {
+pub(crate) fn next_tick(start: Instant, interval: Duration, now: Instant) -> Instant {
     let elapsed = now.saturating_duration_since(start).as_nanos();
     let step = interval.as_nanos().max(1);
     let k = elapsed / step + 1;
     start + Duration::from_nanos((k * step) as u64)
 }
 
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub settings: RecordSettings,
     pub store: Store,
     pub sampler: Sampler,
@@ -920,7 +920,7 @@ fn wait_exit(control: &Receiver<Control>, limit: Duration) -> Result<Control, Re
 /// The launched command could not be started (exit code 127 when not found, 126 otherwise, as a shell).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot run {program:?}")]
-pub struct LaunchError {
+pub(crate) struct LaunchError {
     pub program: String,
     pub code: u8,
     source: std::io::Error,
@@ -960,7 +960,7 @@ impl Drop for OrphanGuard {
 }
 
 /// The exit code a shell would report for this status (128 + signal number when killed).
-pub fn shell_code(status: ExitStatus) -> u8 {
+pub(crate) fn shell_code(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,

@@ -43,7 +43,7 @@ pub struct RecordSettings {
 
 /// Samples held in memory while writes fail: about 4 MB, and at the default targets (10
 /// processes and the system, 1 tick each 5 s) more than an hour of history.
-pub const DEFAULT_WRITE_BUFFER: usize = 100_000;
+pub(crate) const DEFAULT_WRITE_BUFFER: usize = 100_000;
 
 fn dur(s: &str) -> Duration {
     s.parse::<HumanDuration>().map(|h| h.0).unwrap_or_default()
@@ -51,7 +51,7 @@ fn dur(s: &str) -> Duration {
 
 impl RecordSettings {
     /// The sampler's part.
-    pub fn sampler(&self) -> crate::collect::sampler::SamplerConfig {
+    pub(crate) fn sampler(&self) -> crate::collect::sampler::SamplerConfig {
         crate::collect::sampler::SamplerConfig {
             targets: self.targets.clone(),
             system: self.system,
@@ -161,7 +161,7 @@ impl RecordSettings {
 
 impl RecordSettings {
     /// The effective settings as `key = value` pairs, for `config check` and the `runs` table.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
         let d = |d: Duration| HumanDuration(d).to_string();
         let list = |v: Vec<String>| format!("[{}]", v.join(", "));
         let t = &self.targets;

@@ -32,7 +32,7 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 const MIN_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
+pub(crate) enum SpoolError {
     #[error(
         "cannot read the spool {path} (ticks a crashed recorder held): {cause}; move it away to start without them"
     )]
@@ -47,7 +47,7 @@ pub enum SpoolError {
     TooLarge { path: PathBuf, len: u64 },
 }
 
-pub struct Spool {
+pub(crate) struct Spool {
     path: PathBuf,
     file: Option<File>,
     map: Option<memmap2::MmapMut>,
@@ -61,13 +61,13 @@ pub struct Spool {
 
 /// What a crashed recorder left in the spool.
 #[derive(Debug, Default)]
-pub struct Leftover {
+pub(crate) struct Leftover {
     pub ticks: Vec<Snapshot>,
     /// A last record cut short by the crash (that tick is lost).
     pub torn: bool,
 }
 
-pub fn path_for(db: &Path) -> PathBuf {
+pub(crate) fn path_for(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-spool");
     PathBuf::from(name)
@@ -98,7 +98,7 @@ impl Spool {
     }
 
     /// Append one tick. Values that are not finite are left out, as the store leaves them out.
-    pub fn append(&mut self, snap: &Snapshot) -> io::Result<()> {
+    pub(crate) fn append(&mut self, snap: &Snapshot) -> io::Result<()> {
         self.json.clear();
         let finite = snap
             .targets
@@ -168,7 +168,7 @@ impl Spool {
 
     /// Every held tick is committed: the end mark goes back to the start (a store, which cannot
     /// fail).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if let Some(map) = &mut self.map {
             map[0] = 0;
         }
@@ -198,7 +198,7 @@ fn reserve(file: &File, len: usize) -> io::Result<()> {
 }
 
 /// Read what a crashed recorder left in the spool of `db` (nothing when there is no spool).
-pub fn leftover(db: &Path) -> Result<Leftover, SpoolError> {
+pub(crate) fn leftover(db: &Path) -> Result<Leftover, SpoolError> {
     use std::io::Read;
     let path = path_for(db);
     // Looked at before it is opened: opening a FIFO for reading would wait for a writer forever.
@@ -253,7 +253,7 @@ fn record(line: &[u8]) -> Option<(u64, Snapshot)> {
 
 /// Empty the spool of `db` once its ticks are written (kept if emptying fails: writing them again
 /// changes nothing).
-pub fn discard(db: &Path) -> io::Result<()> {
+pub(crate) fn discard(db: &Path) -> io::Result<()> {
     remove_if_there(&path_for(db))
 }
 

@@ -29,25 +29,25 @@ use crate::store;
 use crate::units::now_ms;
 
 /// Bodies larger than this are refused with 413.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 /// `/healthz` calls the sampling loop stuck after three intervals without a tick, or this long.
-pub const STUCK_AT_LEAST: Duration = Duration::from_secs(2);
+pub(crate) const STUCK_AT_LEAST: Duration = Duration::from_secs(2);
 /// A POST's body must arrive within this (a body that stalls, or a chunked one that never ends,
 /// is cut with 408 and the connection closed).
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// POST bodies being received at once; more are answered 503 at once, so a flood of stalled
 /// uploads holds at most these connection slots and scrapes (`/metrics`, `/healthz`) keep theirs.
-pub const MAX_BODIES_IN_FLIGHT: usize = 16;
+pub(crate) const MAX_BODIES_IN_FLIGHT: usize = 16;
 /// A pushed custom metric stays in `/metrics` and the status this long after its last push (the
 /// lookback Prometheus itself gives a series): an application pushes when it has news, not every
 /// tick, and a scrape every 15-60 s must still find it. Sampled series leave after three intervals.
-pub const CUSTOM_METRIC_TTL: Duration = Duration::from_secs(300);
+pub(crate) const CUSTOM_METRIC_TTL: Duration = Duration::from_secs(300);
 /// At most this many metrics in one custom push.
-pub const MAX_CUSTOM_METRICS: usize = 256;
+pub(crate) const MAX_CUSTOM_METRICS: usize = 256;
 
 /// An error answer: `{"error": message}` with a status.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -70,7 +70,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let bodies = Arc::new(tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT));
     Router::new()
         .route("/internal/memory/cleanup", post(cleanup_now))
@@ -209,7 +209,7 @@ fn recorder_json(s: &Shared) -> Value {
 /// wait for one build and share it, so the RSS holds one such set, not one per blocking thread
 /// (bench/api-rss at 4 clients: 14.5 MiB with two in flight).
 #[derive(Default)]
-pub struct StatusCache(tokio::sync::Mutex<Option<BuiltStatus>>);
+pub(crate) struct StatusCache(tokio::sync::Mutex<Option<BuiltStatus>>);
 
 struct BuiltStatus {
     ticks: u64,
@@ -254,7 +254,7 @@ async fn status(
 /// The status document: current usage, per-series analysis, rule states, history size, last
 /// cleanup: the `Overview` that `memtrail status` shows, of the series sampled lately (pushed
 /// custom metrics: within `CUSTOM_METRIC_TTL`), grouped by target.
-pub fn status_json(
+pub(crate) fn status_json(
     db: &Path,
     now: i64,
     max_age_ms: i64,
@@ -463,7 +463,7 @@ async fn cleanup_now(State(s): State<Arc<Shared>>, bytes: Bytes) -> ApiResult {
 
 /// A validated custom push.
 #[derive(Debug, PartialEq)]
-pub struct CustomPush {
+pub(crate) struct CustomPush {
     pub metrics: Vec<(String, f64)>,
     pub pid: Option<u32>,
     pub source: Option<String>,
@@ -472,7 +472,7 @@ pub struct CustomPush {
 use crate::model::valid_name;
 
 /// Check a custom-metrics body: `{"metrics": {"name": number, ...}, "pid": N?, "source": "name"?}`.
-pub fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
+pub(crate) fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
     let v: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let obj = v

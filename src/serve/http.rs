@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 128;
+pub(crate) const MAX_CONNECTIONS: usize = 128;
 /// How long a client may take to send a request's headers (or to start the next one).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// No connection is kept longer than this (a client reconnects).
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 const LOG_EVERY: Duration = Duration::from_secs(60);
 

@@ -23,15 +23,15 @@ const PLOT_W: f64 = W - LEFT - RIGHT;
 const PLOT_H: f64 = H - TOP - BOTTOM;
 
 /// Marker colours, apart from every line colour: firing red, resolution slate, cleanup green.
-pub const FIRING: &str = "#dc2626";
-pub const RESOLVED: &str = "#475569";
-pub const CLEANUP: &str = "#16a34a";
+pub(crate) const FIRING: &str = "#dc2626";
+pub(crate) const RESOLVED: &str = "#475569";
+pub(crate) const CLEANUP: &str = "#16a34a";
 /// Line colours: blue, magenta, amber, brown, plum: none near the markers' red, slate or green,
 /// nor near each other (at least 139 apart in summed RGB steps, the test below keeps it so).
-pub const LINE_COLORS: [&str; 5] = ["#2563eb", "#c026d3", "#f59e0b", "#a16207", "#86198f"];
+pub(crate) const LINE_COLORS: [&str; 5] = ["#2563eb", "#c026d3", "#f59e0b", "#a16207", "#86198f"];
 
 /// A metric keeps its colour on every chart (rss is always blue).
-pub fn line_color(metric: &str, i: usize) -> &'static str {
+pub(crate) fn line_color(metric: &str, i: usize) -> &'static str {
     match metric {
         "rss" | "mem_used" | "usage" => LINE_COLORS[0],
         "tree_rss" | "limit" => LINE_COLORS[1],
@@ -42,7 +42,7 @@ pub fn line_color(metric: &str, i: usize) -> &'static str {
 }
 
 /// A "nice" step at least `raw`: 1, 2 or 5 times a power of ten.
-pub fn nice_step(raw: f64) -> f64 {
+pub(crate) fn nice_step(raw: f64) -> f64 {
     if !(raw.is_finite() && raw > 0.0) {
         return 1.0;
     }
@@ -62,7 +62,7 @@ pub fn nice_step(raw: f64) -> f64 {
 
 /// The value axis: its range rounded out to whole steps, in the unit the values need.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValueAxis {
+pub(crate) struct ValueAxis {
     /// Range and step in display units (MiB, %, ...).
     pub lo: f64,
     pub hi: f64,
@@ -153,7 +153,7 @@ const TIME_STEPS_MS: [i64; 20] = [
 
 /// Time ticks: the smallest round step giving at most `max` ticks, at multiples of the step
 /// (UTC: a 15-minute step ticks at :00, :15, :30, :45), with their labels.
-pub fn time_ticks(from_ms: i64, to_ms: i64, max: i64) -> Vec<(i64, String)> {
+pub(crate) fn time_ticks(from_ms: i64, to_ms: i64, max: i64) -> Vec<(i64, String)> {
     let span = (to_ms - from_ms).max(1);
     let step = TIME_STEPS_MS
         .iter()
