@@ -225,8 +225,11 @@ impl Table {
 }
 
 /// Metrics memtrail records itself, with the kind of target that has them.
-pub(crate) const PROCESS_METRICS: [&str; 13] = [
+pub(crate) const PROCESS_METRICS: [&str; 19] = [
     "rss",
+    "rss_anon",
+    "rss_file",
+    "rss_shmem",
     "vms",
     "swap",
     "threads",
@@ -236,6 +239,9 @@ pub(crate) const PROCESS_METRICS: [&str; 13] = [
     "tree_rss",
     "tree_vms",
     "tree_swap",
+    "tree_rss_anon",
+    "tree_rss_file",
+    "tree_rss_shmem",
     "tree_threads",
     "tree_fds",
     "tree_procs",

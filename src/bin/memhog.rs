@@ -3,6 +3,9 @@
 //! It prints one line per step on stdout. Example: `memhog --step 64MiB --steps 4 --every 500ms`.
 //! With `--free-on-sigusr1` it frees what it holds on SIGUSR1, and with `--cleanup-port` it serves
 //! `POST /cleanup` on 127.0.0.1 that does the same: a stand-in for an application's own cleanup.
+//! With `--map-file PATH` each step grows a file instead, maps it and reads every page: its
+//! resident set grows in file-backed pages (`RssFile`), not anonymous ones, like a service that
+//! maps a growing log or index.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -43,6 +46,32 @@ struct Args {
     /// Serve POST /cleanup on 127.0.0.1:PORT (0 = any free port; the URL is printed first).
     #[arg(long)]
     cleanup_port: Option<u16>,
+    /// Grow this file by a step each step (created, truncated first) and map and read it whole,
+    /// instead of allocating anonymous memory.
+    #[arg(long)]
+    map_file: Option<std::path::PathBuf>,
+}
+
+/// Append `step` bytes to the file, map it whole and read every page, so the mapping is resident.
+fn grow_mapped(
+    file: &mut std::fs::File,
+    step: usize,
+    page: usize,
+) -> std::io::Result<memmap2::Mmap> {
+    // In small writes from one buffer: a step-sized buffer would itself be anonymous memory.
+    let chunk = [1u8; 64 * 1024];
+    let mut left = step;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        file.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    file.flush()?;
+    // SAFETY: the file is this program's own scratch file; nothing else truncates it while mapped.
+    let map = unsafe { memmap2::Mmap::map(&*file)? };
+    let touched: usize = map.iter().step_by(page).map(|b| *b as usize).sum();
+    std::hint::black_box(touched);
+    Ok(map)
 }
 
 static FREE_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -96,7 +125,38 @@ fn main() -> ExitCode {
     std::thread::sleep(args.baseline.0);
     let mut held: Vec<Vec<u8>> = Vec::new();
     let page = 4096;
+    let mut mapped = match &args.map_file {
+        Some(path) => match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+        {
+            Ok(f) => Some((f, None)),
+            Err(e) => {
+                eprintln!("memhog: cannot create {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     for i in 1..=args.steps {
+        if let Some((file, map)) = &mut mapped {
+            match grow_mapped(file, args.step.0 as usize, page) {
+                Ok(m) => *map = Some(m),
+                Err(e) => {
+                    eprintln!("memhog: cannot grow the mapped file: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            let _ = writeln!(out, "step {i}: {} bytes mapped", i as u64 * args.step.0);
+            let _ = out.flush();
+            if i < args.steps {
+                std::thread::sleep(args.every.0);
+            }
+            continue;
+        }
         let mut block = vec![0u8; args.step.0 as usize];
         // Write every page so that it is really resident, not just reserved.
         for offset in (0..block.len()).step_by(page) {

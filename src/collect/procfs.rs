@@ -219,13 +219,32 @@ fn kb_field(text: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Swap used by the process (`VmSwap` in `/proc/PID/status`), in bytes; `None` for kernel threads.
-pub(crate) fn parse_status_swap(text: &str) -> Option<u64> {
-    Some(kb_field(text, "VmSwap")? * 1024)
+/// The memory lines of `/proc/PID/status` read each tick, in bytes: swap used (`VmSwap`), and the
+/// resident set by kind of page: anonymous (heap, stacks, anonymous mappings: where a leak grows),
+/// file-backed (mapped files, code) and shared memory (`RssAnon`, `RssFile`, `RssShmem`, Linux
+/// 4.5 on). A line the kernel does not print is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct StatusMem {
+    pub swap: Option<u64>,
+    pub anon: Option<u64>,
+    pub file: Option<u64>,
+    pub shmem: Option<u64>,
 }
 
-pub(crate) fn read_swap(pid: u32) -> Option<u64> {
-    parse_file(&format!("/proc/{pid}/status"), parse_status_swap)
+/// `None` for a kernel thread (no `Vm` lines at all).
+pub(crate) fn parse_status_mem(text: &str) -> Option<StatusMem> {
+    let [swap, anon, file, shmem] = kb_fields(text, ["VmSwap", "RssAnon", "RssFile", "RssShmem"])
+        .map(|kb| kb.map(|kb| kb * 1024));
+    (swap.is_some() || anon.is_some()).then_some(StatusMem {
+        swap,
+        anon,
+        file,
+        shmem,
+    })
+}
+
+pub(crate) fn read_status_mem(pid: u32) -> Option<StatusMem> {
+    parse_file(&format!("/proc/{pid}/status"), parse_status_mem)
 }
 
 /// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
@@ -267,8 +286,8 @@ impl ProcFiles {
         parse_open(&self.stat, parse_stat)
     }
 
-    fn swap(&self) -> Option<u64> {
-        parse_open(self.status.as_ref()?, parse_status_swap)
+    fn status_mem(&self) -> Option<StatusMem> {
+        parse_open(self.status.as_ref()?, parse_status_mem)
     }
 
     fn fds(&self) -> Option<u64> {
@@ -304,10 +323,10 @@ impl ProcReader {
         }
     }
 
-    pub fn swap(&self) -> Option<u64> {
+    pub(crate) fn status_mem(&self) -> Option<StatusMem> {
         match &self.held {
-            Some(f) => f.swap(),
-            None => read_swap(self.pid),
+            Some(f) => f.status_mem(),
+            None => read_status_mem(self.pid),
         }
     }
 
@@ -638,7 +657,16 @@ mod tests {
             files.stat().map(|s| s.start_ticks),
             read_stat(pid).map(|s| s.start_ticks)
         );
-        assert_eq!(files.swap(), read_swap(pid));
+        assert_eq!(
+            files.status_mem().map(|m| m.swap),
+            read_status_mem(pid).map(|m| m.swap)
+        );
+        assert!(
+            files
+                .status_mem()
+                .and_then(|m| m.anon)
+                .is_some_and(|a| a > 0)
+        );
         writeln!(child.stdin.as_mut().ok_or("no stdin")?, "go")?;
         line.clear();
         out.read_line(&mut line)?;
@@ -651,17 +679,29 @@ mod tests {
         child.kill()?;
         child.wait()?;
         assert!(files.stat().is_none(), "a reaped process reads as gone");
-        assert!(files.fds().is_none() && files.swap().is_none());
+        assert!(files.fds().is_none() && files.status_mem().is_none());
         Ok(())
     }
 
     #[test]
-    fn status_swap_and_meminfo() {
+    fn status_memory_and_meminfo() {
+        let status = "Name:\tx\nVmRSS:\t 70 kB\nRssAnon:\t     40 kB\nRssFile:\t  25 kB\nRssShmem:\t 5 kB\nVmSwap:\t     12 kB\n";
         assert_eq!(
-            parse_status_swap("Name:\tx\nVmSwap:\t     12 kB\n"),
-            Some(12 * 1024)
+            parse_status_mem(status),
+            Some(StatusMem {
+                swap: Some(12 * 1024),
+                anon: Some(40 * 1024),
+                file: Some(25 * 1024),
+                shmem: Some(5 * 1024),
+            })
         );
-        assert_eq!(parse_status_swap("Name:\tkthreadd\n"), None);
+        // An older kernel without the Rss lines: swap only.
+        let old = parse_status_mem("Name:\tx\nVmSwap:\t     12 kB\n").expect("swap");
+        assert_eq!(
+            (old.swap, old.anon, old.file),
+            (Some(12 * 1024), None, None)
+        );
+        assert_eq!(parse_status_mem("Name:\tkthreadd\n"), None);
         let m = parse_meminfo(
             "MemTotal:       1000 kB\nMemFree: 10 kB\nMemAvailable:    250 kB\nSwapTotal: 100 kB\nSwapFree: 40 kB\n",
         )

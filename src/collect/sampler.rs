@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::{CgroupError, Group, Hierarchy};
-use crate::collect::procfs::{self, Kernel, ProcStat};
+use crate::collect::procfs::{self, Kernel, ProcStat, StatusMem};
 use crate::config::Targets;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
 
@@ -107,21 +107,33 @@ struct TrackedGroup {
 struct Totals {
     rss: u64,
     vms: u64,
-    swap: u64,
+    mem: [u64; 4],
     threads: u64,
     fds: u64,
     procs: u64,
 }
 
 impl Totals {
-    fn add(&mut self, stat: &ProcStat, swap: Option<u64>, fds: Option<u64>, k: &Kernel) {
+    fn add(&mut self, stat: &ProcStat, mem: Option<StatusMem>, fds: Option<u64>, k: &Kernel) {
         self.rss += stat.rss_pages * k.page_size;
         self.vms += stat.vsize_bytes;
         self.threads += stat.threads;
-        self.swap += swap.unwrap_or(0);
+        let m = mem.unwrap_or_default();
+        for (total, v) in self.mem.iter_mut().zip([m.swap, m.anon, m.file, m.shmem]) {
+            *total += v.unwrap_or(0);
+        }
         self.fds += fds.unwrap_or(0);
         self.procs += 1;
     }
+}
+
+/// A process's `status` memory lines as values (those the kernel printed).
+fn status_values(mem: Option<StatusMem>, names: [&'static str; 4]) -> impl Iterator<Item = Value> {
+    let m = mem.unwrap_or_default();
+    names
+        .into_iter()
+        .zip([m.swap, m.anon, m.file, m.shmem])
+        .filter_map(|(name, v)| Some(Value::new(name, Unit::Bytes, v? as f64)))
 }
 
 /// What the sampler reads, and how often the slower readings are taken: the sampler's part of the
@@ -140,21 +152,25 @@ pub(crate) struct SamplerConfig {
 fn tree_values(
     pid: u32,
     stat: &ProcStat,
-    swap: Option<u64>,
+    mem: Option<StatusMem>,
     fds: Option<u64>,
     k: &Kernel,
-) -> [Value; 6] {
+) -> [Value; 9] {
     let mut totals = Totals::default();
-    totals.add(stat, swap, fds, k);
+    totals.add(stat, mem, fds, k);
     for kid in procfs::descendants(pid) {
         if let Some(ks) = procfs::read_stat(kid).filter(|s| !s.exited()) {
-            totals.add(&ks, procfs::read_swap(kid), procfs::count_fds(kid), k);
+            totals.add(&ks, procfs::read_status_mem(kid), procfs::count_fds(kid), k);
         }
     }
+    let [swap, anon, file, shmem] = totals.mem.map(|v| v as f64);
     [
         Value::new("tree_rss", Unit::Bytes, totals.rss as f64),
         Value::new("tree_vms", Unit::Bytes, totals.vms as f64),
-        Value::new("tree_swap", Unit::Bytes, totals.swap as f64),
+        Value::new("tree_swap", Unit::Bytes, swap),
+        Value::new("tree_rss_anon", Unit::Bytes, anon),
+        Value::new("tree_rss_file", Unit::Bytes, file),
+        Value::new("tree_rss_shmem", Unit::Bytes, shmem),
         Value::new("tree_threads", Unit::Count, totals.threads as f64),
         Value::new("tree_fds", Unit::Count, totals.fds as f64),
         Value::new("tree_procs", Unit::Count, totals.procs as f64),
@@ -329,10 +345,8 @@ impl Sampler {
                 Value::new("vms", Unit::Bytes, stat.vsize_bytes as f64),
                 Value::new("threads", Unit::Count, stat.threads as f64),
             ];
-            let (swap, fds) = (t.proc.swap(), t.proc.fds());
-            if let Some(swap) = swap {
-                values.push(Value::new("swap", Unit::Bytes, swap as f64));
-            }
+            let (mem, fds) = (t.proc.status_mem(), t.proc.fds());
+            values.extend(status_values(mem, ["swap", "rss_anon", "rss_file", "rss_shmem"]));
             if let Some(fds) = fds {
                 values.push(Value::new("fds", Unit::Count, fds as f64));
             }
@@ -354,7 +368,7 @@ impl Sampler {
                 }
             }
             if t.tree {
-                values.extend(tree_values(t.pid, &stat, swap, fds, &k));
+                values.extend(tree_values(t.pid, &stat, mem, fds, &k));
             }
             snap.targets.push(TargetSample {
                 key: t.key.clone(),

@@ -889,3 +889,89 @@ fn adhoc_sql_streams_large_results_in_bounded_memory() {
         );
     }
 }
+
+/// Issue 24.1: the kind of memory that grows. One memhog allocates anonymous memory, the other
+/// maps and reads a growing file; recorded live, the trend says `rss_anon` grows in the first and
+/// `rss_file` in the second, and neither in the other.
+#[test]
+fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
+    let s = Scratch::new();
+    let hog = |extra: &[&str]| {
+        std::process::Command::new(MEMHOG)
+            .args([
+                "--baseline",
+                "1s",
+                "--step",
+                "4MiB",
+                "--steps",
+                "25",
+                "--every",
+                "800ms",
+            ])
+            .args(["--hold", "30s"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("memhog")
+    };
+    let mut anon = hog(&[]);
+    let file = s.path("growing.dat");
+    let mut mapped = hog(&["--map-file", file.to_str().expect("utf8 path")]);
+    let (a, m) = (anon.id().to_string(), mapped.id().to_string());
+    let recorded = record_ok(
+        &s.db(),
+        &[
+            "--pid",
+            &a,
+            "--pid",
+            &m,
+            "--interval",
+            "200ms",
+            "--no-system",
+            "--duration",
+            "18s",
+        ],
+    );
+    kill(&mut anon);
+    kill(&mut mapped);
+    let out = run(
+        memtrail()
+            .args([
+                "query",
+                "trend",
+                "--format",
+                "json",
+                "--param",
+                "kind=process",
+            ])
+            .args(["--param", "window_ms=1m", "--param", "min_span_ms=10s"])
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let verdict = |pid: u32, metric: &str| {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["pid"] == pid && r["metric"] == metric)
+            .and_then(|r| r["classification"].as_str())
+            .unwrap_or_else(|| panic!("no {metric} of {pid}: {rows}"))
+            .to_string()
+    };
+    assert_eq!(verdict(anon.id(), "rss_anon"), "increasing", "{rows}");
+    assert_eq!(verdict(mapped.id(), "rss_file"), "increasing", "{rows}");
+    assert_ne!(verdict(anon.id(), "rss_file"), "increasing", "{rows}");
+    assert_ne!(verdict(mapped.id(), "rss_anon"), "increasing", "{rows}");
+    // rss is the sum of the three kinds (each read the same tick), for both.
+    let conn = open(&s.db());
+    let sums_differ = count(
+        &conn,
+        "SELECT count(*) FROM samples r JOIN series_info ri ON ri.series_id = r.series_id AND ri.metric = 'rss'
+          WHERE abs(r.value - (SELECT sum(k.value) FROM samples k JOIN series_info ki ON ki.series_id = k.series_id
+                                WHERE ki.target_id = ri.target_id AND k.ts_ms = r.ts_ms
+                                  AND ki.metric IN ('rss_anon', 'rss_file', 'rss_shmem'))) > 64 * 4096",
+    );
+    assert_eq!(sums_differ, 0, "{}", stderr(&recorded));
+}
