@@ -38,6 +38,11 @@
 --                      the newest level above the prior high by :min_growth_pct, not levelling off
 --   levelling_off      rising as above, but the late slope is under half the early one
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
+--                      A target older than the window that rises as above with under :min_prior_ms
+--                      of history before the window (within a slice) is insufficient_data instead:
+--                      without a prior range, the first rise of a saw-tooth whose teeth take about
+--                      the window to rise looks just like a leak; its previous drop lies within
+--                      half a window before.
 --   decreasing         z <= -:min_z, slope <= -:min_pct_per_hour, growth <= -:min_growth_pct
 --   stable             otherwise
 -- accelerating is 1 for an increasing series whose late slope is at least twice its early one.
@@ -54,6 +59,7 @@
 --   :min_pct_per_hour = 1.0  number    Theil-Sen slope needed (percent of the level per hour)
 --   :min_growth_pct = 1.0    number    growth over the span, and margin over the prior high (percent)
 --   :lookback_ms = 21600000  duration  history before the window whose range growth must leave (6 h)
+--   :min_prior_ms = 1800000  duration  an older target's rise needs this much of it recorded (30 min)
 --   :lookback_groups = 144   integer   at most this many groups of the lookback, each a level
 --   :lookback_points = 6     integer   instants per lookback group
 --   :limit = NULL            size      the limit for seconds_to_limit (default: below)
@@ -269,6 +275,7 @@ stats AS (
            (ts.s - CASE WHEN ts.s > 0 THEN 1 WHEN ts.s < 0 THEN -1 ELSE 0 END) / (SELECT sd FROM sd)
              AS mk_z,
            best_step.jump, best_step.resid AS step_resid, best_step.right_range,
+           coalesce(sel.first_ts_ms - sel.lb_first_ts_ms, 0) AS prior_ms,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
            prior.prior_high,
@@ -314,7 +321,9 @@ verdict AS (
                   AND abs(jump) * 100.0 / nullif(abs(mean), 0) >= :min_growth_pct THEN 'step'
              WHEN mk_z >= :min_z AND pct_per_hour >= :min_pct_per_hour
                   AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
-               CASE WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
+               CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < :min_prior_ms
+                      THEN 'insufficient_data'
+                    WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
                     WHEN prior_high IS NOT NULL
                          AND newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
                       THEN 'fluctuating'
@@ -336,7 +345,12 @@ SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts
        d_late / nullif(slice_s, 0) * 3600 * 100.0 / nullif(abs(mean), 0) AS late_pct_per_hour,
        prior_high,
        CASE WHEN classification = 'increasing' THEN (d_late >= 2 * d AND d > 0) END AS accelerating,
-       classification, reason, limit_value,
+       classification,
+       coalesce(reason, CASE WHEN classification = 'insufficient_data'
+                             THEN 'rising, but needs ' || (:min_prior_ms / 1000)
+                                  || ' s of history before the window to tell a leak from a cycle''s rise, has '
+                                  || (prior_ms / 1000) || ' s' END) AS reason,
+       limit_value,
        CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d > 0
             THEN max(0.0, (limit_value - fitted_now) / (d / slice_s)) END AS seconds_to_limit,
        CASE WHEN classification = 'increasing' AND limit_value IS NOT NULL AND d_high > 0

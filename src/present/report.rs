@@ -310,9 +310,12 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
             Job::Trend(sid) => analysis::run(
                 conn,
                 "trend",
+                // The window is the whole range: no history before it to ask for, and cycles
+                // shorter than the range lie inside it.
                 &[
                     ("series_id", Cell::Int(*sid)),
                     ("window_ms", Cell::Int(window)),
+                    ("min_prior_ms", Cell::Int(0)),
                 ],
                 data_to,
             )?,

@@ -730,6 +730,27 @@ fn saw_tooth_on_a_flat_floor_is_stable() {
     }
 }
 
+/// A saw-tooth whose teeth rise for 70 minutes: seen from the recording's start, the first tooth
+/// fills the 1 h window like a leak, and nothing before the window shows the range it will fall
+/// back into. With 5 minutes of prior history there is no verdict yet (it used to be increasing);
+/// once the window holds a drop, it is not a leak.
+#[test]
+fn the_first_rise_of_a_long_saw_tooth_waits_for_prior_history() {
+    let tooth = |t: f64| BASE * (1.0 + 0.3 * ((t % 4200.0) / 4200.0));
+    let pts = shape(150, 0.005, tooth);
+    let (c, t) = classify(&pts, 65);
+    assert_eq!(c, "insufficient_data", "{:?}", t.rows);
+    let reason = t.get(0, "reason").as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.starts_with("rising, but needs 1800 s of history before the window"),
+        "{reason}"
+    );
+    for at in [100, 130, 150] {
+        let (c, t) = classify(&pts, at);
+        assert_ne!(c, "increasing", "at minute {at}: {:?}", t.rows);
+    }
+}
+
 /// A leak under a garbage collector's saw-tooth: the slice medians ride the teeth, and the leak
 /// lifts the level clear of the highest level seen before the window (the prior high).
 #[test]
