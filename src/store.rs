@@ -29,6 +29,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
         include_str!("../queries/percent_change.sql"),
     ),
     ("trend", include_str!("../queries/trend.sql")),
+    ("attribution", include_str!("../queries/attribution.sql")),
     (
         "time_to_limit",
         include_str!("../queries/time_to_limit.sql"),

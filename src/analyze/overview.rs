@@ -131,6 +131,58 @@ impl Trend {
     }
 }
 
+/// One kind of memory inside a process's resident set (an `attribution` row): how much it moved
+/// over the window, and its share of the whole's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Part {
+    #[serde(skip_serializing)]
+    pub whole_series_id: i64,
+    pub part: String,
+    pub change: f64,
+    pub change_per_hour: Option<f64>,
+    pub share_pct: Option<f64>,
+}
+
+impl Part {
+    /// What the kernel's name for the part means to the person fixing the leak.
+    fn meaning(&self) -> &'static str {
+        match self.part.trim_start_matches("tree_") {
+            "rss_anon" => "anonymous memory: heap, stacks, anonymous mappings",
+            "rss_file" => "file-backed pages: mapped files, page cache the kernel can reclaim",
+            "rss_shmem" => "shared memory",
+            _ => "memory",
+        }
+    }
+}
+
+/// Which kind of memory a rising rss grows in: every part, largest change first, and a sentence
+/// naming the one that grows most.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Diagnosis {
+    pub parts: Vec<Part>,
+    pub words: String,
+}
+
+impl Diagnosis {
+    /// The diagnosis of a rising whole from its parts; `None` when no part grew.
+    fn of(parts: Vec<Part>) -> Option<Diagnosis> {
+        let top = parts.iter().find(|p| p.change > 0.0)?;
+        let rate = top
+            .change_per_hour
+            .map_or(String::new(), |r| format!(" {}/h", format_signed_bytes(r)));
+        let share = top
+            .share_pct
+            .map_or(String::new(), |s| format!(", {s:.0} % of the growth"));
+        let words = format!("grows in {} ({}):{rate}{share}", top.part, top.meaning());
+        Some(Diagnosis { parts, words })
+    }
+}
+
+fn format_signed_bytes(v: f64) -> String {
+    let sign = if v < 0.0 { "-" } else { "+" };
+    format!("{sign}{}", format_bytes(v.abs()))
+}
+
 /// The words for a series without a trend row at all.
 pub(crate) const NO_VERDICT: &str = "not enough data for a verdict";
 
@@ -281,6 +333,8 @@ pub(crate) struct SeriesState {
     pub percent_change: Option<f64>,
     /// The verdict in words (`Trend::words`), or why there is none.
     pub verdict: String,
+    /// For a rising rss or tree_rss: which kind of memory grows (the `attribution` query).
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// Everything a status reader shows, from one pass over the database.
@@ -331,6 +385,10 @@ impl Overview {
                 Some((sid, growth.get(r, "percent_change").as_f64()?))
             })
             .collect();
+        let mut parts: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
+        for p in typed::<Part>("attribution", &run("attribution")?)? {
+            parts.entry(p.whole_series_id).or_default().push(p);
+        }
         let rules = typed("rule_states", &run("rule_states")?)?;
         let last_cleanup = typed("cleanups", &run("cleanups")?)?.into_iter().next();
         let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
@@ -346,7 +404,18 @@ impl Overview {
                 .into_iter()
                 .map(|s| {
                     let trend = trends.get(&s.series_id).cloned();
+                    let rising = trend.as_ref().is_some_and(|t| {
+                        matches!(
+                            t.classification,
+                            Verdict::Increasing | Verdict::LevellingOff
+                        )
+                    });
+                    let diagnosis = parts
+                        .remove(&s.series_id)
+                        .filter(|_| rising)
+                        .and_then(Diagnosis::of);
                     SeriesState {
+                        diagnosis,
                         verdict: trend
                             .as_ref()
                             .map_or(NO_VERDICT.to_string(), |t| t.words(&s.unit)),

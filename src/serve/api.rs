@@ -331,6 +331,7 @@ fn series_json(state: &SeriesState) -> Value {
             "reason": t.and_then(|t| t.reason.clone()),
         },
         "verdict": state.verdict,
+        "diagnosis": state.diagnosis,
         "percent_change": state.percent_change,
         // From the trend's robust slope, only while the verdict is `increasing`.
         "seconds_to_limit": t.and_then(|t| t.seconds_to_limit),

@@ -65,14 +65,17 @@ fn status_api_and_report_agree_on_each_verdict() {
         .expect("clock")
         .as_millis() as i64;
     // The last 90 minutes every 10 s (the trend judges a target older than its hour once the
-    // hour is recorded): `leaky` grows 20 %/h from 100 MiB, `steady` stays at 50 MiB.
+    // hour is recorded): `leaky` grows 20 %/h from 100 MiB, all of it anonymous memory over 30 MiB
+    // of flat file-backed pages; `steady` stays at 50 MiB.
     let mut csv = String::from("timestamp,series,metric,value\n");
     for i in 0..=540 {
         let ts = now - 5_400_000 + i * 10_000;
         let hours = i as f64 / 360.0;
         csv.push_str(&format!(
-            "{ts},leaky,rss,{}\n",
-            (100.0 + 20.0 * hours) * MIB
+            "{ts},leaky,rss,{}\n{ts},leaky,rss_anon,{}\n{ts},leaky,rss_file,{}\n",
+            (100.0 + 20.0 * hours) * MIB,
+            (70.0 + 20.0 * hours) * MIB,
+            30.0 * MIB
         ));
         csv.push_str(&format!(
             "{ts},steady,rss,{}\n",
@@ -157,8 +160,22 @@ fn status_api_and_report_agree_on_each_verdict() {
             let pct = |v: &serde_json::Value| v["trend"]["pct_per_hour"].as_f64().expect("pct");
             assert!((pct(&c) - pct(&r)).abs() < 2.0, "{c}\n{r}");
             assert!(table.contains(&format!("leaky: rss {words}")), "{table}");
+            // Which kind of memory grows: the anonymous part, all of the growth.
+            let diagnosis = c["diagnosis"]["words"].as_str().expect("a diagnosis");
+            assert_eq!(a["diagnosis"]["words"], diagnosis);
+            assert!(
+                diagnosis.starts_with("grows in rss_anon (anonymous memory"),
+                "{diagnosis}"
+            );
+            let share = c["diagnosis"]["parts"][0]["share_pct"]
+                .as_f64()
+                .expect("share");
+            assert!((share - 100.0).abs() < 1.0, "{c}");
+            assert_eq!(c["diagnosis"]["parts"][1]["part"], "rss_file", "{c}");
+            assert!(table.contains(&format!("\n  {diagnosis}\n")), "{table}");
         } else {
             assert_eq!(a["verdict"], words);
+            assert!(c["diagnosis"].is_null(), "{c}");
         }
     }
     assert!(table.contains("increasing +1"), "{table}");
