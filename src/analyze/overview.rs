@@ -134,7 +134,7 @@ impl Trend {
 /// One kind of memory inside a process's resident set (an `attribution` row): how much it moved
 /// over the window, and its share of the whole's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Part {
+pub struct Part {
     #[serde(skip_serializing)]
     pub whole_series_id: i64,
     pub part: String,
@@ -144,6 +144,15 @@ pub(crate) struct Part {
 }
 
 impl Part {
+    /// An `attribution` result's parts, by the series of their whole (rss or tree_rss).
+    pub(crate) fn by_whole(table: &Table) -> Result<BTreeMap<i64, Vec<Part>>, AnalysisError> {
+        let mut parts: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
+        for p in typed::<Part>("attribution", table)? {
+            parts.entry(p.whole_series_id).or_default().push(p);
+        }
+        Ok(parts)
+    }
+
     /// What the kernel's name for the part means to the person fixing the leak.
     fn meaning(&self) -> &'static str {
         match self.part.trim_start_matches("tree_") {
@@ -158,14 +167,22 @@ impl Part {
 /// Which kind of memory a rising rss grows in: every part, largest change first, and a sentence
 /// naming the one that grows most.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Diagnosis {
+pub struct Diagnosis {
     pub parts: Vec<Part>,
     pub words: String,
 }
 
 impl Diagnosis {
-    /// The diagnosis of a rising whole from its parts; `None` when no part grew.
-    fn of(parts: Vec<Part>) -> Option<Diagnosis> {
+    /// The diagnosis of a whole whose verdict rises (increasing, levelling off), from its
+    /// parts; `None` for any other verdict, or when no part grew.
+    pub(crate) fn of(trend: Option<&Trend>, parts: Option<Vec<Part>>) -> Option<Diagnosis> {
+        let rising = trend.is_some_and(|t| {
+            matches!(
+                t.classification,
+                Verdict::Increasing | Verdict::LevellingOff
+            )
+        });
+        let parts = parts.filter(|_| rising)?;
         let top = parts.iter().find(|p| p.change > 0.0)?;
         let rate = top
             .change_per_hour
@@ -385,10 +402,7 @@ impl Overview {
                 Some((sid, growth.get(r, "percent_change").as_f64()?))
             })
             .collect();
-        let mut parts: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
-        for p in typed::<Part>("attribution", &run("attribution")?)? {
-            parts.entry(p.whole_series_id).or_default().push(p);
-        }
+        let mut parts = Part::by_whole(&run("attribution")?)?;
         let rules = typed("rule_states", &run("rule_states")?)?;
         let last_cleanup = typed("cleanups", &run("cleanups")?)?.into_iter().next();
         let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
@@ -404,16 +418,7 @@ impl Overview {
                 .into_iter()
                 .map(|s| {
                     let trend = trends.get(&s.series_id).cloned();
-                    let rising = trend.as_ref().is_some_and(|t| {
-                        matches!(
-                            t.classification,
-                            Verdict::Increasing | Verdict::LevellingOff
-                        )
-                    });
-                    let diagnosis = parts
-                        .remove(&s.series_id)
-                        .filter(|_| rising)
-                        .and_then(Diagnosis::of);
+                    let diagnosis = Diagnosis::of(trend.as_ref(), parts.remove(&s.series_id));
                     SeriesState {
                         diagnosis,
                         verdict: trend

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
-use crate::analyze::overview::{self, Verdict, leading_rank};
+use crate::analyze::overview::{self, Diagnosis, Part, Verdict, leading_rank};
 use crate::model::{Cell, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -87,6 +87,8 @@ pub struct SeriesReport {
     pub seconds_to_limit: Option<f64>,
     /// One sentence: leak suspected (with slope and time to limit), stable, shrinking, ...
     pub verdict: String,
+    /// For a rising rss or tree_rss: which kind of memory grows over the range.
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// One line of a chart: per bucket (start ms, min, avg, max).
@@ -170,8 +172,12 @@ fn filters(target: &Option<String>) -> Vec<(&'static str, Cell)> {
 
 /// One leaking target in the headline: "process api (4242): rss +1.20 %/h (...)".
 fn headline_item(s: &SeriesReport) -> String {
+    let diagnosis = s
+        .diagnosis
+        .as_ref()
+        .map_or(String::new(), |d| format!(", {}", d.words));
     format!(
-        "{}: {} {}",
+        "{}: {} {}{diagnosis}",
         who(s.kind, &s.target, s.pid),
         s.metric,
         s.verdict.trim_start_matches("leak suspected: ")
@@ -210,6 +216,7 @@ fn charted(kind: Kind, metric: &str) -> bool {
 /// One pass over the samples that a report needs.
 enum Job {
     Summary,
+    Attribution,
     Trend(i64),
     Downsample(i64),
 }
@@ -292,7 +299,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     let window = data_to - data_from;
     let bucket_ms = (window / CHART_BUCKETS).max(1);
 
-    let mut jobs = vec![Job::Summary];
+    let mut jobs = vec![Job::Summary, Job::Attribution];
     for r in 0..span.rows.len() {
         let Some(sid) = span.get(r, "series_id").as_i64() else {
             continue;
@@ -307,6 +314,12 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     let tables = pool(db, &jobs, &progress, |conn, job| {
         Ok(match job {
             Job::Summary => analysis::run(conn, "summary", &params, o.to_ms)?,
+            Job::Attribution => analysis::run(
+                conn,
+                "attribution",
+                &[("window_ms", Cell::Int(window))],
+                data_to,
+            )?,
             Job::Trend(sid) => analysis::run(
                 conn,
                 "trend",
@@ -333,9 +346,9 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         })
     })?;
     progress.done();
-    let (summary, trends, buckets) = by_job(&jobs, tables);
+    let (summary, attribution, trends, buckets) = by_job(&jobs, tables);
 
-    let series = series_reports(&summary, &trends)?;
+    let series = series_reports(&summary, &attribution, &trends)?;
     let charts = charts(&series, &buckets, bucket_ms);
 
     let (alerts, cleanups) = audit(&conn, o)?;
@@ -359,14 +372,20 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     })
 }
 
-/// The passes' tables by what they are: the summary, and per series its trend and its buckets.
-fn by_job(jobs: &[Job], tables: Vec<Table>) -> (Table, BTreeMap<i64, Table>, BTreeMap<i64, Table>) {
+/// The passes' tables by what they are: the summary, the attribution, and per series its trend
+/// and its buckets.
+fn by_job(
+    jobs: &[Job],
+    tables: Vec<Table>,
+) -> (Table, Table, BTreeMap<i64, Table>, BTreeMap<i64, Table>) {
     let mut summary = Table::default();
+    let mut attribution = Table::default();
     let mut trends = BTreeMap::new();
     let mut buckets = BTreeMap::new();
     for (job, table) in jobs.iter().zip(tables) {
         match job {
             Job::Summary => summary = table,
+            Job::Attribution => attribution = table,
             Job::Trend(sid) => {
                 trends.insert(*sid, table);
             }
@@ -375,7 +394,7 @@ fn by_job(jobs: &[Job], tables: Vec<Table>) -> (Table, BTreeMap<i64, Table>, BTr
             }
         }
     }
-    (summary, trends, buckets)
+    (summary, attribution, trends, buckets)
 }
 
 /// A row of the `summary` query: a series' figures over the range.
@@ -417,8 +436,10 @@ impl Trend {
 /// Each series' figures from the summary pass, with its trend verdict in words.
 fn series_reports(
     summary: &Table,
+    attribution: &Table,
     trends: &BTreeMap<i64, Table>,
 ) -> Result<Vec<SeriesReport>, AnalysisError> {
+    let mut parts = Part::by_whole(attribution)?;
     let rows: Vec<Summary> = summary.typed_rows().map_err(|e| AnalysisError::Rows {
         query: "summary".into(),
         source: e,
@@ -437,6 +458,7 @@ fn series_reports(
                 // From the same fit, as time_to_limit.sql computes it.
                 seconds_to_limit: fit.and_then(|t| t.seconds_to_limit),
                 verdict: fit.map_or(overview::NO_VERDICT.to_string(), |t| t.words(&r.unit)),
+                diagnosis: Diagnosis::of(fit, parts.remove(&r.series_id)),
                 kind: r.kind,
                 target: r.target,
                 pid: r.pid,

@@ -173,9 +173,15 @@ fn status_api_and_report_agree_on_each_verdict() {
             assert!((share - 100.0).abs() < 1.0, "{c}");
             assert_eq!(c["diagnosis"]["parts"][1]["part"], "rss_file", "{c}");
             assert!(table.contains(&format!("\n  {diagnosis}\n")), "{table}");
+            // The report, over its own range, finds the same part growing.
+            let in_report = r["diagnosis"]["words"]
+                .as_str()
+                .expect("the report's diagnosis");
+            assert!(in_report.starts_with("grows in rss_anon ("), "{r}");
         } else {
             assert_eq!(a["verdict"], words);
             assert!(c["diagnosis"].is_null(), "{c}");
+            assert!(r["diagnosis"].is_null(), "{r}");
         }
     }
     assert!(table.contains("increasing +1"), "{table}");
