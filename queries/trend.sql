@@ -39,7 +39,8 @@
 --   levelling_off      rising as above, but the late slope is under half the early one
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
 --                      A target older than the window that rises as above with under :min_prior_ms
---                      of history before the window (within a slice) is insufficient_data instead:
+--                      of history before the window (within a slice; a process that started less
+--                      than that before the window needs only what it lived) is insufficient_data:
 --                      without a prior range, the first rise of a saw-tooth whose teeth take about
 --                      the window to rise looks just like a leak; its previous drop lies within
 --                      half a window before.
@@ -84,7 +85,7 @@
 WITH sel0 AS MATERIALIZED (
     SELECT si.series_id, si.target_id, si.kind, si.target, si.pid, si.metric, si.unit,
            -- Younger than the window: a process that started inside it, judged over its own life.
-           coalesce(si.start_time_ms >= :now_ms - :window_ms, 0) AS young,
+           coalesce(si.start_time_ms >= :now_ms - :window_ms, 0) AS young, si.start_time_ms,
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
              ORDER BY ts_ms LIMIT 1) AS first_ts_ms,
@@ -276,6 +277,9 @@ stats AS (
              AS mk_z,
            best_step.jump, best_step.resid AS step_resid, best_step.right_range,
            coalesce(sel.first_ts_ms - sel.lb_first_ts_ms, 0) AS prior_ms,
+           -- The prior a target can have: none from before a process started.
+           min(:min_prior_ms, coalesce(sel.first_ts_ms - sel.start_time_ms, :min_prior_ms))
+             AS prior_needed_ms,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
            prior.prior_high,
@@ -321,7 +325,7 @@ verdict AS (
                   AND abs(jump) * 100.0 / nullif(abs(mean), 0) >= :min_growth_pct THEN 'step'
              WHEN mk_z >= :min_z AND pct_per_hour >= :min_pct_per_hour
                   AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
-               CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < :min_prior_ms
+               CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < prior_needed_ms
                       THEN 'insufficient_data'
                     WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
                     WHEN prior_high IS NOT NULL
@@ -347,7 +351,7 @@ SELECT series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts
        CASE WHEN classification = 'increasing' THEN (d_late >= 2 * d AND d > 0) END AS accelerating,
        classification,
        coalesce(reason, CASE WHEN classification = 'insufficient_data'
-                             THEN 'rising, but needs ' || (:min_prior_ms / 1000)
+                             THEN 'rising, but needs ' || (prior_needed_ms / 1000)
                                   || ' s of history before the window to tell a leak from a cycle''s rise, has '
                                   || (prior_ms / 1000) || ' s' END) AS reason,
        limit_value,
