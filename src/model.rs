@@ -306,6 +306,18 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
+/// A metric memtrail records for a process: the fixed list, or a mapping group's RSS
+/// (`map_rss:[heap]`, `map_rss:/usr/lib/libc.so.6`, ...).
+pub(crate) fn is_process_metric(metric: &str) -> bool {
+    PROCESS_METRICS.contains(&metric) || metric.starts_with("map_rss:")
+}
+
+/// A metric's name as a file gives it: a name (above), or a mapping group's series as the sampler
+/// names them (`map_rss:` and a group: `[heap]` or a mapped file's path, as a target name may be).
+pub(crate) fn valid_metric_name(name: &str) -> bool {
+    valid_name(name) || name.strip_prefix("map_rss:").is_some_and(valid_target_name)
+}
+
 /// The longest target (series) name memtrail takes from a file or a push, in bytes.
 pub(crate) const MAX_TARGET_NAME: usize = 256;
 

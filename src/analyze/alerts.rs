@@ -82,7 +82,7 @@ pub(crate) const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 /// The kinds of target that record `metric` (first: the one a rule without `kind` means).
 pub(crate) fn kinds_of(metric: &str) -> Vec<Kind> {
     let mut kinds = Vec::new();
-    if PROCESS_METRICS.contains(&metric) {
+    if crate::model::is_process_metric(metric) {
         kinds.push(Kind::Process);
     }
     if SYSTEM_METRICS.contains(&metric) {

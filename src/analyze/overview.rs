@@ -137,6 +137,8 @@ impl Trend {
 pub struct Part {
     #[serde(skip_serializing)]
     pub whole_series_id: i64,
+    /// `kind` (rss_anon, rss_file, rss_shmem) or `mapping` (a `map_rss:` group from smaps).
+    pub dimension: String,
     pub part: String,
     pub change: f64,
     pub change_per_hour: Option<f64>,
@@ -183,14 +185,33 @@ impl Diagnosis {
             )
         });
         let parts = parts.filter(|_| rising)?;
-        let top = parts.iter().find(|p| p.change > 0.0)?;
-        let rate = top
-            .change_per_hour
-            .map_or(String::new(), |r| format!(" {}/h", format_signed_bytes(r)));
-        let share = top
-            .share_pct
-            .map_or(String::new(), |s| format!(", {s:.0} % of the growth"));
-        let words = format!("grows in {} ({}):{rate}{share}", top.part, top.meaning());
+        // Largest change first within each dimension (the query's order).
+        let top = |dimension: &str| {
+            parts
+                .iter()
+                .find(|p| p.dimension == dimension && p.change > 0.0)
+        };
+        let growth = |p: &Part| {
+            let rate = p
+                .change_per_hour
+                .map_or(String::new(), |r| format!(" {}/h", format_signed_bytes(r)));
+            let share = p
+                .share_pct
+                .map_or(String::new(), |s| format!(", {s:.0} % of the growth"));
+            format!("{rate}{share}")
+        };
+        let kind =
+            top("kind").map(|p| format!("grows in {} ({}):{}", p.part, p.meaning(), growth(p)));
+        let mapping = top("mapping").map(|p| {
+            let group = p.part.trim_start_matches("map_rss:");
+            format!("in the mapping {group}:{}", growth(p))
+        });
+        let words = match (kind, mapping) {
+            (Some(k), Some(m)) => format!("{k}; {m}"),
+            (Some(k), None) => k,
+            (None, Some(m)) => format!("grows {m}"),
+            (None, None) => return None,
+        };
         Some(Diagnosis { parts, words })
     }
 }

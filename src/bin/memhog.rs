@@ -46,6 +46,10 @@ struct Args {
     /// Serve POST /cleanup on 127.0.0.1:PORT (0 = any free port; the URL is printed first).
     #[arg(long)]
     cleanup_port: Option<u16>,
+    /// Allocate each step in blocks of this size (e.g. 64KiB: malloc serves them from the brk
+    /// heap, where one step-sized block would be an mmap of its own).
+    #[arg(long)]
+    chunk: Option<ByteSize>,
     /// Grow this file by a step each step (created, truncated first) and map and read it whole,
     /// instead of allocating anonymous memory.
     #[arg(long)]
@@ -157,12 +161,21 @@ fn main() -> ExitCode {
             }
             continue;
         }
-        let mut block = vec![0u8; args.step.0 as usize];
-        // Write every page so that it is really resident, not just reserved.
-        for offset in (0..block.len()).step_by(page) {
-            block[offset] = 1;
+        // In blocks of --chunk (small ones come from malloc's brk heap, large ones are mmaps of
+        // their own); every page written so that it is really resident, not just reserved.
+        let step = args.step.0 as usize;
+        let chunk = args
+            .chunk
+            .map_or(step, |c| (c.0 as usize).clamp(1, step.max(1)));
+        let mut left = step;
+        while left > 0 {
+            let mut block = vec![0u8; chunk.min(left)];
+            for offset in (0..block.len()).step_by(page) {
+                block[offset] = 1;
+            }
+            left -= block.len();
+            held.push(block);
         }
-        held.push(block);
         let _ = writeln!(out, "step {i}: {} bytes allocated", i as u64 * args.step.0);
         let _ = out.flush();
         if i < args.steps {

@@ -50,6 +50,10 @@ pub(super) struct RecordArgs {
     /// Skip PSS/USS for processes above this RSS, or "unlimited" [default: 2GiB]
     #[arg(long, value_name = "SIZE|unlimited")]
     smaps_max_rss: Option<OrOff<ByteSize>>,
+    /// How often to read each mapping's RSS from smaps (map_rss:[heap], ...), or "off"; skipped
+    /// above --smaps-max-rss [default: 5m]
+    #[arg(long, value_name = "DURATION|off")]
+    maps_interval: Option<OrOff<HumanDuration>>,
     /// How often to look for new --name matches and re-rank --top [default: 5s]
     #[arg(long, value_name = "DURATION")]
     discovery_interval: Option<HumanDuration>,
@@ -98,6 +102,7 @@ impl RecordArgs {
             include_children: some_if(self.include_children, true),
             smaps_interval: self.smaps_interval,
             smaps_max_rss: self.smaps_max_rss,
+            maps_interval: self.maps_interval,
             discovery_interval: self.discovery_interval,
             busy_timeout: self.busy_timeout,
             write_buffer: self.write_buffer,

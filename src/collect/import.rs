@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::model::{ImportedSeries, PROCESS_METRICS, SYSTEM_METRICS, shown};
+use crate::model::{ImportedSeries, SYSTEM_METRICS, is_process_metric, shown};
 use crate::model::{Kind, TargetKey, Unit};
 
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +192,7 @@ fn unit_of(metric: &str) -> Unit {
         "mem_used_percent" | "pressure_some_avg10" | "pressure_full_avg10" | "cpu_percent" => {
             Unit::Percent
         }
-        m if PROCESS_METRICS.contains(&m) || SYSTEM_METRICS.contains(&m) => Unit::Bytes,
+        m if is_process_metric(m) || SYSTEM_METRICS.contains(&m) => Unit::Bytes,
         _ => Unit::Count,
     }
 }
@@ -277,9 +277,9 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
                 crate::model::MAX_TARGET_NAME
             )));
         }
-        if !crate::model::valid_name(&metric) {
+        if !crate::model::valid_metric_name(&metric) {
             return Err(err(format!(
-                "bad metric name {}: a letter or _, then letters, digits, _ . : -; at most 64 bytes",
+                "bad metric name {}: a letter or _, then letters, digits, _ . : -; at most 64 bytes (or map_rss: and a mapping)",
                 shown(&metric)
             )));
         }
@@ -308,7 +308,7 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<ImportedSeries>, ImportError>
         };
         let kind = if SYSTEM_METRICS.contains(&metric.as_str()) {
             Kind::System
-        } else if PROCESS_METRICS.contains(&metric.as_str()) {
+        } else if is_process_metric(&metric) {
             Kind::Process
         } else {
             Kind::Custom

@@ -410,6 +410,111 @@ pub(crate) fn read_smaps_rollup(pid: u32) -> Option<Rollup> {
     parse_smaps_rollup(&read_text(&proc_dir(pid).join("smaps_rollup")).ok()?)
 }
 
+/// How many file-backed mappings get a group of their own (the largest by RSS); the rest are
+/// summed as `[other files]`.
+pub(crate) const MAP_FILES: usize = 8;
+
+/// The longest path a mapping group keeps, in bytes (cut at a character boundary).
+const MAP_PATH_MAX: usize = 200;
+
+/// Each mapping group's resident bytes from `/proc/PID/smaps`, largest first: `[heap]` (the brk
+/// heap), `[stack]` (every thread's), `[anon]` (anonymous mappings: large mallocs, arenas, JIT),
+/// `[shmem]` (SysV, `/dev/shm`, memfd, shared anonymous), the `files` largest mapped files by
+/// path, `[other files]`, and `[other]` for the kernel's own (`[vdso]`, `[vvar]`). The four
+/// anonymous groups are always there (0 when empty), so their series have no gaps.
+pub(crate) fn parse_smaps_groups(text: &str, files: usize) -> Vec<(String, u64)> {
+    let mut groups: Vec<(String, u64)> = ["[heap]", "[stack]", "[anon]", "[shmem]"]
+        .map(|g| (g.to_string(), 0))
+        .to_vec();
+    let mut by_file: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut other = 0;
+    let mut current: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(path) = mapping_path(line) {
+            current = Some(path);
+        } else if let (Some(path), Some(kb)) = (current, line.strip_prefix("Rss:")) {
+            let bytes = kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                * 1024;
+            match map_group(path) {
+                Some(i) => groups[i].1 += bytes,
+                None if path.starts_with('[') => other += bytes,
+                None => *by_file.entry(path).or_default() += bytes,
+            }
+        }
+    }
+    let mut files_rss: Vec<(&str, u64)> = by_file.into_iter().collect();
+    files_rss.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let rest: u64 = files_rss.iter().skip(files).map(|f| f.1).sum();
+    groups.extend(
+        files_rss
+            .iter()
+            .take(files)
+            .map(|(p, b)| (cut(p, MAP_PATH_MAX), *b)),
+    );
+    groups.push(("[other files]".to_string(), rest));
+    groups.push(("[other]".to_string(), other));
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    groups
+}
+
+/// The path of a mapping's header line (`start-end perms offset dev inode [path]`), "" for an
+/// anonymous one; `None` for a field line (`Rss:   12 kB`).
+fn mapping_path(line: &str) -> Option<&str> {
+    let range = line.split(' ').next()?;
+    let (lo, hi) = range.split_once('-')?;
+    if lo.is_empty() || !lo.bytes().chain(hi.bytes()).all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    // Skip the five fixed fields; the rest (after the padding) is the path, spaces and all.
+    let mut rest = line;
+    for _ in 0..5 {
+        rest = rest.trim_start();
+        rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+    }
+    Some(rest.trim())
+}
+
+/// The fixed group (index into the first four) of an anonymous or shared mapping; `None` for a
+/// file or the kernel's own.
+fn map_group(path: &str) -> Option<usize> {
+    match path {
+        "" => Some(2),
+        "[heap]" => Some(0),
+        p if p.starts_with("[stack") => Some(1),
+        p if p.starts_with("[anon") => Some(2),
+        p if p.starts_with("/dev/shm/")
+            || p.starts_with("/SYSV")
+            || p.starts_with("/memfd:")
+            || p.starts_with("memfd:")
+            || p.starts_with("/dev/zero") =>
+        {
+            Some(3)
+        }
+        _ => None,
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Costly like smaps_rollup (the kernel walks the page tables), and larger: one block per mapping.
+pub(crate) fn read_smaps_groups(pid: u32) -> Option<Vec<(String, u64)>> {
+    Some(parse_smaps_groups(
+        &read_text(&proc_dir(pid).join("smaps")).ok()?,
+        MAP_FILES,
+    ))
+}
+
 /// The pids of a process's direct children, from `/proc/PID/task/TID/children`.
 /// `Err` when the kernel lacks that file (then callers fall back to a full scan).
 pub(crate) fn children_of(pid: u32) -> io::Result<Vec<u32>> {
@@ -681,6 +786,87 @@ mod tests {
         assert!(files.stat().is_none(), "a reaped process reads as gone");
         assert!(files.fds().is_none() && files.status_mem().is_none());
         Ok(())
+    }
+
+    #[test]
+    fn smaps_mappings_are_grouped_by_what_they_are() {
+        let block = |header: &str, rss_kb: u64| {
+            format!(
+                "{header}\nSize:            9999 kB\nRss:   {rss_kb} kB\nPss:   1 kB\nVmFlags: rd wr mr mw me ac\n"
+            )
+        };
+        let mut text = String::new();
+        text += &block(
+            "55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]",
+            400,
+        );
+        text += &block("7f0000000000-7f0000100000 rw-p 00000000 00:00 0 ", 1000);
+        text += &block(
+            "7f0000200000-7f0000300000 rw-p 00000000 00:00 0                          [anon:arena]",
+            24,
+        );
+        text += &block(
+            "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]",
+            132,
+        );
+        text += &block(
+            "7f1000000000-7f1000100000 rw-s 00000000 00:01 99                         /dev/shm/pool (deleted)",
+            64,
+        );
+        text += &block(
+            "7f2000000000-7f2000100000 r--s 00000000 08:01 1234                       /var/lib/app/index data.bin",
+            2048,
+        );
+        text += &block(
+            "7f3000000000-7f3000100000 r-xp 00000000 08:01 1235                       /usr/lib/libc.so.6",
+            1500,
+        );
+        text += &block(
+            "7f3000100000-7f3000200000 r--p 00100000 08:01 1235                       /usr/lib/libc.so.6",
+            100,
+        );
+        text += &block(
+            "7f4000000000-7f4000001000 r-xp 00000000 08:01 1236                       /usr/lib/libm.so.6",
+            8,
+        );
+        text += &block(
+            "7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0                          [vdso]",
+            4,
+        );
+        let groups = parse_smaps_groups(&text, 2);
+        let get = |g: &str| groups.iter().find(|(n, _)| n == g).map(|(_, b)| *b / 1024);
+        assert_eq!(get("[heap]"), Some(400));
+        assert_eq!(
+            get("[anon]"),
+            Some(1024),
+            "unnamed and named anonymous mappings"
+        );
+        assert_eq!(get("[stack]"), Some(132));
+        assert_eq!(get("[shmem]"), Some(64));
+        assert_eq!(
+            get("/var/lib/app/index data.bin"),
+            Some(2048),
+            "a path with a space"
+        );
+        assert_eq!(
+            get("/usr/lib/libc.so.6"),
+            Some(1600),
+            "a file's mappings summed"
+        );
+        assert_eq!(
+            get("/usr/lib/libm.so.6"),
+            None,
+            "beyond the largest 2 files"
+        );
+        assert_eq!(get("[other files]"), Some(8));
+        assert_eq!(get("[other]"), Some(4));
+        assert_eq!(groups[0].0, "/var/lib/app/index data.bin", "largest first");
+        // Nothing mapped: the four anonymous groups are still there, at 0.
+        let empty = parse_smaps_groups("", MAP_FILES);
+        assert_eq!(empty.iter().filter(|g| g.1 == 0).count(), 6, "{empty:?}");
+        // This process's own smaps parses, and its heap and stack are resident.
+        let own = read_smaps_groups(std::process::id()).expect("own smaps");
+        assert!(own.iter().any(|(g, b)| g == "[stack]" && *b > 0), "{own:?}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ struct Tracked {
     origin: Origin,
     tree: bool,
     next_smaps: Instant,
+    next_maps: Instant,
     smaps_skip_logged: bool,
     /// Reads the process each tick (its files held open for the first `held_processes()`).
     proc: procfs::ProcReader,
@@ -81,8 +82,7 @@ pub(crate) struct Sampler {
     top: usize,
     system: bool,
     include_children: bool,
-    smaps_interval: Option<Duration>,
-    smaps_max_rss: Option<u64>,
+    slow: SlowReads,
     discovery_interval: Duration,
     next_discovery: Instant,
     tracked: Vec<Tracked>,
@@ -145,7 +145,56 @@ pub(crate) struct SamplerConfig {
     pub include_children: bool,
     pub smaps_interval: Option<Duration>,
     pub smaps_max_rss: Option<u64>,
+    pub maps_interval: Option<Duration>,
     pub discovery_interval: Duration,
+}
+
+/// The readings that make the kernel walk a process's page tables, each on its own cadence and
+/// skipped above `max_rss`: PSS/USS from `smaps_rollup`, each mapping group's RSS from `smaps`.
+#[derive(Debug, Clone, Copy)]
+struct SlowReads {
+    smaps_interval: Option<Duration>,
+    maps_interval: Option<Duration>,
+    max_rss: Option<u64>,
+}
+
+impl SlowReads {
+    /// The slow readings due for `t` now, if its RSS is under the cap.
+    fn read(&self, t: &mut Tracked, rss: u64, now: Instant, values: &mut Vec<Value>) {
+        let due = |every: Option<Duration>, next: &mut Instant| match every {
+            Some(every) if now >= *next => {
+                *next = now + every;
+                true
+            }
+            _ => false,
+        };
+        let smaps = due(self.smaps_interval, &mut t.next_smaps);
+        let maps = due(self.maps_interval, &mut t.next_maps);
+        if !(smaps || maps) {
+            return;
+        }
+        if self.max_rss.is_some_and(|max| rss > max) {
+            if !t.smaps_skip_logged {
+                t.smaps_skip_logged = true;
+                tracing::info!(
+                    subject = %t.key,
+                    "RSS is above smaps_max_rss: PSS/USS and mappings not read (reading them stalls a large process); set smaps_max_rss = \"unlimited\" to read them anyway"
+                );
+            }
+            return;
+        }
+        if smaps && let Some(r) = procfs::read_smaps_rollup(t.pid) {
+            values.push(Value::new("pss", Unit::Bytes, r.pss as f64));
+            values.push(Value::new("uss", Unit::Bytes, r.uss as f64));
+        }
+        if maps && let Some(groups) = procfs::read_smaps_groups(t.pid) {
+            values.extend(groups.into_iter().map(|(group, bytes)| Value {
+                metric: format!("map_rss:{group}").into(),
+                unit: Unit::Bytes,
+                value: bytes as f64,
+            }));
+        }
+    }
 }
 
 /// A process and its descendants summed: the process as just read, its descendants by path.
@@ -191,8 +240,11 @@ impl Sampler {
             },
             system: s.system,
             include_children: s.include_children,
-            smaps_interval: s.smaps_interval,
-            smaps_max_rss: s.smaps_max_rss,
+            slow: SlowReads {
+                smaps_interval: s.smaps_interval,
+                maps_interval: s.maps_interval,
+                max_rss: s.smaps_max_rss,
+            },
             discovery_interval: s.discovery_interval,
             next_discovery: now,
             tracked: Vec::new(),
@@ -290,6 +342,7 @@ impl Sampler {
             origin,
             tree: self.include_children || origin == Origin::Command,
             next_smaps: now,
+            next_maps: now,
             smaps_skip_logged: false,
             proc,
         });
@@ -329,7 +382,7 @@ impl Sampler {
             ..Default::default()
         };
         let k = self.kernel;
-        let (smaps_interval, smaps_max) = (self.smaps_interval, self.smaps_max_rss);
+        let slow = self.slow;
         self.tracked.retain_mut(|t| {
             let stat = match t.proc.stat() {
                 Some(s) if s.start_ticks == t.start_ticks && !s.exited() => s,
@@ -346,27 +399,14 @@ impl Sampler {
                 Value::new("threads", Unit::Count, stat.threads as f64),
             ];
             let (mem, fds) = (t.proc.status_mem(), t.proc.fds());
-            values.extend(status_values(mem, ["swap", "rss_anon", "rss_file", "rss_shmem"]));
+            values.extend(status_values(
+                mem,
+                ["swap", "rss_anon", "rss_file", "rss_shmem"],
+            ));
             if let Some(fds) = fds {
                 values.push(Value::new("fds", Unit::Count, fds as f64));
             }
-            if let Some(every) = smaps_interval
-                && now >= t.next_smaps
-            {
-                t.next_smaps = now + every;
-                if smaps_max.is_none_or(|max| rss <= max) {
-                    if let Some(r) = procfs::read_smaps_rollup(t.pid) {
-                        values.push(Value::new("pss", Unit::Bytes, r.pss as f64));
-                        values.push(Value::new("uss", Unit::Bytes, r.uss as f64));
-                    }
-                } else if !t.smaps_skip_logged {
-                    t.smaps_skip_logged = true;
-                    tracing::info!(
-                        subject = %t.key,
-                        "RSS is above smaps_max_rss: PSS/USS not read (reading them stalls a large process); set smaps_max_rss = \"unlimited\" to read them anyway"
-                    );
-                }
-            }
+            slow.read(t, rss, now, &mut values);
             if t.tree {
                 values.extend(tree_values(t.pid, &stat, mem, fds, &k));
             }

@@ -22,6 +22,8 @@ pub struct RecordSettings {
     pub include_children: bool,
     pub smaps_interval: Option<Duration>,
     pub smaps_max_rss: Option<u64>,
+    /// How often each mapping group's RSS is read from smaps (`map_rss:...`); None: never.
+    pub maps_interval: Option<Duration>,
     pub discovery_interval: Duration,
     pub busy_timeout: Duration,
     /// At most this many samples are held in memory while the database cannot be written (a full
@@ -49,6 +51,21 @@ fn dur(s: &str) -> Duration {
     s.parse::<HumanDuration>().map(|h| h.0).unwrap_or_default()
 }
 
+/// A slow reading's cadence: `default` when unset, None when "off", never 0.
+fn cadence(
+    set: Option<crate::config::OrOff<HumanDuration>>,
+    default: &str,
+    name: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    let every = set.map_or(Some(dur(default)), |o| o.0.map(|d| d.0));
+    if every.is_some_and(|d| d.is_zero()) {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be more than 0, or \"off\""
+        )));
+    }
+    Ok(every)
+}
+
 impl RecordSettings {
     /// The sampler's part.
     pub(crate) fn sampler(&self) -> crate::collect::sampler::SamplerConfig {
@@ -58,6 +75,7 @@ impl RecordSettings {
             include_children: self.include_children,
             smaps_interval: self.smaps_interval,
             smaps_max_rss: self.smaps_max_rss,
+            maps_interval: self.maps_interval,
             discovery_interval: self.discovery_interval,
         }
     }
@@ -97,12 +115,8 @@ impl RecordSettings {
                 "process name {bad:?} is empty: give the name as `ps -o comm` shows it"
             ));
         }
-        let smaps_interval = p
-            .smaps_interval
-            .map_or(Some(dur("60s")), |o| o.0.map(|d| d.0));
-        if smaps_interval.is_some_and(|d| d.is_zero()) {
-            return invalid("smaps_interval must be more than 0, or \"off\"".into());
-        }
+        let smaps_interval = cadence(p.smaps_interval, "60s", "smaps_interval")?;
+        let maps_interval = cadence(p.maps_interval, "5m", "maps_interval")?;
         let write_buffer = p.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);
         if write_buffer == 0 {
             return invalid(format!(
@@ -143,6 +157,7 @@ impl RecordSettings {
             smaps_max_rss: p
                 .smaps_max_rss
                 .map_or(Some(2 * 1024 * 1024 * 1024), |o| o.0.map(|b| b.0)),
+            maps_interval,
             discovery_interval: p
                 .discovery_interval
                 .map_or(dur("5s"), |d| d.0)
@@ -207,6 +222,7 @@ impl RecordSettings {
                 self.smaps_max_rss
                     .map_or("unlimited".into(), |b| crate::units::format_bytes(b as f64)),
             ),
+            ("maps_interval", self.maps_interval.map_or("off".into(), d)),
             ("discovery_interval", d(self.discovery_interval)),
             ("busy_timeout", d(self.busy_timeout)),
             ("write_buffer", format!("{} samples", self.write_buffer)),

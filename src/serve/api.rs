@@ -731,6 +731,11 @@ fn series_families(families: &mut Families, latest: &Table) {
                 format!(",metric=\"{}\"", label(metric)),
             )
         } else {
+            // A mapping group's series (`map_rss:[heap]`): one family, the group as a label.
+            let (metric, extra) = match metric.split_once(':') {
+                Some((base, group)) => (base, format!(",mapping=\"{}\"", label(group))),
+                None => (metric, String::new()),
+            };
             let suffix = match unit {
                 "bytes" => "_bytes",
                 "percent" if !metric.ends_with("_percent") => "_percent",
@@ -739,7 +744,7 @@ fn series_families(families: &mut Families, latest: &Table) {
             (
                 format!("memtrail_{metric}{suffix}"),
                 format!("The latest {metric} ({unit}) memtrail recorded."),
-                String::new(),
+                extra,
             )
         };
         families
@@ -952,6 +957,14 @@ mod tests {
                     Cell::Text("count".into()),
                     Cell::Int(12),
                 ],
+                vec![
+                    Cell::Text("process".into()),
+                    Cell::Text("api".into()),
+                    Cell::Int(8),
+                    Cell::Text("map_rss:/var/lib/x \"y\".db".into()),
+                    Cell::Text("bytes".into()),
+                    Cell::Real(4096.0),
+                ],
             ],
         };
         let text = exposition(
@@ -987,6 +1000,14 @@ mod tests {
         let parsed =
             openmetrics_parser::prometheus::parse_prometheus(&text).expect("valid exposition");
         assert!(parsed.families.contains_key("memtrail_rss_bytes"));
+        // A mapping group: one family, the mapping as a label.
+        assert!(
+            text.contains(
+                "memtrail_map_rss_bytes{kind=\"process\",target=\"api\",pid=\"8\",mapping=\"/var/lib/x \\\"y\\\".db\"} 4096\n"
+            ),
+            "{text}"
+        );
+        assert!(parsed.families.contains_key("memtrail_map_rss_bytes"));
     }
 
     #[test]

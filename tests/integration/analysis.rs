@@ -890,9 +890,11 @@ fn adhoc_sql_streams_large_results_in_bounded_memory() {
     }
 }
 
-/// Issue 24.1: the kind of memory that grows. One memhog allocates anonymous memory, the other
-/// maps and reads a growing file; recorded live, the trend says `rss_anon` grows in the first and
-/// `rss_file` in the second, and neither in the other.
+/// Issue 24.1 and 24.2: the kind of memory that grows, and the mapping. One memhog allocates
+/// anonymous memory in blocks of their own (mmaps), one maps and reads a growing file, one
+/// allocates small blocks (malloc's brk heap); recorded live, the trend says `rss_anon` grows in
+/// the first and `rss_file` in the second, and neither in the other, and the attribution names
+/// `[anon]`, the file and `[heap]` as the mapping that grows in each.
 #[test]
 fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     let s = Scratch::new();
@@ -917,10 +919,19 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     let mut anon = hog(&[]);
     let file = s.path("growing.dat");
     let mut mapped = hog(&["--map-file", file.to_str().expect("utf8 path")]);
-    let (a, m) = (anon.id().to_string(), mapped.id().to_string());
+    let mut heap = hog(&["--chunk", "64KiB"]);
+    let (a, m, h) = (
+        anon.id().to_string(),
+        mapped.id().to_string(),
+        heap.id().to_string(),
+    );
     let recorded = record_ok(
         &s.db(),
         &[
+            "--maps-interval",
+            "1s",
+            "--pid",
+            &h,
             "--pid",
             &a,
             "--pid",
@@ -934,6 +945,7 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     );
     kill(&mut anon);
     kill(&mut mapped);
+    kill(&mut heap);
     let out = run(
         memtrail()
             .args([
@@ -974,4 +986,37 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
                                   AND ki.metric IN ('rss_anon', 'rss_file', 'rss_shmem'))) > 64 * 4096",
     );
     assert_eq!(sums_differ, 0, "{}", stderr(&recorded));
+
+    // Which mapping grows most in each, over the recording.
+    let out = run(
+        memtrail()
+            .args(["query", "attribution", "--format", "json"])
+            .args(["--param", "window_ms=20s", "--param", "min_coverage=0.5"])
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let parts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let top_mapping = |pid: u32| {
+        parts
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|p| p["pid"] == pid && p["dimension"] == "mapping")
+            .max_by(|x, y| {
+                let c = |p: &serde_json::Value| p["change"].as_f64().unwrap_or(f64::MIN);
+                c(x).total_cmp(&c(y))
+            })
+            .and_then(|p| p["part"].as_str())
+            .unwrap_or_else(|| panic!("no mapping of {pid}: {parts}"))
+            .to_string()
+    };
+    assert_eq!(top_mapping(anon.id()), "map_rss:[anon]", "{parts}");
+    assert_eq!(top_mapping(heap.id()), "map_rss:[heap]", "{parts}");
+    assert_eq!(
+        top_mapping(mapped.id()),
+        format!("map_rss:{}", file.display()),
+        "{parts}"
+    );
 }

@@ -77,6 +77,14 @@ fn status_api_and_report_agree_on_each_verdict() {
             (70.0 + 20.0 * hours) * MIB,
             30.0 * MIB
         ));
+        // The mapping groups, on smaps' slower cadence (every 5 minutes): the heap grows.
+        if i % 30 == 0 {
+            csv.push_str(&format!(
+                "{ts},leaky,map_rss:[heap],{}\n{ts},leaky,map_rss:/usr/lib/libc.so.6,{}\n",
+                (60.0 + 20.0 * hours) * MIB,
+                2.0 * MIB
+            ));
+        }
         csv.push_str(&format!(
             "{ts},steady,rss,{}\n",
             50.0 * MIB + (i % 3) as f64
@@ -167,6 +175,17 @@ fn status_api_and_report_agree_on_each_verdict() {
                 diagnosis.starts_with("grows in rss_anon (anonymous memory"),
                 "{diagnosis}"
             );
+            assert!(
+                diagnosis.contains(" MiB/h, 100 % of the growth; in the mapping [heap]: +"),
+                "{diagnosis}"
+            );
+            // The heap's rate from samples 5 minutes apart: near the 20 MiB/h it grows.
+            let heap = c["diagnosis"]["parts"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["part"] == "map_rss:[heap]"))
+                .and_then(|p| p["change_per_hour"].as_f64())
+                .expect("the heap's part");
+            assert!((heap / MIB - 20.0).abs() < 3.0, "{heap}");
             let share = c["diagnosis"]["parts"][0]["share_pct"]
                 .as_f64()
                 .expect("share");
