@@ -4,7 +4,14 @@ Start it once in your web service and it reports, every interval, on a daemon th
   heap_objects      len(gc.get_objects()), objects the garbage collector tracks
   gc_gen0..gc_gen2  objects waiting in each garbage-collector generation (gc.get_count())
   gc_collections    collections run so far (all generations)
+  py_objects:TYPE   how many objects of each of the top_types most common types the collector
+                    tracks (20 by default), so a leak of one kind of object shows by name
+  py_alloc:FILE:LINE  bytes allocated at each of the top_sites largest allocation sites, while
+                    tracemalloc is tracing (python3 -X tracemalloc=1, or tracemalloc.start())
   ...plus any counters you register (chat sessions, cache entries, open documents).
+
+memtrail's `regression` query then says which of them the process's memory follows ("tracks
+py_objects:Session: 1.0 KiB per unit, R² 0.99"), in `memtrail status` under a leak.
 
 memtrail stores them as custom series next to the process's RSS, so `memtrail query trend
 --param kind=custom` tells a growing cache from a leaking heap. Standard library only.
@@ -19,32 +26,64 @@ Run directly for a one-shot push from this interpreter (what the tests do):
 """
 
 import argparse
+import collections
 import gc
 import json
 import os
 import sys
 import threading
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 
 
 class MemtrailPusher:
-    def __init__(self, url, source="python", interval=15.0, token=None, timeout=5.0):
+    # memtrail's metric names: letters, digits, _ . : -, at most 64 bytes.
+    NAME_MAX = 64
+
+    def __init__(self, url, source="python", interval=15.0, token=None, timeout=5.0,
+                 top_types=20, top_sites=10):
         self.endpoint = url.rstrip("/") + "/internal/memory/custom"
         self.source = source
         self.interval = interval
         self.token = token or os.environ.get("MEMTRAIL_TOKEN")
         self.timeout = timeout
         self.counters = {}
+        self.top_types = top_types
+        self.top_sites = top_sites
         self._stop = threading.Event()
 
     def counter(self, name, read):
         """Report read() (a number) under `name` with every push."""
         self.counters[name] = read
 
+    @classmethod
+    def _name(cls, prefix, text):
+        clean = "".join(c if c.isalnum() or c in "_.:-" else "_" for c in text)
+        return (prefix + clean)[: cls.NAME_MAX]
+
+    def _top_types(self, objects):
+        counts = collections.Counter(type(o).__name__ for o in objects)
+        return {self._name("py_objects:", name): n for name, n in counts.most_common(self.top_types)}
+
+    def _top_sites(self):
+        if not tracemalloc.is_tracing() or self.top_sites <= 0:
+            return {}
+        stats = tracemalloc.take_snapshot().statistics("lineno")[: self.top_sites]
+        sites = {}
+        for st in stats:
+            frame = st.traceback[0]
+            name = self._name("py_alloc:", f"{os.path.basename(frame.filename)}:{frame.lineno}")
+            sites[name] = sites.get(name, 0) + st.size
+        return sites
+
     def sample(self):
-        metrics = {"heap_objects": len(gc.get_objects())}
+        objects = gc.get_objects()
+        metrics = {"heap_objects": len(objects)}
+        metrics.update(self._top_types(objects))
+        del objects
+        metrics.update(self._top_sites())
         for gen, waiting in enumerate(gc.get_count()):
             metrics[f"gc_gen{gen}"] = waiting
         metrics["gc_collections"] = sum(s["collections"] for s in gc.get_stats())

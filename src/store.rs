@@ -30,6 +30,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ),
     ("trend", include_str!("../queries/trend.sql")),
     ("attribution", include_str!("../queries/attribution.sql")),
+    ("regression", include_str!("../queries/regression.sql")),
     (
         "time_to_limit",
         include_str!("../queries/time_to_limit.sql"),

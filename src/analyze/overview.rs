@@ -166,53 +166,127 @@ impl Part {
     }
 }
 
-/// Which kind of memory a rising rss grows in: every part, largest change first, and a sentence
-/// naming the one that grows most.
+/// How a process's memory follows one of its custom metrics (a `regression` row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    #[serde(skip_serializing)]
+    pub series_id: i64,
+    pub metric: String,
+    pub pairs: i64,
+    pub bytes_per_unit: Option<f64>,
+    pub r2: Option<f64>,
+    pub metric_per_hour: Option<f64>,
+}
+
+impl Track {
+    /// A `regression` result's lines, by the memory series they explain (best R² first).
+    pub(crate) fn by_memory(table: &Table) -> Result<BTreeMap<i64, Vec<Track>>, AnalysisError> {
+        let mut tracks: BTreeMap<i64, Vec<Track>> = BTreeMap::new();
+        for t in typed::<Track>("regression", table)? {
+            tracks.entry(t.series_id).or_default().push(t);
+        }
+        Ok(tracks)
+    }
+}
+
+/// The R² a custom metric's line needs before the diagnosis says the memory tracks it.
+const MIN_TRACK_R2: f64 = 0.8;
+
+/// What a rising rss grows in: every part (largest change first), the custom metrics it was
+/// regressed on, and a sentence naming the kind of memory, the mapping and the metric it
+/// follows best.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnosis {
     pub parts: Vec<Part>,
+    pub tracks: Vec<Track>,
     pub words: String,
 }
 
 impl Diagnosis {
-    /// The diagnosis of a whole whose verdict rises (increasing, levelling off), from its
-    /// parts; `None` for any other verdict, or when no part grew.
-    pub(crate) fn of(trend: Option<&Trend>, parts: Option<Vec<Part>>) -> Option<Diagnosis> {
+    /// The diagnosis of a whole whose verdict rises (increasing, levelling off); `None` for any
+    /// other verdict, or when neither a part grew nor a metric tracks it.
+    pub(crate) fn of(
+        trend: Option<&Trend>,
+        parts: Option<Vec<Part>>,
+        tracks: Option<Vec<Track>>,
+    ) -> Option<Diagnosis> {
         let rising = trend.is_some_and(|t| {
             matches!(
                 t.classification,
                 Verdict::Increasing | Verdict::LevellingOff
             )
         });
-        let parts = parts.filter(|_| rising)?;
-        // Largest change first within each dimension (the query's order).
-        let top = |dimension: &str| {
-            parts
-                .iter()
-                .find(|p| p.dimension == dimension && p.change > 0.0)
-        };
-        let growth = |p: &Part| {
-            let rate = p
-                .change_per_hour
-                .map_or(String::new(), |r| format!(" {}/h", format_signed_bytes(r)));
-            let share = p
-                .share_pct
-                .map_or(String::new(), |s| format!(", {s:.0} % of the growth"));
-            format!("{rate}{share}")
-        };
-        let kind =
-            top("kind").map(|p| format!("grows in {} ({}):{}", p.part, p.meaning(), growth(p)));
-        let mapping = top("mapping").map(|p| {
-            let group = p.part.trim_start_matches("map_rss:");
-            format!("in the mapping {group}:{}", growth(p))
-        });
-        let words = match (kind, mapping) {
-            (Some(k), Some(m)) => format!("{k}; {m}"),
-            (Some(k), None) => k,
-            (None, Some(m)) => format!("grows {m}"),
-            (None, None) => return None,
-        };
-        Some(Diagnosis { parts, words })
+        if !rising {
+            return None;
+        }
+        let (parts, tracks) = (parts.unwrap_or_default(), tracks.unwrap_or_default());
+        let words = [
+            Self::kind_words(&parts),
+            Self::mapping_words(&parts),
+            Self::track_words(&tracks),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        if words.is_empty() {
+            return None;
+        }
+        Some(Diagnosis {
+            parts,
+            tracks,
+            words: words.join("; "),
+        })
+    }
+
+    /// The part of `dimension` that grew most (the query orders by change).
+    fn top<'a>(parts: &'a [Part], dimension: &str) -> Option<&'a Part> {
+        parts
+            .iter()
+            .find(|p| p.dimension == dimension && p.change > 0.0)
+    }
+
+    fn growth(p: &Part) -> String {
+        let rate = p
+            .change_per_hour
+            .map_or(String::new(), |r| format!(" {}/h", format_signed_bytes(r)));
+        let share = p
+            .share_pct
+            .map_or(String::new(), |s| format!(", {s:.0} % of the growth"));
+        format!("{rate}{share}")
+    }
+
+    fn kind_words(parts: &[Part]) -> Option<String> {
+        let p = Self::top(parts, "kind")?;
+        Some(format!(
+            "grows in {} ({}):{}",
+            p.part,
+            p.meaning(),
+            Self::growth(p)
+        ))
+    }
+
+    fn mapping_words(parts: &[Part]) -> Option<String> {
+        let p = Self::top(parts, "mapping")?;
+        let group = p.part.trim_start_matches("map_rss:");
+        Some(format!("in the mapping {group}:{}", Self::growth(p)))
+    }
+
+    /// The custom metric the memory follows best: a rising line with R² of at least 0.8.
+    fn track_words(tracks: &[Track]) -> Option<String> {
+        let t = tracks
+            .iter()
+            .filter(|t| t.bytes_per_unit.is_some_and(|b| b > 0.0))
+            .filter(|t| t.r2.is_some_and(|r| r >= MIN_TRACK_R2))
+            .max_by(|a, b| a.r2.unwrap_or(0.0).total_cmp(&b.r2.unwrap_or(0.0)))?;
+        let per_hour = t
+            .metric_per_hour
+            .map_or(String::new(), |h| format!(", {} {h:+.0}/h", t.metric));
+        Some(format!(
+            "tracks {}: {} per unit, R\u{b2} {:.2}{per_hour}",
+            t.metric,
+            format_bytes(t.bytes_per_unit.unwrap_or(0.0)),
+            t.r2.unwrap_or(0.0)
+        ))
     }
 }
 
@@ -424,6 +498,7 @@ impl Overview {
             })
             .collect();
         let mut parts = Part::by_whole(&run("attribution")?)?;
+        let mut tracks = Track::by_memory(&run("regression")?)?;
         let rules = typed("rule_states", &run("rule_states")?)?;
         let last_cleanup = typed("cleanups", &run("cleanups")?)?.into_iter().next();
         let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
@@ -439,7 +514,11 @@ impl Overview {
                 .into_iter()
                 .map(|s| {
                     let trend = trends.get(&s.series_id).cloned();
-                    let diagnosis = Diagnosis::of(trend.as_ref(), parts.remove(&s.series_id));
+                    let diagnosis = Diagnosis::of(
+                        trend.as_ref(),
+                        parts.remove(&s.series_id),
+                        tracks.remove(&s.series_id),
+                    );
                     SeriesState {
                         diagnosis,
                         verdict: trend

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
-use crate::analyze::overview::{self, Diagnosis, Part, Verdict, leading_rank};
+use crate::analyze::overview::{self, Diagnosis, Part, Track, Verdict, leading_rank};
 use crate::model::{Cell, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -213,10 +213,29 @@ fn charted(kind: Kind, metric: &str) -> bool {
     }
 }
 
+/// The passes a report over `span`'s series needs: the summary, the attribution and regression,
+/// each series' trend fit, and each charted series' buckets.
+fn jobs_for(span: &Table) -> Vec<Job> {
+    let mut jobs = vec![Job::Summary, Job::Attribution, Job::Regression];
+    for r in 0..span.rows.len() {
+        let Some(sid) = span.get(r, "series_id").as_i64() else {
+            continue;
+        };
+        jobs.push(Job::Trend(sid));
+        let (kind, metric) = (span.get(r, "kind"), span.get(r, "metric"));
+        let kind = kind.as_str().and_then(Kind::parse);
+        if kind.is_some_and(|k| charted(k, metric.as_str().unwrap_or(""))) {
+            jobs.push(Job::Downsample(sid));
+        }
+    }
+    jobs
+}
+
 /// One pass over the samples that a report needs.
 enum Job {
     Summary,
     Attribution,
+    Regression,
     Trend(i64),
     Downsample(i64),
 }
@@ -299,24 +318,19 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     let window = data_to - data_from;
     let bucket_ms = (window / CHART_BUCKETS).max(1);
 
-    let mut jobs = vec![Job::Summary, Job::Attribution];
-    for r in 0..span.rows.len() {
-        let Some(sid) = span.get(r, "series_id").as_i64() else {
-            continue;
-        };
-        jobs.push(Job::Trend(sid));
-        let (kind, metric) = (span.get(r, "kind"), span.get(r, "metric"));
-        let kind = kind.as_str().and_then(Kind::parse);
-        if kind.is_some_and(|k| charted(k, metric.as_str().unwrap_or(""))) {
-            jobs.push(Job::Downsample(sid));
-        }
-    }
+    let jobs = jobs_for(&span);
     let tables = pool(db, &jobs, &progress, |conn, job| {
         Ok(match job {
             Job::Summary => analysis::run(conn, "summary", &params, o.to_ms)?,
             Job::Attribution => analysis::run(
                 conn,
                 "attribution",
+                &[("window_ms", Cell::Int(window))],
+                data_to,
+            )?,
+            Job::Regression => analysis::run(
+                conn,
+                "regression",
                 &[("window_ms", Cell::Int(window))],
                 data_to,
             )?,
@@ -346,9 +360,9 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         })
     })?;
     progress.done();
-    let (summary, attribution, trends, buckets) = by_job(&jobs, tables);
+    let (summary, [attribution, regression], trends, buckets) = by_job(&jobs, tables);
 
-    let series = series_reports(&summary, &attribution, &trends)?;
+    let series = series_reports(&summary, &attribution, &regression, &trends)?;
     let charts = charts(&series, &buckets, bucket_ms);
 
     let (alerts, cleanups) = audit(&conn, o)?;
@@ -372,20 +386,27 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     })
 }
 
-/// The passes' tables by what they are: the summary, the attribution, and per series its trend
-/// and its buckets.
+/// The passes' tables by what they are: the summary, the attribution and regression, and per
+/// series its trend and its buckets.
 fn by_job(
     jobs: &[Job],
     tables: Vec<Table>,
-) -> (Table, Table, BTreeMap<i64, Table>, BTreeMap<i64, Table>) {
+) -> (
+    Table,
+    [Table; 2],
+    BTreeMap<i64, Table>,
+    BTreeMap<i64, Table>,
+) {
     let mut summary = Table::default();
     let mut attribution = Table::default();
+    let mut regression = Table::default();
     let mut trends = BTreeMap::new();
     let mut buckets = BTreeMap::new();
     for (job, table) in jobs.iter().zip(tables) {
         match job {
             Job::Summary => summary = table,
             Job::Attribution => attribution = table,
+            Job::Regression => regression = table,
             Job::Trend(sid) => {
                 trends.insert(*sid, table);
             }
@@ -394,7 +415,7 @@ fn by_job(
             }
         }
     }
-    (summary, attribution, trends, buckets)
+    (summary, [attribution, regression], trends, buckets)
 }
 
 /// A row of the `summary` query: a series' figures over the range.
@@ -437,9 +458,11 @@ impl Trend {
 fn series_reports(
     summary: &Table,
     attribution: &Table,
+    regression: &Table,
     trends: &BTreeMap<i64, Table>,
 ) -> Result<Vec<SeriesReport>, AnalysisError> {
     let mut parts = Part::by_whole(attribution)?;
+    let mut tracks = Track::by_memory(regression)?;
     let rows: Vec<Summary> = summary.typed_rows().map_err(|e| AnalysisError::Rows {
         query: "summary".into(),
         source: e,
@@ -458,7 +481,11 @@ fn series_reports(
                 // From the same fit, as time_to_limit.sql computes it.
                 seconds_to_limit: fit.and_then(|t| t.seconds_to_limit),
                 verdict: fit.map_or(overview::NO_VERDICT.to_string(), |t| t.words(&r.unit)),
-                diagnosis: Diagnosis::of(fit, parts.remove(&r.series_id)),
+                diagnosis: Diagnosis::of(
+                    fit,
+                    parts.remove(&r.series_id),
+                    tracks.remove(&r.series_id),
+                ),
                 kind: r.kind,
                 target: r.target,
                 pid: r.pid,

@@ -713,3 +713,58 @@ fn pushed_custom_metrics_stay_in_metrics_for_five_minutes() {
     assert!(text.contains("target=\"memtrail\""), "{text}");
     api.stop();
 }
+
+/// Issue 24.3: a real Python program that leaks one kind of object (`Session`, 8 KiB each),
+/// pushing its counts through the example client while the recorder watches it: the regression of
+/// its RSS on each pushed metric finds `py_objects:Session` with a line near 8 KiB per object.
+#[test]
+fn the_regression_names_the_python_object_that_leaks() {
+    let s = Scratch::new();
+    let url_file = s.path("url");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/leaky_sessions.py"
+    );
+    let py = std::process::Command::new("python3")
+        .args([script, url_file.to_str().expect("utf8"), "12"])
+        .spawn()
+        .expect("python3 (installed by .ci/run)");
+    let pid = py.id().to_string();
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--no-system", "--pid", &pid, "--interval", "200ms"],
+        &[],
+        None,
+    );
+    std::fs::write(&url_file, &api.base).expect("url");
+    let waited = wait_output(py, Duration::from_secs(60));
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    api.stop();
+    let out = run(
+        memtrail()
+            .args(["query", "regression", "--format", "json"])
+            .args(["--param", "window_ms=1m", "--param", &format!("pid={pid}")])
+            .arg("--db")
+            .arg(s.db()),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let session = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["metric"] == "py_objects:Session")
+        .unwrap_or_else(|| panic!("no line for py_objects:Session: {rows}"));
+    let r2 = session["r2"].as_f64().expect("r2");
+    let per_object = session["bytes_per_unit"].as_f64().expect("slope");
+    assert!(r2 > 0.9, "{session}");
+    assert!(
+        (8192.0..16384.0).contains(&per_object),
+        "{per_object} bytes per Session: {session}"
+    );
+    assert!(
+        session["metric_per_hour"].as_f64().expect("rate") > 0.0,
+        "{session}"
+    );
+}

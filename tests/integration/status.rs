@@ -77,6 +77,10 @@ fn status_api_and_report_agree_on_each_verdict() {
             (70.0 + 20.0 * hours) * MIB,
             30.0 * MIB
         ));
+        // What the application pushes for itself: one chat session per 1 MiB of the growth.
+        if i % 3 == 0 {
+            csv.push_str(&format!("{ts},leaky,chat_sessions,{}\n", 20.0 * hours));
+        }
         // The mapping groups, on smaps' slower cadence (every 5 minutes): the heap grows.
         if i % 30 == 0 {
             csv.push_str(&format!(
@@ -177,6 +181,12 @@ fn status_api_and_report_agree_on_each_verdict() {
             );
             assert!(
                 diagnosis.contains(" MiB/h, 100 % of the growth; in the mapping [heap]: +"),
+                "{diagnosis}"
+            );
+            assert!(
+                diagnosis.contains(
+                    "; tracks chat_sessions: 1.0 MiB per unit, R\u{b2} 1.00, chat_sessions +20/h"
+                ),
                 "{diagnosis}"
             );
             // The heap's rate from samples 5 minutes apart: near the 20 MiB/h it grows.
