@@ -71,7 +71,10 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
         .collect();
     // The runaway alarm (+20 % in 10 min, ends as medians): from minute 69 the level at m - 1 is
     // 1.025^8 = +21.8 % over the level at m - 9; held 15 minutes, it fires at minute 84. The leak
-    // alarm (trend `increasing` over the hour, held 3 minutes) fires before it.
+    // alarm (trend `increasing` over the hour, held 3 minutes) fires within the 45 minutes of the
+    // onset (minute 60) that issue 22 allows: an older target's rise waits for 30 minutes of
+    // history before the window (min_prior_ms), so this early in a recording it needs minute 85
+    // or so (it fired at 61-84, before the runaway alarm, while no prior was asked).
     let growth: Vec<_> = timeline
         .iter()
         .filter(|e| e.1 == "process_rss_growth")
@@ -86,7 +89,7 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
         .find(|e| e.1 == "process_rss_leak")
         .unwrap_or_else(|| panic!("no leak alarm: {timeline:?}"));
     assert!(
-        leak.0 > 60 && leak.0 < 84 && leak.2 == "firing",
+        leak.0 > 60 && leak.0 <= 60 + 45 && leak.2 == "firing",
         "{timeline:?}"
     );
     // Growth that goes on is no step: the leak alarm never resolves while it compounds (a step
