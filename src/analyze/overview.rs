@@ -148,11 +148,7 @@ pub struct Part {
 impl Part {
     /// An `attribution` result's parts, by the series of their whole (rss or tree_rss).
     pub(crate) fn by_whole(table: &Table) -> Result<BTreeMap<i64, Vec<Part>>, AnalysisError> {
-        let mut parts: BTreeMap<i64, Vec<Part>> = BTreeMap::new();
-        for p in typed::<Part>("attribution", table)? {
-            parts.entry(p.whole_series_id).or_default().push(p);
-        }
-        Ok(parts)
+        grouped("attribution", table, |p: &Part| p.whole_series_id)
     }
 
     /// What the kernel's name for the part means to the person fixing the leak.
@@ -181,11 +177,7 @@ pub struct Track {
 impl Track {
     /// A `regression` result's lines, by the memory series they explain (best R² first).
     pub(crate) fn by_memory(table: &Table) -> Result<BTreeMap<i64, Vec<Track>>, AnalysisError> {
-        let mut tracks: BTreeMap<i64, Vec<Track>> = BTreeMap::new();
-        for t in typed::<Track>("regression", table)? {
-            tracks.entry(t.series_id).or_default().push(t);
-        }
-        Ok(tracks)
+        grouped("regression", table, |t: &Track| t.series_id)
     }
 }
 
@@ -470,6 +462,19 @@ fn typed<T: serde::de::DeserializeOwned>(query: &str, t: &Table) -> Result<Vec<T
         query: query.into(),
         source: e,
     })
+}
+
+/// A query's typed rows grouped by a series id, in the query's order within each group.
+fn grouped<T: serde::de::DeserializeOwned>(
+    query: &str,
+    table: &Table,
+    key: impl Fn(&T) -> i64,
+) -> Result<BTreeMap<i64, Vec<T>>, AnalysisError> {
+    let mut groups: BTreeMap<i64, Vec<T>> = BTreeMap::new();
+    for row in typed::<T>(query, table)? {
+        groups.entry(key(&row)).or_default().push(row);
+    }
+    Ok(groups)
 }
 
 /// The history's size: rows, series, the oldest and newest sample (each a primary-key seek).
