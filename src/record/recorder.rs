@@ -524,14 +524,18 @@ impl Recorder {
     }
 
     /// Read every target (and the custom metrics pushed since the last tick); log what came and
-    /// went. Also returns a copy of what was read from the targets, for the live endpoint.
+    /// went. Also returns a copy of what was read from the targets for the live endpoint (empty
+    /// without an API: nobody reads it).
     fn sample(
         &mut self,
         tick_at: Instant,
         ts: i64,
     ) -> (crate::model::Snapshot, Vec<crate::model::TargetSample>) {
         let (mut snap, changes) = self.sampler.sample(tick_at, ts);
-        let readings = snap.targets.clone();
+        let readings = match self.settings.api {
+            Some(_) => snap.targets.clone(),
+            None => Vec::new(),
+        };
         snap.targets.extend(self.shared.take_custom());
         for key in &changes.added {
             tracing::info!(subject = %key, "watching");
