@@ -893,6 +893,19 @@ fn adhoc_sql_streams_large_results_in_bounded_memory() {
     }
 }
 
+/// `memtrail query NAME --param P ... --format json` on the scratch database, parsed.
+fn query_json(s: &Scratch, name: &str, params: &[&str]) -> serde_json::Value {
+    let mut cmd = memtrail();
+    cmd.args(["query", name, "--format", "json", "--db"])
+        .arg(s.db());
+    for p in params {
+        cmd.args(["--param", p]);
+    }
+    let out = run(&mut cmd, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Issue 24.1 and 24.2: the kind of memory that grows, and the mapping. One memhog allocates
 /// anonymous memory in blocks of their own (mmaps), one maps and reads a growing file, one
 /// allocates small blocks (malloc's brk heap); recorded live, the trend says `rss_anon` grows in
@@ -949,23 +962,11 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     kill(&mut anon);
     kill(&mut mapped);
     kill(&mut heap);
-    let out = run(
-        memtrail()
-            .args([
-                "query",
-                "trend",
-                "--format",
-                "json",
-                "--param",
-                "kind=process",
-            ])
-            .args(["--param", "window_ms=1m", "--param", "min_span_ms=10s"])
-            .arg("--db")
-            .arg(s.db()),
-        Duration::from_secs(20),
+    let rows = query_json(
+        &s,
+        "trend",
+        &["kind=process", "window_ms=1m", "min_span_ms=10s"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let verdict = |pid: u32, metric: &str| {
         rows.as_array()
             .expect("rows")
@@ -991,16 +992,7 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     assert_eq!(sums_differ, 0, "{}", stderr(&recorded));
 
     // Which mapping grows most in each, over the recording.
-    let out = run(
-        memtrail()
-            .args(["query", "attribution", "--format", "json"])
-            .args(["--param", "window_ms=20s", "--param", "min_coverage=0.5"])
-            .arg("--db")
-            .arg(s.db()),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let parts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let parts = query_json(&s, "attribution", &["window_ms=20s", "min_coverage=0.5"]);
     let top_mapping = |pid: u32| {
         parts
             .as_array()
