@@ -980,16 +980,26 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
     assert_eq!(verdict(mapped.id(), "rss_file"), "increasing", "{rows}");
     assert_ne!(verdict(anon.id(), "rss_file"), "increasing", "{rows}");
     assert_ne!(verdict(mapped.id(), "rss_anon"), "increasing", "{rows}");
-    // rss is the sum of the three kinds (each read the same tick), for both.
+    // rss is the sum of the three kinds, read the same tick from stat and status, whenever the
+    // process is between steps (rss as at the tick before: a step's pages being touched between
+    // the two reads shows in one and not the other).
     let conn = open(&s.db());
+    let still =
+        "FROM samples r JOIN series_info ri ON ri.series_id = r.series_id AND ri.metric = 'rss'
+          WHERE r.value = (SELECT p.value FROM samples p WHERE p.series_id = r.series_id
+                            AND p.ts_ms < r.ts_ms ORDER BY p.ts_ms DESC LIMIT 1)";
     let sums_differ = count(
         &conn,
-        "SELECT count(*) FROM samples r JOIN series_info ri ON ri.series_id = r.series_id AND ri.metric = 'rss'
-          WHERE abs(r.value - (SELECT sum(k.value) FROM samples k JOIN series_info ki ON ki.series_id = k.series_id
-                                WHERE ki.target_id = ri.target_id AND k.ts_ms = r.ts_ms
-                                  AND ki.metric IN ('rss_anon', 'rss_file', 'rss_shmem'))) > 64 * 4096",
+        &format!(
+            "SELECT count(*) {still}
+               AND abs(r.value - (SELECT sum(k.value) FROM samples k JOIN series_info ki ON ki.series_id = k.series_id
+                                   WHERE ki.target_id = ri.target_id AND k.ts_ms = r.ts_ms
+                                     AND ki.metric IN ('rss_anon', 'rss_file', 'rss_shmem'))) > 64 * 4096"
+        ),
     );
     assert_eq!(sums_differ, 0, "{}", stderr(&recorded));
+    let judged = count(&conn, &format!("SELECT count(*) {still}"));
+    assert!(judged >= 60, "only {judged} ticks between steps");
 
     // Which mapping grows most in each, over the recording.
     let parts = query_json(&s, "attribution", &["window_ms=20s", "min_coverage=0.5"]);
