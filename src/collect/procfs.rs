@@ -735,12 +735,13 @@ mod tests {
         use std::io::{BufRead, Write};
         use std::process::{Command, Stdio};
         // A child holding ~290 descriptors (more than one getdents64 buffer of names), which
-        // opens one more when told to.
+        // opens one more when told to and then waits in a builtin `read`: an external command
+        // there (`sleep`) is exec'd in place by bash and opens its own files while being counted.
         let mut child = Command::new("bash")
             .args([
                 "-c",
                 "for i in $(seq 10 300); do eval \"exec $i</dev/null\"; done; echo ready; \
-                 read x; exec 400</dev/null; echo more; sleep 30",
+                 read x; exec 400</dev/null; echo more; read y",
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
