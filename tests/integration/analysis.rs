@@ -869,6 +869,10 @@ fn adhoc_sql_streams_large_results_in_bounded_memory() {
                     "query",
                     "--format",
                     format,
+                    // What is measured here is memory: a debug build writing 2 M rows beside the
+                    // rest of the suite on two cores once ran past the default 30 s.
+                    "--timeout",
+                    "110s",
                     "--sql",
                     sql,
                     "--db",
