@@ -337,6 +337,8 @@ pub struct RecordPartial {
     #[serde(rename = "self")]
     pub watch_self: Option<bool>,
     pub top: Option<usize>,
+    pub min_age: Option<HumanDuration>,
+    pub min_rss: Option<ByteSize>,
     pub system: Option<bool>,
     pub include_children: Option<bool>,
     pub smaps_interval: Option<OrOff<HumanDuration>>,
@@ -362,6 +364,8 @@ impl RecordPartial {
             units: over.units.or(self.units),
             watch_self: over.watch_self.or(self.watch_self),
             top: over.top.or(self.top),
+            min_age: over.min_age.or(self.min_age),
+            min_rss: over.min_rss.or(self.min_rss),
             system: over.system.or(self.system),
             include_children: over.include_children.or(self.include_children),
             smaps_interval: over.smaps_interval.or(self.smaps_interval),
@@ -390,6 +394,11 @@ pub struct Targets {
     pub command: Vec<String>,
     /// With no explicit target, the N largest processes by RSS.
     pub top: usize,
+    /// Processes found by `names` or `top` are watched only once they have run this long (None:
+    /// the default, 30 s for `top`, none for `names`).
+    pub min_age: Option<std::time::Duration>,
+    /// ... and only while their RSS is at least this (bytes; 0: any).
+    pub min_rss: u64,
 }
 
 impl Targets {

@@ -38,6 +38,14 @@ pub(super) struct RecordArgs {
     /// With no other target: watch the N largest processes by RSS [default: 10]
     #[arg(long, value_name = "N")]
     top: Option<usize>,
+    /// Watch a process found by --name or --top only once it has run this long, so short jobs
+    /// (a connection's backend, a compiler) do not each become a series [default: 30s for --top,
+    /// 0s for --name]
+    #[arg(long, value_name = "DURATION")]
+    min_age: Option<HumanDuration>,
+    /// Watch a process found by --name or --top only while its RSS is at least this [default: 0]
+    #[arg(long, value_name = "SIZE")]
+    min_rss: Option<ByteSize>,
     /// Do not record system-wide memory.
     #[arg(long)]
     no_system: bool,
@@ -98,6 +106,8 @@ impl RecordArgs {
             units: (!self.units.is_empty()).then(|| self.units.clone()),
             watch_self: some_if(self.watch_self, true),
             top: self.top,
+            min_age: self.min_age,
+            min_rss: self.min_rss,
             system: some_if(self.no_system, false),
             include_children: some_if(self.include_children, true),
             smaps_interval: self.smaps_interval,

@@ -65,13 +65,43 @@ fn held_processes() -> usize {
     usize::try_from(limit.rlim_cur / 12).map_or(128, |n| n.min(128))
 }
 
+/// A process must have run this long before the top-N default watches it: the compilers, shells
+/// and short jobs that flash through the top of a busy host for a few seconds are not the services
+/// whose leaks matter, and each would otherwise become a series and two log lines.
+/// (The default of `--min-age` for the top N; `--name` has none.)
+const TOP_MIN_AGE_MS: i64 = 30_000;
+/// A process outside the top N replaces the smallest one watched only when its RSS is larger by
+/// this fraction and by `TOP_MARGIN_BYTES`: two processes a few KiB apart do not trade places at
+/// every discovery.
+const TOP_MARGIN: f64 = 0.10;
+const TOP_MARGIN_BYTES: u64 = 1 << 20;
+
 /// What changed in the set of watched processes during one tick, for the recorder to log.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
+    /// Targets watched from now on (but those of the top-N default: `top`).
     pub added: Vec<TargetKey>,
+    /// Targets that exited or were removed (but those of the top-N default).
     pub gone: Vec<TargetKey>,
+    /// How the top-N default's set changed, which the recorder logs as one line.
+    pub top: TopChurn,
     /// Names given with `--name` that match no process right now (reported when that changes).
     pub newly_waiting: Vec<String>,
+}
+
+/// How the set of processes the top-N default watches changed in one tick.
+#[derive(Debug, Default)]
+pub(crate) struct TopChurn {
+    pub entered: Vec<TargetKey>,
+    /// Outgrown by a larger process (no longer watched, but still running).
+    pub left: Vec<TargetKey>,
+    pub exited: Vec<TargetKey>,
+}
+
+impl TopChurn {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entered.is_empty() && self.left.is_empty() && self.exited.is_empty()
+    }
 }
 
 pub(crate) struct Sampler {
@@ -80,6 +110,11 @@ pub(crate) struct Sampler {
     held_max: usize,
     names: Vec<String>,
     top: usize,
+    /// `--min-age` (ms) for processes found by name, and for the top N.
+    name_min_age_ms: i64,
+    top_min_age_ms: i64,
+    /// `--min-rss` (bytes) for both.
+    min_rss: u64,
     system: bool,
     include_children: bool,
     slow: SlowReads,
@@ -233,6 +268,12 @@ impl Sampler {
             kernel: Kernel::get(),
             held_max: held_processes(),
             names: s.targets.names.clone(),
+            name_min_age_ms: s.targets.min_age.map_or(0, |d| d.as_millis() as i64),
+            top_min_age_ms: s
+                .targets
+                .min_age
+                .map_or(TOP_MIN_AGE_MS, |d| d.as_millis() as i64),
+            min_rss: s.targets.min_rss,
             top: if s.targets.explicit() {
                 0
             } else {
@@ -388,7 +429,10 @@ impl Sampler {
                 Some(s) if s.start_ticks == t.start_ticks && !s.exited() => s,
                 _ => {
                     // Exited (or the pid now belongs to a newer process).
-                    changes.gone.push(t.key.clone());
+                    match t.origin {
+                        Origin::Top => changes.top.exited.push(t.key.clone()),
+                        _ => changes.gone.push(t.key.clone()),
+                    }
                     return false;
                 }
             };
@@ -422,6 +466,7 @@ impl Sampler {
             self.sample_groups(system.as_ref(), &mut snap, &mut changes);
         }
         snap.gone = changes.gone.clone();
+        snap.gone.extend(changes.top.exited.iter().cloned());
         if let Some(system) = system {
             snap.targets.push(system);
         }
@@ -466,14 +511,21 @@ impl Sampler {
 
     fn discover(&mut self, now: Instant, changes: &mut Changes) {
         let me = std::process::id();
-        let mut top: Vec<(u64, u32)> = Vec::new();
+        let now_wall = crate::units::now_ms();
+        let mut top: Vec<Ranked> = Vec::new();
         let mut matched: HashSet<String> = HashSet::new();
         for pid in procfs::all_pids() {
             let Some(stat) = procfs::read_stat(pid).filter(|s| !s.exited()) else {
                 continue;
             };
+            let rss = stat.rss_pages * self.kernel.page_size;
+            let age_ms = now_wall - stat.start_time_ms(&self.kernel);
             if self.top > 0 {
-                top.push((stat.rss_pages, pid));
+                top.push(Ranked {
+                    pid,
+                    rss,
+                    old_enough: age_ms >= self.top_min_age_ms && rss >= self.min_rss,
+                });
             }
             if self.names.is_empty() {
                 continue;
@@ -494,6 +546,8 @@ impl Sampler {
             if let Some(name) = name {
                 matched.insert(name.clone());
                 if pid != me
+                    && age_ms >= self.name_min_age_ms
+                    && rss >= self.min_rss
                     && !self.tracked.iter().any(|t| t.pid == pid)
                     && let Some(key) = self.track(pid, Origin::Name, now)
                 {
@@ -515,19 +569,74 @@ impl Sampler {
             }
         }
         if self.top > 0 {
-            top.sort_unstable_by(|a, b| b.cmp(a));
-            let chosen: Vec<u32> = top.iter().take(self.top).map(|(_, p)| *p).collect();
-            self.tracked
-                .retain(|t| t.origin != Origin::Top || chosen.contains(&t.pid));
-            for pid in chosen {
-                if !self.tracked.iter().any(|t| t.pid == pid)
-                    && let Some(key) = self.track(pid, Origin::Top, now)
-                {
-                    changes.added.push(key);
-                }
+            self.rerank_top(top, now, changes);
+        }
+    }
+
+    /// Keep the top N by RSS watched, with hysteresis (`rerank`): a process that leaves was
+    /// outgrown by a margin, one that enters has run for `TOP_MIN_AGE_MS`.
+    fn rerank_top(&mut self, ranked: Vec<Ranked>, now: Instant, changes: &mut Changes) {
+        let members: Vec<Ranked> = ranked
+            .iter()
+            .filter(|r| {
+                self.tracked
+                    .iter()
+                    .any(|t| t.pid == r.pid && t.origin == Origin::Top)
+            })
+            .copied()
+            .collect();
+        let candidates: Vec<Ranked> = ranked
+            .into_iter()
+            .filter(|r| r.old_enough && !self.tracked.iter().any(|t| t.pid == r.pid))
+            .collect();
+        let (enter, leave) = rerank(members, candidates, self.top);
+        for pid in leave {
+            if let Some(i) = self.tracked.iter().position(|t| t.pid == pid) {
+                changes.top.left.push(self.tracked.swap_remove(i).key);
+            }
+        }
+        for pid in enter {
+            if let Some(key) = self.track(pid, Origin::Top, now) {
+                changes.top.entered.push(key);
             }
         }
     }
+}
+
+/// A process as the top-N ranking sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ranked {
+    pid: u32,
+    rss: u64,
+    /// Has run `--min-age` and holds `--min-rss`: may join.
+    old_enough: bool,
+}
+
+/// Which candidates enter the top `n` and which members leave it. Free places go to the largest
+/// candidates; then a candidate takes the smallest member's place only when it is larger by
+/// `TOP_MARGIN` and `TOP_MARGIN_BYTES`, so ranks that differ by a little never swap.
+fn rerank(mut members: Vec<Ranked>, mut candidates: Vec<Ranked>, n: usize) -> (Vec<u32>, Vec<u32>) {
+    candidates.sort_unstable_by(|a, b| b.rss.cmp(&a.rss).then(a.pid.cmp(&b.pid)));
+    let (mut enter, mut leave) = (Vec::new(), Vec::new());
+    for c in candidates {
+        if members.len() < n {
+            enter.push(c.pid);
+            members.push(c);
+            continue;
+        }
+        let Some((i, weakest)) = members.iter().enumerate().min_by_key(|(_, m)| m.rss) else {
+            break;
+        };
+        let beats = c.rss as f64 > weakest.rss as f64 * (1.0 + TOP_MARGIN)
+            && c.rss >= weakest.rss + TOP_MARGIN_BYTES;
+        if !beats {
+            break;
+        }
+        leave.push(weakest.pid);
+        enter.push(c.pid);
+        members[i] = c;
+    }
+    (enter, leave)
 }
 
 /// A cgroup's figures. `limit` is the group's own limit, or the host's total memory when it has
@@ -702,7 +811,7 @@ mod tests {
             .iter()
             .filter(|t| t.key.kind == Kind::Process)
             .collect();
-        assert_eq!(procs.len(), changes.added.len());
+        assert_eq!(procs.len(), changes.top.entered.len());
         assert!(
             procs.len() <= 3 && !procs.is_empty(),
             "{} watched",
@@ -716,12 +825,59 @@ mod tests {
         // No unwatched process is larger than the smallest watched one (allowing for movement).
         let k = Kernel::get();
         let watched: Vec<u32> = procs.iter().filter_map(|t| t.key.pid).collect();
+        let old_enough = crate::units::now_ms() - TOP_MIN_AGE_MS;
         let larger = procfs::all_pids()
             .into_iter()
             .filter(|p| !watched.contains(p))
             .filter_map(procfs::read_stat)
+            .filter(|s| s.start_time_ms(&k) <= old_enough)
             .filter(|s| (s.rss_pages * k.page_size) as f64 > smallest_watched * 1.5 + 1e6)
             .count();
-        assert_eq!(larger, 0);
+        assert_eq!(
+            larger, 0,
+            "no older process is larger than the smallest watched"
+        );
+        assert!(
+            procs
+                .iter()
+                .filter_map(|t| t.key.start_time_ms)
+                .all(|start| start <= old_enough),
+            "a process younger than {TOP_MIN_AGE_MS} ms is not ranked"
+        );
+    }
+
+    #[test]
+    fn the_top_n_trades_places_only_for_a_margin() {
+        const MIB: u64 = 1 << 20;
+        let r = |pid: u32, mib: u64| Ranked {
+            pid,
+            rss: mib * MIB,
+            old_enough: true,
+        };
+        // Free places go to the largest candidates.
+        let (enter, leave) = rerank(vec![r(1, 100)], vec![r(2, 5), r(3, 50), r(4, 7)], 3);
+        assert_eq!((enter, leave), (vec![3, 4], vec![]));
+        // Full: a candidate a little larger than the smallest member stays out...
+        let members = vec![r(1, 100), r(2, 60), r(3, 50)];
+        let (enter, leave) = rerank(members.clone(), vec![r(9, 54)], 3);
+        assert_eq!((enter, leave), (vec![], vec![]));
+        let near = Ranked {
+            rss: 50 * MIB + 4096,
+            ..r(9, 0)
+        };
+        assert_eq!(rerank(members.clone(), vec![near], 3), (vec![], vec![]));
+        // ...one larger by the margin takes its place, and the next takes the next smallest.
+        let (enter, leave) = rerank(members.clone(), vec![r(9, 80), r(8, 70), r(7, 61)], 3);
+        assert_eq!((enter, leave), (vec![9, 8], vec![3, 2]));
+        // Tiny processes: the byte margin holds where 10 % is a few KiB.
+        let small = vec![Ranked {
+            rss: 200 * 1024,
+            ..r(1, 0)
+        }];
+        let bigger = Ranked {
+            rss: 600 * 1024,
+            ..r(2, 0)
+        };
+        assert_eq!(rerank(small, vec![bigger], 1), (vec![], vec![]));
     }
 }

@@ -547,6 +547,9 @@ impl Recorder {
                 tracing::info!(subject = %key, "process exited; recorded as gone");
             }
         }
+        if !changes.top.is_empty() {
+            log_top_churn(&changes.top, self.settings.targets.top);
+        }
         for name in &changes.newly_waiting {
             tracing::warn!(
                 name,
@@ -1245,6 +1248,35 @@ fn log_what(settings: &RecordSettings, sampler: &Sampler, run_id: i64) {
         "recording {}",
         what.join(", ")
     );
+}
+
+/// The top-N default's changes in one line at info (churn on a busy host would otherwise be a line
+/// per short job); which processes, at debug.
+fn log_top_churn(top: &crate::collect::sampler::TopChurn, n: usize) {
+    let names = |keys: &[crate::model::TargetKey]| {
+        keys.iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    tracing::info!(
+        entered = top.entered.len(),
+        left = top.left.len(),
+        exited = top.exited.len(),
+        "the {n} largest processes changed: {} now watched, {} outgrown, {} exited",
+        top.entered.len(),
+        top.left.len(),
+        top.exited.len(),
+    );
+    for (what, keys) in [
+        ("watching", &top.entered),
+        ("outgrown; no longer watched", &top.left),
+        ("process exited; recorded as gone", &top.exited),
+    ] {
+        if !keys.is_empty() {
+            tracing::debug!(subjects = %names(keys), "{what}");
+        }
+    }
 }
 
 #[cfg(test)]

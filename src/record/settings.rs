@@ -150,6 +150,8 @@ impl RecordSettings {
                 watch_self: p.watch_self.unwrap_or(false),
                 command,
                 top: p.top.unwrap_or(10),
+                min_age: p.min_age.map(|d| d.0),
+                min_rss: p.min_rss.map_or(0, |b| b.0),
             },
             system: p.system.unwrap_or(true),
             include_children: p.include_children.unwrap_or(false),
@@ -207,6 +209,12 @@ impl RecordSettings {
                     t.top.to_string()
                 },
             ),
+            (
+                "min_age",
+                t.min_age
+                    .map_or("default (30s for top, none for names)".into(), d),
+            ),
+            ("min_rss", crate::units::format_bytes(t.min_rss as f64)),
             (
                 "command",
                 list(t.command.iter().map(|a| format!("{a:?}")).collect()),
