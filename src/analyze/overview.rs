@@ -455,6 +455,8 @@ pub(crate) struct Overview {
     pub series: Vec<SeriesState>,
     pub rules: Vec<RuleState>,
     pub history: Option<History>,
+    /// Targets left out because they had gone before the newest run's end (`keep_current`).
+    pub hidden_gone_targets: usize,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(query: &str, t: &Table) -> Result<Vec<T>, AnalysisError> {
@@ -483,6 +485,12 @@ const HISTORY_SQL: &str = "SELECT (SELECT count(*) FROM samples) AS rows,
     (SELECT max(t) FROM (SELECT (SELECT max(ts_ms) FROM samples WHERE series_id = s.id) AS t FROM series s)) AS newest_ms,
     (SELECT count(*) FROM series) AS series";
 
+/// How much history the file holds (None only if the query returns no row).
+pub(crate) fn history(conn: &Connection) -> Result<Option<History>, AnalysisError> {
+    let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
+    Ok(typed("history", &history)?.into_iter().next())
+}
+
 impl Overview {
     /// Every series' state as of `now` (min/max over `window_ms`), with the rules' states, the
     /// newest cleanup and the history's size. The recorder is left for the caller to say.
@@ -506,8 +514,7 @@ impl Overview {
         let mut tracks = Track::by_memory(&run("regression")?)?;
         let rules = typed("rule_states", &run("rule_states")?)?;
         let last_cleanup = typed("cleanups", &run("cleanups")?)?.into_iter().next();
-        let history = store::query_table(conn, HISTORY_SQL, &[] as &[(&str, Cell)])?;
-        let history = typed("history", &history)?.into_iter().next();
+        let history = history(conn)?;
         Ok(Overview {
             database: database.to_string(),
             generated_ms: now,
@@ -537,7 +544,38 @@ impl Overview {
                 .collect(),
             rules,
             history,
+            hidden_gone_targets: 0,
         })
+    }
+
+    /// Leave out the targets that had gone (exited, removed) well before the newest run's end —
+    /// the short jobs a top-N recording saw come and go, the processes of earlier runs — and
+    /// count them in `hidden_gone_targets`. A target that went as the run ended (the command a
+    /// run watched) stays: it is what the run was about. Without a run (an imported history)
+    /// nothing is left out.
+    pub(crate) fn keep_current(&mut self) {
+        let Some(run) = self.recorder.as_ref().map(|r| &r.run) else {
+            return;
+        };
+        let end = match (
+            self.recorder.as_ref().is_some_and(|r| r.running),
+            run.stopped_ms,
+        ) {
+            (true, _) | (false, None) => run.last_tick_ms.unwrap_or(self.generated_ms),
+            (false, Some(stopped)) => stopped,
+        };
+        // Two intervals (at least 1 s) of slack: the exit seen at the last tick or the one before.
+        let cutoff = end - (2 * run.interval_ms).max(1_000);
+        let mut hidden = std::collections::BTreeSet::new();
+        self.series.retain(|s| {
+            let st = &s.status;
+            let gone_before = st.gone_ms.is_some_and(|g| g < cutoff);
+            if gone_before {
+                hidden.insert((st.kind, st.target.clone(), st.pid));
+            }
+            !gone_before
+        });
+        self.hidden_gone_targets += hidden.len();
     }
 }
 

@@ -98,7 +98,7 @@ enum Command {
     Record(RecordArgs),
     /// Show the latest value, last hour's min/max and sample count of every series.
     #[command(
-        after_help = "Examples:\n  memtrail status\n  memtrail status --format json --db /var/lib/memtrail/memtrail.db"
+        after_help = "Examples:\n  memtrail status\n  memtrail status --all                  # the processes that came and went too\n  memtrail status --format json --db /var/lib/memtrail/memtrail.db"
     )]
     Status(StatusArgs),
     /// Run a named analysis query, or ad-hoc read-only SQL, on the database.
@@ -245,6 +245,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(|b| matches!(b, BacktestError::Step))
             || c.downcast_ref::<crate::present::report::ReportError>()
                 .is_some_and(|r| matches!(r, crate::present::report::ReportError::EmptyRange))
+            // A config that names no cleanup action is a config error, like any other.
+            || c.downcast_ref::<crate::act::cleanup::CleanupError>()
+                .is_some_and(|r| matches!(r, crate::act::cleanup::CleanupError::NoActions))
     });
     if usage { 2 } else { 1 }
 }

@@ -12,15 +12,25 @@ pub(super) struct StatusArgs {
     /// The window of the min/max columns.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     window: HumanDuration,
+    /// Also the targets that exited (or were removed) before the newest run ended, and in the
+    /// table every series (each mapping's `map_rss:*` too).
+    #[arg(long)]
+    all: bool,
 }
 
 /// `memtrail status`: the overview as a table or JSON.
 pub(super) fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let db = db_path(args.db.db)?;
-    let report = crate::analyze::overview::collect(&db, args.window.0)?;
+    let mut report = crate::analyze::overview::collect(&db, args.window.0)?;
+    if !args.all {
+        report.keep_current();
+    }
     match args.format {
         Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => put!("{}", crate::present::status::render_table(&report)),
+        Format::Table => put!(
+            "{}",
+            crate::present::status::render_table(&report, args.all)
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

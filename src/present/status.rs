@@ -99,7 +99,9 @@ fn trend_cell(s: &SeriesState) -> String {
     }
 }
 
-pub(crate) fn render_table(r: &Overview) -> String {
+/// The table; `all` shows each mapping's `map_rss:*` series too (else they are counted under
+/// their target: the diagnosis names the mapping that grows).
+pub(crate) fn render_table(r: &Overview, all: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "database: {}", r.database);
     recorder_line(&mut out, r);
@@ -111,10 +113,12 @@ pub(crate) fn render_table(r: &Overview) -> String {
     }
     let window = HumanDuration(Duration::from_millis(r.window_ms.max(0) as u64));
     let mut current: Option<(Kind, String, Option<u32>)> = None;
+    let mut folded = 0;
     for state in &r.series {
         let s = &state.status;
         let who = (s.kind, s.target.clone(), s.pid);
         if current.as_ref() != Some(&who) {
+            folded_line(&mut out, &mut folded);
             let _ = if s.kind.as_str() == s.target {
                 write!(out, "\n{}", s.target)
             } else {
@@ -149,6 +153,10 @@ pub(crate) fn render_table(r: &Overview) -> String {
             );
             current = Some(who);
         }
+        if !all && s.metric.starts_with(MAPPING_PREFIX) {
+            folded += 1;
+            continue;
+        }
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format_value(&s.unit, v));
         let _ = writeln!(
             out,
@@ -161,5 +169,27 @@ pub(crate) fn render_table(r: &Overview) -> String {
             trend_cell(state)
         );
     }
+    folded_line(&mut out, &mut folded);
+    if r.hidden_gone_targets > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} target(s) that exited before the newest run ended are not shown: --all shows them",
+            r.hidden_gone_targets
+        );
+    }
     out
+}
+
+/// The per-mapping series (`map_rss:[heap]`, `map_rss:/usr/lib/...`) of a process.
+const MAPPING_PREFIX: &str = "map_rss:";
+
+/// The line that counts a target's folded mapping series, if it had any; resets the count.
+fn folded_line(out: &mut String, folded: &mut usize) {
+    if *folded > 0 {
+        let _ = writeln!(
+            out,
+            "  ({folded} {MAPPING_PREFIX}* series by mapping: --all shows them)"
+        );
+    }
+    *folded = 0;
 }
