@@ -48,6 +48,9 @@
 --   stable             otherwise
 -- accelerating is 1 for an increasing series whose late slope is at least twice its early one.
 --
+-- Table columns: kind, target, pid, metric, classification, pct_per_hour, r2, seconds_to_limit, reason
+--   (what `memtrail query trend` shows as a table; --wide, JSON and CSV give every column)
+--
 -- Parameters (name = default  kind):
 --   :now_ms = now            time      as of this time (Unix ms)
 --   :window_ms = 3600000     duration  the window (1 h)

@@ -215,6 +215,19 @@ impl Table {
             .collect()
     }
 
+    /// The table cut to the named columns, in that order (names it lacks are left out).
+    pub(crate) fn select(&self, names: &[String]) -> Table {
+        let keep: Vec<usize> = names.iter().filter_map(|n| self.column(n)).collect();
+        Table {
+            columns: keep.iter().map(|&c| self.columns[c].clone()).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| keep.iter().filter_map(|&c| r.get(c).cloned()).collect())
+                .collect(),
+        }
+    }
+
     /// The cell of `row` in column `name` (Null when there is no such column or row).
     pub fn get(&self, row: usize, name: &str) -> &Cell {
         static NULL: Cell = Cell::Null;

@@ -129,6 +129,8 @@ pub struct NamedQuery {
     pub sql: &'static str,
     pub summary: String,
     pub params: Vec<Param>,
+    /// The columns a table for people shows (`-- Table columns: a, b, c`); `None`: all of them.
+    pub table_columns: Option<Vec<String>>,
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -159,8 +161,13 @@ pub fn find(name: &str) -> Result<&'static NamedQuery, AnalysisError> {
 pub(crate) fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery {
     let mut summary = String::new();
     let mut params = Vec::new();
+    let mut table_columns = None;
     for line in sql.lines().take_while(|l| l.starts_with("--")) {
         let text = line.trim_start_matches('-').trim();
+        if let Some(cols) = text.strip_prefix("Table columns:") {
+            table_columns = Some(cols.split(',').map(|c| c.trim().to_string()).collect());
+            continue;
+        }
         if summary.is_empty() {
             summary = text
                 .strip_prefix(&format!("{name}:"))
@@ -196,6 +203,7 @@ pub(crate) fn parse_header(name: &'static str, sql: &'static str) -> NamedQuery 
         sql,
         summary,
         params,
+        table_columns,
     }
 }
 

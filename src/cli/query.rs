@@ -25,6 +25,10 @@ pub(super) struct QueryArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
+    /// A table with every column of a named query (by default a table shows the columns its
+    /// header names for people; JSON and CSV always hold all).
+    #[arg(long)]
+    wide: bool,
 }
 
 pub(super) fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -64,7 +68,11 @@ pub(super) fn run_query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             let q = analysis::find(name)?;
             let params = q.parse_params(&args.params, now)?;
             let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
-            q.run(&conn, &params, now)?
+            let table = q.run(&conn, &params, now)?;
+            match &q.table_columns {
+                Some(cols) if args.format == OutFormat::Table && !args.wide => table.select(cols),
+                _ => table,
+            }
         }
         (None, None) => {
             return Err(UsageError(

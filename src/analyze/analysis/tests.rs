@@ -1031,3 +1031,25 @@ fn rule_queries_never_scan_the_samples_table() {
         );
     }
 }
+
+#[test]
+fn the_table_columns_a_header_names_are_result_columns() {
+    let h = History::new();
+    let mut named = 0;
+    for q in catalog() {
+        let Some(cols) = &q.table_columns else {
+            continue;
+        };
+        named += 1;
+        let stmt = h.conn().prepare(q.sql).expect("prepare");
+        let result: Vec<&str> = stmt.column_names().collect();
+        for c in cols {
+            assert!(
+                result.contains(&c.as_str()),
+                "{}: table column {c} is not a result column ({result:?})",
+                q.name
+            );
+        }
+    }
+    assert!(named >= 1, "trend names its table columns");
+}
