@@ -17,7 +17,8 @@ pub(super) struct ReportArgs {
     /// The range: this long before --to (or now).
     #[arg(long, value_name = "DURATION", conflicts_with = "from", value_parser = since_duration)]
     since: Option<HumanDuration>,
-    /// Start of the range (a time: RFC 3339, YYYY-MM-DD[ HH:MM], Unix time, -2h, ...) [default: 24h before --to]
+    /// Start of the range (a time: RFC 3339, YYYY-MM-DD[ HH:MM], Unix time, -2h, ...) [default: 24h
+    /// before --to; with no range flag at all, the data's own range, at most its last 24h]
     #[arg(long)]
     from: Option<String>,
     /// End of the range [default: now]
@@ -42,14 +43,10 @@ pub(super) struct ReportArgs {
 
 pub(super) fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let db = db_path(args.db.db)?;
+    let db = db_path(args.db.db.clone())?;
     let now = crate::units::now_ms();
-    let to = time_arg("to", &args.to)?.unwrap_or(now);
-    let from = match (time_arg("from", &args.from)?, args.since) {
-        (Some(f), _) => f,
-        (None, Some(d)) => to - d.0.as_millis() as i64,
-        (None, None) => to - 24 * 3_600_000,
-    };
+    let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
+    let (from, to) = range(&args, &conn, now)?;
     let by_extension = args
         .output
         .as_ref()
@@ -70,7 +67,6 @@ pub(super) fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         generated_ms: now,
         database: db.display().to_string(),
     };
-    let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -100,4 +96,25 @@ pub(super) fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The range asked for; with no range flag, the data's own (its last 24 h at most), so 45 s of
+/// samples make a report of 45 s, not of a day that is almost all empty.
+fn range(args: &ReportArgs, conn: &rusqlite::Connection, now: i64) -> anyhow::Result<(i64, i64)> {
+    const DAY_MS: i64 = 24 * 3_600_000;
+    let to = time_arg("to", &args.to)?;
+    let from = time_arg("from", &args.from)?;
+    if from.is_none() && to.is_none() && args.since.is_none() {
+        let history = crate::analyze::overview::history(conn)?;
+        if let Some((oldest, newest)) = history.and_then(|h| Some((h.oldest_ms?, h.newest_ms?))) {
+            return Ok((oldest.max(newest - DAY_MS), newest + 1));
+        }
+    }
+    let to = to.unwrap_or(now);
+    let from = match (from, args.since) {
+        (Some(f), _) => f,
+        (None, Some(d)) => to - d.0.as_millis() as i64,
+        (None, None) => to - DAY_MS,
+    };
+    Ok((from, to))
 }

@@ -771,11 +771,43 @@ fn who(kind: Kind, target: &str, pid: Option<i64>) -> String {
     }
 }
 
+/// What the report is about, for its title: the target asked for, else the targets it holds
+/// (the first three by name, then how many more), else the system.
+fn subject(r: &Report) -> String {
+    if let Some(t) = &r.target_filter {
+        return t.clone();
+    }
+    let mut names: Vec<&str> = r
+        .series
+        .iter()
+        .filter(|s| s.kind != Kind::System)
+        .map(|s| s.target.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.len() {
+        0 if r.series.is_empty() => "no samples".into(),
+        0 => "system".into(),
+        1..=3 => names.join(", "),
+        n => format!("{} and {} more", names[..3].join(", "), n - 3),
+    }
+}
+
+/// The title line: subject and range.
+fn title(r: &Report) -> String {
+    format!(
+        "memtrail report: {}, {} to {}",
+        subject(r),
+        format_time(r.from_ms),
+        format_time(r.to_ms)
+    )
+}
+
 /// Markdown: the tables, for a bug report or a wiki.
 pub(crate) fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let span = crate::units::format_duration_rough((r.to_ms - r.from_ms).max(0) as f64 / 1000.0);
-    let _ = writeln!(o, "# memtrail report\n");
+    let _ = writeln!(o, "# {}\n", title(r));
     let _ = writeln!(
         o,
         "{} to {} ({span}), from `{}`{}. Generated {}.\n",
@@ -929,12 +961,13 @@ pub fn html(r: &Report) -> String {
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>memtrail report {}</title><style>{STYLE}</style></head><body>",
-        esc(&format_time(r.from_ms))
+         <title>{}</title><style>{STYLE}</style></head><body>",
+        esc(&title(r))
     );
     let _ = write!(
         o,
-        "<h1>memtrail report</h1><p class=\"meta\">{} to {} ({span}) · <code>{}</code>{} · generated {}</p>",
+        "<h1>memtrail report: {}</h1><p class=\"meta\">{} to {} ({span}) · <code>{}</code>{} · generated {}</p>",
+        esc(&subject(r)),
         esc(&format_time(r.from_ms)),
         esc(&format_time(r.to_ms)),
         esc(&r.database),
