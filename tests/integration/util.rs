@@ -58,23 +58,45 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Output {
     wait_output(child, limit)
 }
 
+/// Wait for `child` (killing it past `limit`, then the test fails), reading its piped output as
+/// it comes: a child that writes more than a pipe holds is not left blocked on a full pipe.
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break (status, false);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "timed out after {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            break (child.wait().expect("wait"), true);
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        !timed_out,
+        "timed out after {limit:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 pub fn stderr(out: &Output) -> String {
