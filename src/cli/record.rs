@@ -39,8 +39,8 @@ pub(super) struct RecordArgs {
     #[arg(long, value_name = "N")]
     top: Option<usize>,
     /// Watch a process found by --name or --top only once it has run this long, so short jobs
-    /// (a connection's backend, a compiler) do not each become a series [default: 30s for --top,
-    /// 0s for --name]
+    /// (a connection's backend, a compiler) do not each become a series [default: 30s; 0s for
+    /// --name]
     #[arg(long, value_name = "DURATION")]
     min_age: Option<HumanDuration>,
     /// Watch a process found by --name or --top only while its RSS is at least this [default: 0]

@@ -209,11 +209,7 @@ impl RecordSettings {
                     t.top.to_string()
                 },
             ),
-            (
-                "min_age",
-                t.min_age
-                    .map_or("default (30s for top, none for names)".into(), d),
-            ),
+            ("min_age", t.min_age.map_or("30s; 0s for names".into(), d)),
             ("min_rss", crate::units::format_bytes(t.min_rss as f64)),
             (
                 "command",

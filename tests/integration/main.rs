@@ -7,6 +7,7 @@ mod cgroup;
 mod cleanup;
 mod config;
 mod errors;
+mod newcomer;
 mod operator;
 mod record;
 mod reliability;
