@@ -520,7 +520,8 @@ impl Sampler {
             };
             let rss = stat.rss_pages * self.kernel.page_size;
             let age_ms = now_wall - stat.start_time_ms(&self.kernel);
-            if self.top > 0 {
+            // Kernel threads hold no memory of their own (RSS 0): never among the largest.
+            if self.top > 0 && rss > 0 {
                 top.push(Ranked {
                     pid,
                     rss,
@@ -822,6 +823,10 @@ mod tests {
             .map(|t| metric(t, "rss").unwrap_or(0.0))
             .collect();
         let smallest_watched = rss.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert!(
+            smallest_watched > 0.0,
+            "a kernel thread (RSS 0) was ranked: {rss:?}"
+        );
         // No unwatched process is larger than the smallest watched one (allowing for movement).
         let k = Kernel::get();
         let watched: Vec<u32> = procs.iter().filter_map(|t| t.key.pid).collect();

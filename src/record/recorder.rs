@@ -1250,33 +1250,26 @@ fn log_what(settings: &RecordSettings, sampler: &Sampler, run_id: i64) {
     );
 }
 
-/// The top-N default's changes in one line at info (churn on a busy host would otherwise be a line
-/// per short job); which processes, at debug.
+/// The top-N default's changes in one line (churn on a busy host would otherwise be a line per
+/// short job): which processes joined, were outgrown or exited, by name and pid.
 fn log_top_churn(top: &crate::collect::sampler::TopChurn, n: usize) {
     let names = |keys: &[crate::model::TargetKey]| {
         keys.iter()
-            .map(|k| k.to_string())
+            .map(|k| format!("{} ({})", k.name, k.pid.unwrap_or(0)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    tracing::info!(
-        entered = top.entered.len(),
-        left = top.left.len(),
-        exited = top.exited.len(),
-        "the {n} largest processes changed: {} now watched, {} outgrown, {} exited",
-        top.entered.len(),
-        top.left.len(),
-        top.exited.len(),
-    );
+    let mut parts = Vec::new();
     for (what, keys) in [
-        ("watching", &top.entered),
-        ("outgrown; no longer watched", &top.left),
-        ("process exited; recorded as gone", &top.exited),
+        ("now watching", &top.entered),
+        ("outgrown, no longer watched", &top.left),
+        ("exited", &top.exited),
     ] {
         if !keys.is_empty() {
-            tracing::debug!(subjects = %names(keys), "{what}");
+            parts.push(format!("{what} {}", names(keys)));
         }
     }
+    tracing::info!("the {n} largest processes: {}", parts.join("; "));
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ fn short_jobs_do_not_churn_the_top_n() {
     assert!(!log.contains("memhog"), "a short job was watched:\n{log}");
     let changes = log
         .lines()
-        .filter(|l| l.contains("largest processes changed"))
+        .filter(|l| l.contains("largest processes: "))
         .count();
     assert!(
         (1..=2).contains(&changes),
