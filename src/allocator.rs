@@ -9,8 +9,7 @@
 /// minutes (bench/api-rss: 16.3 -> 17.8 MiB at 4 clients). One arena shares the free lists; the
 /// recorder's threads allocate little, so the lock is uncontended. Call it before other threads start.
 pub(crate) fn limit_arenas() {
-    // SAFETY: mallopt only tunes the allocator; M_ARENA_MAX takes any positive count.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    crate::sys::malloc_arena_max(1);
 }
 
 /// Hand freed heap pages back to the kernel. glibc's `free` returns only the top of the heap: a
@@ -19,6 +18,5 @@ pub(crate) fn limit_arenas() {
 /// load (the soak saw 24.9 -> 26.2 MiB). `malloc_trim(0)` releases the free pages inside the heap
 /// too; it walks the free lists once (well under a millisecond at memtrail's size).
 pub(crate) fn release_freed() {
-    // SAFETY: malloc_trim only returns free memory to the kernel; 0 keeps no padding.
-    unsafe { libc::malloc_trim(0) };
+    crate::sys::malloc_trim();
 }

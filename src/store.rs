@@ -1131,16 +1131,11 @@ fn open_read_only(path: &Path, busy_timeout: Duration, query_only: bool) -> Resu
 
 /// Whether the directory holding `path` can be written (where SQLite puts `-shm` and `-wal`).
 fn dir_writable(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access only reads the NUL-terminated path it is given.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    crate::sys::writable(dir)
 }
 
 /// `path` as an SQLite URI that opens it immutable (`%`, `?` and `#` escaped).

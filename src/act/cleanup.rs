@@ -313,10 +313,10 @@ fn run_action(a: &Action, t: &Target, trigger: &Trigger, level: Level) -> Action
                 r.output = format!("pid {} is no longer {}: {name} not sent", t.pid, t.name);
                 return r;
             }
-            // SAFETY: kill(2) on a pid whose identity (start time) was just checked.
-            if unsafe { libc::kill(t.pid as libc::pid_t, *sig) } != 0 {
+            // The pid's identity (start time) was just checked.
+            if let Err(e) = crate::sys::kill(t.pid, *sig) {
                 r.outcome = "failed";
-                r.output = format!("{name}: {}", std::io::Error::last_os_error());
+                r.output = format!("{name}: {e}");
             }
         }
         ActionKind::Command(cmd) => {

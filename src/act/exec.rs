@@ -82,8 +82,8 @@ pub fn shell(cmd: &str, env: &[(&str, String)], timeout: Duration) -> ShellResul
             Ok(Some(status)) => break ShellOutcome::Exited(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             _ => {
-                // SAFETY: kill(2) on the process group created for this command.
-                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                // The process group created for this command.
+                let _ = crate::sys::kill_group(child.id(), libc::SIGKILL);
                 let _ = child.wait();
                 break ShellOutcome::TimedOut;
             }

@@ -361,12 +361,6 @@ pub(crate) struct RecorderState {
     pub run: RunStatus,
 }
 
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks that the pid exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// A rule's state on one series (a row of the `rule_states` query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -590,7 +584,7 @@ pub fn collect(db: &Path, window: Duration) -> Result<Overview, AnalysisError> {
         window.as_millis() as i64,
     )?;
     o.recorder = store::last_run(&conn)?.map(|run| RecorderState {
-        running: run.stopped_ms.is_none() && pid_alive(run.pid),
+        running: run.stopped_ms.is_none() && crate::sys::pid_alive(run.pid),
         run,
     });
     Ok(o)

@@ -208,8 +208,7 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Record(_)) {
         // Output commands end quietly when the reader goes away (`memtrail query ... | head`),
         // like other Unix tools; the recorder keeps Rust's default of ignoring SIGPIPE.
-        // SAFETY: setting a signal disposition to its default has no preconditions.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        crate::sys::set_disposition(libc::SIGPIPE, crate::sys::Disposition::Default);
     }
     let json_logs = cli.log_format == LogFormat::Json;
     match run(cli) {

@@ -24,26 +24,16 @@ impl Kernel {
     pub fn get() -> Kernel {
         static KERNEL: OnceLock<Kernel> = OnceLock::new();
         *KERNEL.get_or_init(|| {
-            // SAFETY: sysconf only reads a constant; it has no memory-safety preconditions.
-            let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            // SAFETY: as above.
-            let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+            let page_size = crate::sys::page_size();
+            let clock_ticks = crate::sys::clock_ticks();
             let boot_time_ms = fs::read_to_string("/proc/stat")
                 .ok()
                 .and_then(|s| parse_btime(&s))
                 .map(|secs| secs * 1000)
                 .unwrap_or(0);
             Kernel {
-                page_size: if page_size > 0 {
-                    page_size as u64
-                } else {
-                    4096
-                },
-                clock_ticks: if clock_ticks > 0 {
-                    clock_ticks as u64
-                } else {
-                    100
-                },
+                page_size: page_size.unwrap_or(4096),
+                clock_ticks: clock_ticks.unwrap_or(100),
                 boot_time_ms,
             }
         })
@@ -291,7 +281,7 @@ impl ProcFiles {
     }
 
     fn fds(&self) -> Option<u64> {
-        count_entries(self.fd_dir.as_ref()?).ok()
+        crate::sys::count_entries(self.fd_dir.as_ref()?).ok()
     }
 }
 
@@ -334,45 +324,6 @@ impl ProcReader {
         match &self.held {
             Some(f) => f.fds(),
             None => count_fds(self.pid),
-        }
-    }
-}
-
-/// The entries of an open directory whose names do not start with a dot (so not `.` and `..`;
-/// `/proc` fd names are numbers), read from its start.
-fn count_entries(dir: &fs::File) -> io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    let fd = dir.as_raw_fd();
-    // SAFETY: `fd` is an open directory that `dir` owns for the duration of this call.
-    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // Not zeroed first: the kernel fills the first `n` bytes and only those are read.
-    let mut space = std::mem::MaybeUninit::<[u8; 4096]>::uninit();
-    let mut count = 0;
-    loop {
-        // SAFETY: the kernel writes at most 4096 bytes of `linux_dirent64` records into `space`.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, space.as_mut_ptr(), 4096usize) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        if n == 0 {
-            return Ok(count);
-        }
-        // SAFETY: getdents64 returned `n` (at most 4096): those bytes of `space` are initialised.
-        let buf = unsafe { std::slice::from_raw_parts(space.as_ptr().cast::<u8>(), n.min(4096)) };
-        // Each record: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), then the name.
-        let mut at = 0;
-        while at + 19 < n {
-            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
-            if buf[at + 19] != b'.' {
-                count += 1;
-            }
-            if reclen == 0 {
-                break;
-            }
-            at += reclen;
         }
     }
 }

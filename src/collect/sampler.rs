@@ -54,15 +54,10 @@ struct Tracked {
 /// database, the API's connections and a launched command's pipes always have room. Processes
 /// past it (a large `--top`) are read by path, as before.
 fn held_processes() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(limit) = crate::sys::open_files_limit() else {
         return 0;
-    }
-    usize::try_from(limit.rlim_cur / 12).map_or(128, |n| n.min(128))
+    };
+    usize::try_from(limit / 12).map_or(128, |n| n.min(128))
 }
 
 /// A process must have run this long before the top-N default watches it: the compilers, shells

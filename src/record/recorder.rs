@@ -448,8 +448,7 @@ impl Recorder {
                         signal = forward,
                         "passing the signal on to the command"
                     );
-                    // SAFETY: kill(2) with a pid we launched; no memory is involved.
-                    unsafe { libc::kill(pid as libc::pid_t, forward) };
+                    let _ = crate::sys::kill(pid, forward);
                 }
             }
             _ => st.pending_stop = Some(StopReason::Signal),
@@ -778,8 +777,7 @@ impl Recorder {
             "the recording ends ({}) while the launched command still runs: sending it SIGTERM",
             outcome.reason.as_str()
         );
-        // SAFETY: kill(2) with a pid we launched.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        let _ = crate::sys::kill(pid, libc::SIGTERM);
         if let Ok(Control::CommandExited(status)) = wait_exit(control, Duration::from_secs(10)) {
             outcome.command_status = Some(status);
             return;
@@ -788,8 +786,7 @@ impl Recorder {
             pid,
             "the launched command did not exit within 10 s of SIGTERM: sending SIGKILL"
         );
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let _ = crate::sys::kill(pid, libc::SIGKILL);
         if let Ok(Control::CommandExited(status)) = wait_exit(control, Duration::from_secs(5)) {
             outcome.command_status = Some(status);
         }
@@ -960,8 +957,8 @@ impl Drop for OrphanGuard {
                 pid,
                 "the recording did not start: ending the launched command"
             );
-            // SAFETY: kill(2) with a pid we launched and have not reaped (its waiter holds it).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            // Launched and not reaped (its waiter holds it): the pid is still the command's.
+            let _ = crate::sys::kill(pid, libc::SIGKILL);
         }
     }
 }
@@ -1023,8 +1020,7 @@ pub type Serve = fn(
 pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     // Past a file-size limit a write should fail (and be reported), not kill the recorder.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    crate::sys::set_disposition(libc::SIGXFSZ, crate::sys::Disposition::Ignore);
     crate::allocator::limit_arenas();
     let mut sampler = Sampler::new(&settings.sampler(), Instant::now())?;
     let lock = RecorderLock::acquire(&settings.db)?;
@@ -1175,8 +1171,7 @@ fn start_command(
     let pid = child.id();
     // Not yet reaped, so /proc/PID exists even if the command already exited.
     if let Err(e) = sampler.add_command(pid, Instant::now()) {
-        // SAFETY: kill(2) with the pid just launched.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let _ = crate::sys::kill(pid, libc::SIGKILL);
         return Err(e.into());
     }
     let tx = control.clone();
@@ -1188,8 +1183,8 @@ fn start_command(
             }
         });
     if waiter.is_err() {
-        // SAFETY: kill(2) with the pid just launched: nothing would wait for it.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        // Nothing would wait for the command just launched.
+        let _ = crate::sys::kill(pid, libc::SIGKILL);
     }
     waiter.context("starting the thread that waits for the command")?;
     Ok(Some(pid))

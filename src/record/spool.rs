@@ -156,7 +156,7 @@ impl Spool {
             let Some(file) = &self.file else {
                 return Err(io::Error::other("the spool file is not open"));
             };
-            reserve(file, want)?;
+            crate::sys::reserve(file, want)?;
             self.map = None;
             // SAFETY: the file is ours (`<db>-spool`, behind the recorder's lock) and is only
             // grown while mapped, never shrunk; its blocks are reserved, so a store cannot fault
@@ -183,17 +183,6 @@ impl Spool {
         drop(map);
         drop(file);
         remove_if_there(&path)
-    }
-}
-
-/// Make the file `len` bytes long with its blocks allocated (ENOSPC shows here).
-fn reserve(file: &File, len: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let len = libc::off_t::try_from(len).map_err(io::Error::other)?;
-    // SAFETY: posix_fallocate on a descriptor we own; it touches no memory of ours.
-    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
-        0 => Ok(()),
-        err => Err(io::Error::from_raw_os_error(err)),
     }
 }
 
