@@ -585,14 +585,31 @@ fn every_process_is_recorded_under_a_low_descriptor_limit() {
             "--no-api",
             "--smaps-interval",
             "off",
+            // Every process, however young (the top N's default waits 30 s).
+            "--min-age",
+            "0s",
             "--db",
         ])
         .arg(&db);
+    // More processes than the descriptor limit can hold files for (a quiet host may have few).
+    let mut sleepers: Vec<std::process::Child> = (0..30)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("sleep")
+        })
+        .collect();
+    // The processes the top N ranks: those with memory of their own (not kernel threads).
     let before = std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| rss_of(*pid).is_some_and(|r| r > 0))
         .count() as i64;
     let out = run(&mut cmd, Duration::from_secs(30));
+    for sleeper in &mut sleepers {
+        kill(sleeper);
+    }
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let conn = open(&db);
     let watched = count(&conn, "SELECT count(*) FROM targets WHERE kind = 'process'");
