@@ -1035,8 +1035,8 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         .build()
         .context("starting the signal handler runtime")?;
     let _guard = rt.enter();
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     // What can fail comes before the launch, so a failed start never leaves the command running.
     crate::analyze::alerts::install(store.connection(), &settings.rules)?;
@@ -1081,6 +1081,28 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         shared,
         clock,
     };
+    let (mut store, outcome) = run_until_stopped(
+        &rt,
+        recorder,
+        (control_tx, control_rx),
+        (sigterm, sigint),
+        &mut orphan_guard,
+    )?;
+    store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
+    drop(lock);
+    Ok(stopped(&outcome))
+}
+
+/// Run the loop on its own thread until it stops, turning SIGTERM and SIGINT into control
+/// messages meanwhile; the guard is disarmed once the loop owns the launched command.
+fn run_until_stopped(
+    rt: &tokio::runtime::Runtime,
+    recorder: Recorder,
+    (control_tx, control_rx): (mpsc::Sender<Control>, mpsc::Receiver<Control>),
+    (mut sigterm, mut sigint): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    orphan_guard: &mut OrphanGuard,
+) -> anyhow::Result<(Store, Outcome)> {
+    use anyhow::Context;
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("recorder".into())
@@ -1100,14 +1122,11 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
             }
         }
     });
-    let (mut store, outcome) = handle.join().map_err(|_| {
+    handle.join().map_err(|_| {
         anyhow::anyhow!(
             "the recorder thread panicked; the run is left open and will be closed as crashed"
         )
-    })?;
-    store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
-    drop(lock);
-    Ok(stopped(&outcome))
+    })
 }
 
 /// Say how the run ended; the exit code is the launched command's when it ended the run.

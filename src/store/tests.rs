@@ -86,7 +86,9 @@ fn reopening_applies_no_migration_twice_and_keeps_history() {
     let c = s.connection();
     assert!(migration_count() >= 2);
     // build.rs's count is refinery's: the newest version, and one migration per version.
-    let embedded = open::embedded::migrations::runner().get_migrations().clone();
+    let embedded = open::embedded::migrations::runner()
+        .get_migrations()
+        .clone();
     assert_eq!(embedded.len(), migration_count());
     assert_eq!(
         embedded.iter().map(|m| m.version() as usize).max(),
@@ -122,7 +124,9 @@ fn schema_dump(conn: &Connection) -> String {
 fn migrated_by_refinery(path: &Path) -> Connection {
     let mut c = Connection::open(path).expect("open");
     c.pragma_update(None, "foreign_keys", false).expect("fk");
-    open::embedded::migrations::runner().run(&mut c).expect("migrate");
+    open::embedded::migrations::runner()
+        .run(&mut c)
+        .expect("migrate");
     c
 }
 
