@@ -3,3 +3,4 @@
 pub mod output;
 pub mod report;
 pub mod status;
+pub(crate) mod top;

@@ -76,6 +76,21 @@ pub(crate) fn open_files_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
+/// The CPU time this process has used, user and system together (getrusage(RUSAGE_SELF)).
+pub(crate) fn cpu_time() -> std::time::Duration {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// A positive `sysconf` value (page size, clock ticks per second), or None.
 fn sysconf(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf only reads a constant; it has no memory-safety preconditions.
@@ -202,5 +217,11 @@ mod tests {
         assert!(clock_ticks().is_some_and(|t| t > 0));
         assert!(open_files_limit().is_some_and(|l| l > 0));
         assert!(writable(&std::env::temp_dir()));
+        let before = cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        assert!(cpu_time() > before, "{x}");
     }
 }

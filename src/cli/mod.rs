@@ -33,6 +33,7 @@ mod query;
 mod record;
 mod report;
 mod status;
+mod top;
 
 use self::backtest::{BacktestArgs, run_backtest};
 use self::check::{CheckArgs, run_check};
@@ -44,6 +45,7 @@ use self::query::{QueryArgs, run_query};
 use self::record::{RecordArgs, run_record};
 use self::report::{ReportArgs, run_report};
 use self::status::{StatusArgs, run_status};
+use self::top::{TopArgs, run_top};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +103,12 @@ enum Command {
         after_help = "Examples:\n  memtrail status\n  memtrail status --all                  # the processes that came and went too\n  memtrail status --format json --db /var/lib/memtrail/memtrail.db"
     )]
     Status(StatusArgs),
+    /// A live, full-screen view of what is recorded: each target's value, a sparkline, its verdict
+    /// and its rules, refreshed every second (keys: arrows/jk, Enter, s, /, ?, q).
+    #[command(
+        after_help = "Examples:\n  memtrail top\n  memtrail top --db /var/lib/memtrail/memtrail.db --span 30m\n  NO_COLOR=1 memtrail top --refresh 2s"
+    )]
+    Top(TopArgs),
     /// Run a named analysis query, or ad-hoc read-only SQL, on the database.
     #[command(
         after_help = "Examples:\n  memtrail query --list\n  memtrail query trend --param metric=rss --param window_ms=30m\n  memtrail query percent_change --format json\n  memtrail query threshold --param threshold=1GiB --format csv\n  memtrail query --sql \"SELECT target, max(value) FROM samples JOIN series_info USING (series_id) WHERE metric = 'rss' GROUP BY target\""
@@ -123,7 +131,7 @@ enum Command {
     Cleanup(CleanupArgs),
     /// Write a report of a time range: HTML with charts, Markdown, JSON or CSV.
     #[command(
-        after_help = "Examples:\n  memtrail report -o report.html                  # the last 24 hours, format from the file name\n  memtrail report --since 2h --format md\n  memtrail report --from 2026-11-24T08:00:00Z --to 2026-11-24T20:00:00Z --target gunicorn -o day.json\n  memtrail report --since 1h --format csv --raw -o samples.csv"
+        after_help = "Examples:\n  memtrail report -o report.html                  # the data's range (its last 24 h at most), format from the file name\n  memtrail report --since 2h --format md\n  memtrail report --from 2026-11-24T08:00:00Z --to 2026-11-24T20:00:00Z --target gunicorn -o day.json\n  memtrail report --since 1h --format csv --raw -o samples.csv"
     )]
     Report(ReportArgs),
     /// Check the database for damage, every page and index (PRAGMA integrity_check): exit 0 when
@@ -278,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => run_record(args),
         Command::Status(args) => run_status(args),
+        Command::Top(args) => run_top(args),
         Command::Query(args) => run_query(args),
         Command::Report(args) => run_report(args),
         Command::Cleanup(args) => run_cleanup(args),

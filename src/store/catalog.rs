@@ -27,6 +27,8 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("rule_states", include_str!("../../queries/rule_states.sql")),
     ("summary", include_str!("../../queries/summary.sql")),
     ("status", include_str!("../../queries/status.sql")),
+    ("top", include_str!("../../queries/top.sql")),
+    ("marks", include_str!("../../queries/marks.sql")),
 ];
 
 pub fn query_sql(name: &str) -> Option<&'static str> {

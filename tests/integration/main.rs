@@ -13,5 +13,6 @@ mod record;
 mod reliability;
 mod report;
 mod status;
+mod top;
 mod util;
 mod z_soak;
