@@ -501,7 +501,7 @@ fn draw_head(f: &mut Frame, area: Rect, board: &Board, view: &View) {
         Style::default().add_modifier(Modifier::BOLD),
     )];
     first.push(Span::raw(format!(
-        "  {}  ·  {} targets  ·  last {}  ·  sort: {}",
+        " · {} · {} targets · last {} · sort: {}",
         format_time(board.now_ms),
         board.targets.len(),
         format_duration_rough(board.span_ms as f64 / 1000.0),
@@ -509,7 +509,7 @@ fn draw_head(f: &mut Frame, area: Rect, board: &Board, view: &View) {
     )));
     if !view.filter.is_empty() || view.screen == Screen::Filter {
         first.push(Span::styled(
-            format!("  ·  filter: {}", view.filter),
+            format!(" · filter: {}", view.filter),
             view.style(Color::Yellow),
         ));
     }
@@ -517,16 +517,31 @@ fn draw_head(f: &mut Frame, area: Rect, board: &Board, view: &View) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
+/// The list's fixed columns (target, value, -, verdict, limit, rules); the sparkline takes the rest.
+const WIDTHS: [u16; 6] = [22, 10, 0, 15, 8, 10];
+
+/// How many characters (buckets) the sparkline column has on a screen this wide.
+pub(crate) fn spark_width(screen_width: u16) -> usize {
+    let fixed: u16 = WIDTHS.iter().sum::<u16>() + WIDTHS.len() as u16 - 1;
+    screen_width.saturating_sub(fixed + 8).max(8) as usize
+}
+
+/// A rule's name without the kind of target it watches (`process_rss_leak` -> `rss_leak`).
+fn short_rule(name: &str) -> &str {
+    ["process_", "system_", "cgroup_"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
+}
+
 fn draw_list(f: &mut Frame, area: Rect, board: &Board, view: &View) {
     let rows = view.rows(board);
-    // Fixed columns; the sparkline takes what is left.
-    let widths = [24u16, 11, 0, 16, 9, 18];
-    let fixed: u16 = widths.iter().sum::<u16>() + widths.len() as u16 - 1;
-    let spark_w = area.width.saturating_sub(fixed).max(4) as usize;
+    let widths = WIDTHS;
+    let spark_w = spark_width(area.width);
     let header = Row::new([
         "TARGET",
         "NOW",
-        "LAST MINUTES",
+        "RECENT",
         "VERDICT",
         "LIMIT IN",
         "RULES",
@@ -542,8 +557,8 @@ fn draw_list(f: &mut Frame, area: Rect, board: &Board, view: &View) {
             .rules
             .iter()
             .map(|(name, state)| match state {
-                RuleStateKind::Firing => format!("{name}!"),
-                _ => format!("{name}?"),
+                RuleStateKind::Firing => format!("{}!", short_rule(name)),
+                _ => format!("{}?", short_rule(name)),
             })
             .collect::<Vec<_>>()
             .join(" ");
@@ -665,14 +680,14 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, view: &View) {
 
 fn draw_foot(f: &mut Frame, area: Rect, view: &View, cpu: f64) {
     let keys = match view.screen {
-        Screen::Filter => "type to filter · Enter: keep · Esc: clear",
-        Screen::Detail => "Esc: back · q: quit",
-        _ => "↑↓/jk: select · Enter: chart · s: sort · /: filter · ?: help · q: quit",
+        Screen::Filter => "type to filter · Enter keep · Esc clear",
+        Screen::Detail => "Esc back · q quit",
+        _ => "↑↓ jk select · Enter chart · s sort · / filter · ? help · q quit",
     };
     let line = Line::from(vec![
         Span::raw(keys),
         Span::styled(
-            format!("  ·  top's own CPU {cpu:.1} %"),
+            format!(" · own CPU {cpu:.1} %"),
             view.style(Color::DarkGray),
         ),
     ]);
@@ -687,9 +702,8 @@ fn draw_help(f: &mut Frame, area: Rect) {
         Line::raw("/            filter by name (Enter keeps it, Esc clears it)"),
         Line::raw("q            quit (Esc too, on the list)"),
         Line::raw(""),
-        Line::raw(
-            "VERDICT is the 1 h trend (LEAK: rising like a leak); RULES: ! firing, ? pending",
-        ),
+        Line::raw("VERDICT: the 1 h trend (LEAK: rising like a leak)"),
+        Line::raw("RULES: ! firing, ? pending (process_rss_leak shown as rss_leak)"),
         Line::raw("any key closes this help"),
     ];
     let w = area.width.min(84);

@@ -347,6 +347,14 @@ fn the_readme_usage_commands_run_as_written() {
     );
     for line in &commands {
         let line = line.replace("4242", &hog.id().to_string());
+        if line.starts_with("memtrail top") {
+            // It draws on a terminal (tests/integration/top.rs runs it in tmux); here, with its
+            // output piped, it must say so and point to status.
+            let top = sh_line(&line, dir, &path);
+            assert_eq!(top.status.code(), Some(2), "{}", stderr(&top));
+            assert!(stderr(&top).contains("use `memtrail status`"));
+            continue;
+        }
         if line.starts_with("memtrail cleanup") {
             // The line's comment: the actions are the reader's to configure (memhog frees on
             // SIGUSR1). Without one, the command says so and exits 2 (checked below).

@@ -148,7 +148,7 @@ fn top_shows_a_live_recording_and_answers_its_keys() {
     let chart = tmux.wait_for("by kind of memory");
     assert!(chart.contains("rss_anon"), "{chart}");
     tmux.keys(&["Escape"]);
-    tmux.wait_for("LAST MINUTES");
+    tmux.wait_for("RECENT");
     tmux.keys(&["?"]);
     tmux.wait_for("any key closes this help");
     tmux.keys(&["x"]);
@@ -173,7 +173,7 @@ fn top_shows_a_live_recording_and_answers_its_keys() {
     std::thread::sleep(Duration::from_millis(500));
     let after = tmux.screen(false);
     assert!(
-        !after.contains("LAST MINUTES"),
+        !after.contains("RECENT"),
         "top is still drawing:\n{after}"
     );
     assert!(tmux.alive());

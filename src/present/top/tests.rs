@@ -115,8 +115,8 @@ fn the_list_matches_the_golden_screen() {
         s.contains("process api (4242)") && s.contains("LEAK +"),
         "{s}"
     );
-    assert!(s.contains("process_rss_leak!"), "{s}");
-    assert!(s.contains("process_rss_high?"), "{s}");
+    assert!(s.contains("rss_leak!"), "{s}");
+    assert!(s.contains("rss_high?"), "{s}");
     assert!(s.contains("1.5 GiB") && s.contains("2.0 GiB"), "{s}");
 }
 
