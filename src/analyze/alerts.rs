@@ -121,7 +121,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The built-in rules: the seed monitor's (process RSS above 1024 MiB, system memory above 85 %
-/// used, process RSS +20 % in 10 minutes with a 15-minute cooldown, its ends compared as medians
+/// used, each held 5 minutes; process RSS +20 % in 10 minutes with a 15-minute cooldown, its ends compared as medians
 /// and held 15 minutes, so growth that comes back down does not fire it: the runaway alarm); two
 /// leak alarms on the trend verdict (`increasing` over 1 h at 1 %/h or more, held 3 minutes; over
 /// 6 h at 0.5 %/h or more, held 15 minutes, for slow leaks); for cgroups, usage above 90 % of the
@@ -146,21 +146,27 @@ pub fn default_rules(notify: &NotifySection) -> Vec<Rule> {
         severity: "warning".into(),
         actions: actions.clone(),
     };
+    // A level is in use when it is held: 5 minutes, as Prometheus' memory rules say `for: 5m`,
+    // so a 30 s spike or one heavy-tailed sample over the line is not an alarm.
+    let held = |rule: Rule| Rule {
+        for_ms: 5 * 60_000,
+        ..rule
+    };
     vec![
-        base(
+        held(base(
             "process_rss_high",
             "rss",
             Kind::Process,
             Comparison::GreaterThan,
             1024.0 * 1024.0 * 1024.0,
-        ),
-        base(
+        )),
+        held(base(
             "system_memory_high",
             "mem_used_percent",
             Kind::System,
             Comparison::GreaterThan,
             85.0,
-        ),
+        )),
         Rule {
             window_ms: 10 * 60_000,
             for_ms: 15 * 60_000,
