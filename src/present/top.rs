@@ -538,15 +538,8 @@ fn draw_list(f: &mut Frame, area: Rect, board: &Board, view: &View) {
     let rows = view.rows(board);
     let widths = WIDTHS;
     let spark_w = spark_width(area.width);
-    let header = Row::new([
-        "TARGET",
-        "NOW",
-        "RECENT",
-        "VERDICT",
-        "LIMIT IN",
-        "RULES",
-    ])
-    .style(Style::default().add_modifier(Modifier::BOLD));
+    let header = Row::new(["TARGET", "NOW", "RECENT", "VERDICT", "LIMIT IN", "RULES"])
+        .style(Style::default().add_modifier(Modifier::BOLD));
     let table_rows = rows.iter().map(|t| {
         let limit = t
             .trend
@@ -560,8 +553,14 @@ fn draw_list(f: &mut Frame, area: Rect, board: &Board, view: &View) {
                 RuleStateKind::Firing => format!("{}!", short_rule(name)),
                 _ => format!("{}?", short_rule(name)),
             })
-            .collect::<Vec<_>>()
-            .join(" ");
+            .collect::<Vec<_>>();
+        // The first rule and how many more, where all of them do not fit.
+        let rules = match rules.join(" ") {
+            all if all.chars().count() > usize::from(WIDTHS[5]) && rules.len() > 1 => {
+                format!("{} +{}", rules[0], rules.len() - 1)
+            }
+            all => all,
+        };
         let verdict = verdict_cell(t);
         let alarm =
             verdict.starts_with("LEAK") || t.rules.iter().any(|r| r.1 == RuleStateKind::Firing);

@@ -414,3 +414,73 @@ fn sh_line(line: &str, dir: &std::path::Path, path: &str) -> std::process::Outpu
         Duration::from_secs(60),
     )
 }
+
+/// `--min-rss` and `--min-age` (issue 29.4): a process found by name is watched only while it
+/// holds that much and once it has run that long, so short-lived or small namesakes (a
+/// connection's backend) do not each become a series.
+#[test]
+fn min_rss_and_min_age_keep_small_and_young_namesakes_out() {
+    let s = Scratch::new();
+    let (mut small, _) = spawn_hog(8, false);
+    let (mut big, _) = spawn_hog(64, false);
+    record_ok(
+        &s.db(),
+        &[
+            "--name",
+            "memhog",
+            "--min-rss",
+            "32MiB",
+            "--interval",
+            "200ms",
+            "--duration",
+            "1s",
+            "--no-api",
+            "--no-system",
+        ],
+    );
+    let conn = open(&s.db());
+    let pids: Vec<i64> = conn
+        .prepare("SELECT pid FROM targets WHERE name = 'memhog'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(pids, [i64::from(big.id())], "only the 64 MiB memhog");
+    kill(&mut small);
+    kill(&mut big);
+
+    // A namesake started now is watched once it has run 1.5 s, not before.
+    let s = Scratch::new();
+    let (mut young, _) = spawn_hog(8, false);
+    record_ok(
+        &s.db(),
+        &[
+            "--name",
+            "memhog",
+            "--min-age",
+            "1500ms",
+            "--interval",
+            "200ms",
+            "--discovery-interval",
+            "200ms",
+            "--duration",
+            "3s",
+            "--no-api",
+            "--no-system",
+        ],
+    );
+    kill(&mut young);
+    let (started, first_seen): (i64, i64) = open(&s.db())
+        .query_row(
+            "SELECT start_time_ms, first_seen_ms FROM targets WHERE name = 'memhog'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the young memhog was watched once old enough");
+    assert!(
+        first_seen - started >= 1500,
+        "watched at {} ms of age",
+        first_seen - started
+    );
+}
