@@ -131,6 +131,50 @@ impl Trend {
     }
 }
 
+/// When a rising series' growth began: the best breakpoint between a flat and a rising segment
+/// (an `onset` row), with its 95 % range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Onset {
+    pub onset_ms: i64,
+    pub onset_low_ms: i64,
+    pub onset_high_ms: i64,
+    pub level_before: Option<f64>,
+    pub pct_per_hour: Option<f64>,
+}
+
+impl Onset {
+    /// The onset of one series over the `window_ms` before `now_ms` (None when it does not rise
+    /// after any breakpoint).
+    pub(crate) fn of_series(
+        conn: &Connection,
+        series_id: i64,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<Onset>, AnalysisError> {
+        let t = analysis::run(
+            conn,
+            "onset",
+            &[
+                ("series_id", Cell::Int(series_id)),
+                ("window_ms", Cell::Int(window_ms)),
+            ],
+            now_ms,
+        )?;
+        Ok(typed::<Onset>("onset", &t)?.into_iter().next())
+    }
+
+    /// "growing since 2026-12-07 14:05:00 UTC (between 13:58 and 14:20)".
+    pub fn words(&self) -> String {
+        let hm = |ms: i64| crate::units::format_time(ms).get(11..16).unwrap_or("").to_string();
+        format!(
+            "growing since {} (95 % range {} to {})",
+            crate::units::format_time(self.onset_ms),
+            hm(self.onset_low_ms),
+            hm(self.onset_high_ms)
+        )
+    }
+}
+
 /// One kind of memory inside a process's resident set (an `attribution` row): how much it moved
 /// over the window, and its share of the whole's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -433,6 +477,8 @@ pub(crate) struct SeriesState {
     pub verdict: String,
     /// For a rising rss or tree_rss: which kind of memory grows (the `attribution` query).
     pub diagnosis: Option<Diagnosis>,
+    /// For a leaking series: since when it grows (the `onset` query over the last 24 h).
+    pub onset: Option<Onset>,
 }
 
 /// Everything a status reader shows, from one pass over the database.
@@ -526,6 +572,7 @@ impl Overview {
                         tracks.remove(&s.series_id),
                     );
                     SeriesState {
+                        onset: None,
                         diagnosis,
                         verdict: trend
                             .as_ref()
@@ -540,6 +587,20 @@ impl Overview {
             history,
             hidden_gone_targets: 0,
         })
+        .and_then(|mut o| {
+            o.add_onsets(conn, now)?;
+            Ok(o)
+        })
+    }
+
+    /// The onset of every leaking series (few: the `onset` query runs per series).
+    fn add_onsets(&mut self, conn: &Connection, now: i64) -> Result<(), AnalysisError> {
+        for s in &mut self.series {
+            if s.trend.as_ref().is_some_and(|t| t.leaks(&s.status.unit)) {
+                s.onset = Onset::of_series(conn, s.status.series_id, 86_400_000, now)?;
+            }
+        }
+        Ok(())
     }
 
     /// Leave out the targets that had gone (exited, removed) well before the newest run's end —

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
-use crate::analyze::overview::{self, Diagnosis, Part, Track, Verdict, leading_rank};
+use crate::analyze::overview::{self, Diagnosis, Onset, Part, Track, Verdict, leading_rank};
 use crate::model::{Cell, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -89,6 +89,8 @@ pub struct SeriesReport {
     pub verdict: String,
     /// For a rising rss or tree_rss: which kind of memory grows over the range.
     pub diagnosis: Option<Diagnosis>,
+    /// For a leaking series: since when it grows, over the range.
+    pub onset: Option<Onset>,
 }
 
 /// One line of a chart: per bucket (start ms, min, avg, max).
@@ -176,6 +178,10 @@ fn headline_item(s: &SeriesReport) -> String {
         .diagnosis
         .as_ref()
         .map_or(String::new(), |d| format!(", {}", d.words));
+    let diagnosis = match &s.onset {
+        Some(o) => format!("{diagnosis}, {}", o.words()),
+        None => diagnosis,
+    };
     format!(
         "{}: {} {}{diagnosis}",
         who(s.kind, &s.target, s.pid),
@@ -362,7 +368,12 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     progress.done();
     let (summary, [attribution, regression], trends, buckets) = by_job(&jobs, tables);
 
-    let series = series_reports(&summary, &attribution, &regression, &trends)?;
+    let mut series = series_reports(&summary, &attribution, &regression, &trends)?;
+    for s in &mut series {
+        if s.trend.classification == Some(Verdict::Increasing) && s.unit == "bytes" {
+            s.onset = Onset::of_series(&conn, s.series_id, window, data_to)?;
+        }
+    }
     let charts = charts(&series, &buckets, bucket_ms);
 
     let (alerts, cleanups) = audit(&conn, o)?;
@@ -486,6 +497,7 @@ fn series_reports(
                     parts.remove(&r.series_id),
                     tracks.remove(&r.series_id),
                 ),
+                onset: None,
                 kind: r.kind,
                 target: r.target,
                 pid: r.pid,

@@ -74,6 +74,9 @@ fn leak_lines(out: &mut String, r: &Overview) {
             None => format!("{} {}", st.kind.as_str(), st.target),
         };
         let _ = writeln!(out, "{who}: {} {}", st.metric, s.verdict);
+        if let Some(o) = &s.onset {
+            let _ = writeln!(out, "  {}", o.words());
+        }
         if let Some(d) = &s.diagnosis {
             let _ = writeln!(out, "  {}", d.words);
         }

@@ -13,6 +13,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
         include_str!("../../queries/percent_change.sql"),
     ),
     ("trend", include_str!("../../queries/trend.sql")),
+    ("onset", include_str!("../../queries/onset.sql")),
     ("attribution", include_str!("../../queries/attribution.sql")),
     ("regression", include_str!("../../queries/regression.sql")),
     (
