@@ -61,6 +61,15 @@ fn history() -> (History, i64) {
             (api, worker, now, 1536.0 * MIB),
         )
         .expect("states");
+    h.conn()
+        .execute(
+            "INSERT INTO alerts (ts_ms, rule, series_id, event, kind, target, pid, metric, observed,
+                                 threshold, comparison, severity, message)
+             VALUES (?2 - 300000, 'process_rss_leak', ?1, 'firing', 'process', 'api', 4242, 'rss',
+                     40.0, 1.0, 'slope', 'warning', 'leak')",
+            (api, now),
+        )
+        .expect("an alert");
     (h, now)
 }
 
@@ -183,11 +192,19 @@ fn the_chart_shows_the_kinds_of_memory_and_fits_80_columns() {
     let d = detail(h.conn(), &b, api, 80).expect("detail");
     let names: Vec<&str> = d.lines.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(names, ["rss", "rss_anon", "rss_file"]);
+    assert_eq!(
+        d.marks,
+        [(now - 300_000, "process_rss_leak firing".to_string())]
+    );
     let mut v = View::new(false);
     v.screen = Screen::Detail;
     let s = screen(&b, &v, Some(&d), 80, 24);
     assert!(s.contains("process api (4242) — by kind of memory"), "{s}");
     assert!(s.contains("rss_anon") && s.contains("rss_file"), "{s}");
+    assert!(
+        s.contains("process_rss_leak firing"),
+        "the alert in the legend: {s}"
+    );
     // The list at 80 x 24 (an ssh session's default) keeps every column.
     let s = screen(&b, &View::new(false), None, 80, 24);
     for col in ["TARGET", "NOW", "VERDICT", "LIMIT IN", "RULES"] {
