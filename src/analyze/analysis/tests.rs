@@ -759,7 +759,7 @@ fn the_first_rise_of_a_long_saw_tooth_waits_for_prior_history() {
     let (c, reason) = at(65);
     assert_eq!(c, "insufficient_data", "{reason}");
     assert!(
-        reason.starts_with("rising, but needs 1800 s of history before the window"),
+        reason.starts_with("rising, but needs 3600 s of history before the window"),
         "{reason}"
     );
     for minute in [100, 130, 150] {
@@ -1118,7 +1118,10 @@ fn onset_finds_when_a_leak_began() {
         (at("onset_high_ms") - T0) / 60_000,
         (at("onset_ms") - T0) / 60_000
     );
-    assert!(at("onset_high_ms") - at("onset_low_ms") <= 3 * 3_600_000, "a range of hours");
+    assert!(
+        at("onset_high_ms") - at("onset_low_ms") <= 3 * 3_600_000,
+        "a range of hours"
+    );
     let pct = t.get(r, "pct_per_hour").as_f64().expect("pct");
     assert!((pct - 3.0).abs() < 0.6, "{pct} %/h after the onset");
 
