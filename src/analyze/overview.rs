@@ -163,9 +163,14 @@ impl Onset {
         Ok(typed::<Onset>("onset", &t)?.into_iter().next())
     }
 
-    /// "growing since 2026-12-07 14:05:00 UTC (between 13:58 and 14:20)".
+    /// "growing since 2026-12-07 14:05:00 UTC (95 % range 13:58 to 14:20)".
     pub fn words(&self) -> String {
-        let hm = |ms: i64| crate::units::format_time(ms).get(11..16).unwrap_or("").to_string();
+        let hm = |ms: i64| {
+            crate::units::format_time(ms)
+                .get(11..16)
+                .unwrap_or("")
+                .to_string()
+        };
         format!(
             "growing since {} (95 % range {} to {})",
             crate::units::format_time(self.onset_ms),

@@ -172,10 +172,7 @@ fn top_shows_a_live_recording_and_answers_its_keys() {
     // top has quit: the pane runs the `sleep 5` after it.
     std::thread::sleep(Duration::from_millis(500));
     let after = tmux.screen(false);
-    assert!(
-        !after.contains("RECENT"),
-        "top is still drawing:\n{after}"
-    );
+    assert!(!after.contains("RECENT"), "top is still drawing:\n{after}");
     assert!(tmux.alive());
     let _ = rec.kill();
     let _ = rec.wait();
