@@ -68,7 +68,7 @@
 --   :min_pct_per_hour = 1.0  number    Theil-Sen slope needed (percent of the level per hour)
 --   :min_growth_pct = 1.0    number    growth over the span, and margin over the prior high (percent)
 --   :lookback_ms = 21600000  duration  history before the window whose range growth must leave (6 h)
---   :min_prior_ms = 3600000  duration  an older target's rise needs this much of it recorded (1 h)
+--   :min_prior_ms = 1800000  duration  an older target's rise needs this much of it recorded (30 min)
 --   :lookback_groups = 144   integer   at most this many groups of the lookback, each a level
 --   :lookback_points = 6     integer   instants per lookback group
 --   :limit = NULL            size      the limit for seconds_to_limit (default: below)

@@ -759,7 +759,7 @@ fn the_first_rise_of_a_long_saw_tooth_waits_for_prior_history() {
     let (c, reason) = at(65);
     assert_eq!(c, "insufficient_data", "{reason}");
     assert!(
-        reason.starts_with("rising, but needs 3600 s of history before the window"),
+        reason.starts_with("rising, but needs 1800 s of history before the window"),
         "{reason}"
     );
     for minute in [100, 130, 150] {
