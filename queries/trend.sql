@@ -36,12 +36,7 @@
 --                      covers a fraction c of the window, needs :min_growth_pct / c: less evidence
 --                      asks for a larger effect, so a cycle's first rising phase is not a leak),
 --                      the newest level above the prior high by :min_growth_pct, not levelling off
---   levelling_off      rising as above, but slowing down: the late half's slope is under half the
---                      early half's, or below it by more than the levels' scatter allows (the
---                      difference of the two slopes over its standard error, from the scatter of
---                      neighbouring levels' differences, at least :min_z, and at least
---                      :min_pct_per_hour): a cache filling logarithmically is told from a young
---                      leak within minutes when it is smooth
+--   levelling_off      rising as above, but the late slope is under half the early one
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
 --                      A target older than the window that rises as above with under :min_prior_ms
 --                      of history before the window (within a slice; a process that started less
@@ -193,30 +188,6 @@ halves AS MATERIALIZED (
     WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id, half
 ),
--- How much the slice levels scatter around their own course: neighbouring levels differ by the
--- slope plus two levels' noise, so the noise variance is (1.4826 MAD of those differences)^2 / 2.
-lv_diff AS MATERIALIZED (
-    SELECT a.series_id, b.m - a.m AS dm
-    FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice = a.slice + 1
-),
-dm_median AS MATERIALIZED (
-    SELECT series_id, avg(dm) AS med
-    FROM (SELECT series_id, dm,
-                 row_number() OVER (PARTITION BY series_id ORDER BY dm) AS rk,
-                 count(*) OVER (PARTITION BY series_id) AS cnt
-          FROM lv_diff)
-    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
-    GROUP BY series_id
-),
-scatter AS MATERIALIZED (
-    SELECT series_id, 1.4826 * avg(dev) * 1.4826 * avg(dev) / 2 AS level_var
-    FROM (SELECT x.series_id, abs(x.dm - m.med) AS dev,
-                 row_number() OVER (PARTITION BY x.series_id ORDER BY abs(x.dm - m.med)) AS rk,
-                 count(*) OVER (PARTITION BY x.series_id) AS cnt
-          FROM lv_diff AS x JOIN dm_median AS m ON m.series_id = x.series_id)
-    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
-    GROUP BY series_id
-),
 -- The line, in slices from the span's start: value = a + d * x; slice i's level sits at i + 0.5,
 -- and a is the median of m - d * (i + 0.5).
 icept AS MATERIALIZED (
@@ -314,7 +285,10 @@ stats AS (
              AS prior_needed_ms,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
-           prior.prior_high, scatter.level_var,
+           prior.prior_high,
+           -- The levels' scatter around the line: its mean absolute residual times sqrt(pi / 2)
+           -- is the standard deviation of normal noise; squared, the variance.
+           (1.2533 * line.resid / line.n) * (1.2533 * line.resid / line.n) AS level_var,
            CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
                                     'has_limit') THEN NULL
                 WHEN :limit IS NOT NULL THEN :limit
@@ -330,7 +304,6 @@ stats AS (
     LEFT JOIN line ON line.series_id = sel.series_id
     LEFT JOIN best_step ON best_step.series_id = sel.series_id
     LEFT JOIN prior ON prior.series_id = sel.series_id
-    LEFT JOIN scatter ON scatter.series_id = sel.series_id
     WHERE sel.first_ts_ms IS NOT NULL
 ),
 judged AS (
@@ -360,16 +333,7 @@ verdict AS (
                   AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
                CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < prior_needed_ms
                       THEN 'insufficient_data'
-                    -- Slowing down. A half's slope over h levels one slice apart has the
-                    -- variance var / (h (h^2 - 1) / 12); the difference of two halves', twice it.
-                    -- A slowdown under min_pct_per_hour is none, however clean the data.
-                    WHEN d_early > 0 AND (d_late < d_early / 2
-                         OR (d_early - d_late) * (d_early - d_late)
-                            > :min_z * :min_z * level_var * 24.0
-                              / ((:buckets / 2) * ((:buckets / 2) * (:buckets / 2) - 1))
-                            AND (d_early - d_late) / nullif(slice_s, 0) * 3600 * 100.0
-                                >= abs(mean) * :min_pct_per_hour)
-                      AND d_late < d_early THEN 'levelling_off'
+                    WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
                     -- New: above the prior high by min_growth_pct of the level, and by more
                     -- than the levels' own scatter allows (min_z standard deviations).
                     WHEN prior_high IS NOT NULL

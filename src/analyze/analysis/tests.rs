@@ -849,36 +849,6 @@ fn a_young_process_that_leaks_is_increasing_within_minutes() {
     assert_eq!(c, "stable");
 }
 
-/// #22 item 2: a young process's cache warming up logarithmically (+40 % over 3 h, time constant
-/// 10 minutes, 0.5 % noise) slows down from its first minutes. At 12 and 20 minutes its late half
-/// still rises at over half its early half's rate (0.68 and 0.6 of it), which the old test
-/// (late under half the early) called `increasing`; the slowdown is far beyond the levels'
-/// scatter, so it is `levelling_off`. A young leak at the same age and noise stays `increasing`.
-#[test]
-fn a_young_cache_warming_up_is_levelling_off_within_minutes() {
-    let tau = 600.0;
-    let warmup = |t: f64| BASE * (1.0 + 0.4 * (1.0 + t / tau).ln() / (1.0 + 10800.0 / tau).ln());
-    let pts = shape(30, 0.005, warmup);
-    for minute in [12, 20] {
-        let upto: Vec<_> = pts
-            .iter()
-            .copied()
-            .filter(|p| p.0 <= T0 + minute * 60_000)
-            .collect();
-        let (c, t) = classify(&upto, minute);
-        assert_eq!(c, "levelling_off", "at {minute} min: {:?}", t.rows);
-        let (early, late) = (
-            t.get(0, "early_pct_per_hour").as_f64().unwrap_or(0.0),
-            t.get(0, "late_pct_per_hour").as_f64().unwrap_or(0.0),
-        );
-        assert!(late > early / 2.0, "the ratio test alone: {late} / {early}");
-    }
-    // A leak of the same size in the same time, at the same noise, does not slow down.
-    let leak = |t: f64| BASE * (1.0 + 0.15 * t / 1200.0);
-    let (c, t) = classify(&shape(12, 0.005, leak), 12);
-    assert_eq!(c, "increasing", "{:?}", t.rows);
-}
-
 /// `trend`'s levels and slope, computed plainly: each slice's level is the median of the samples
 /// found at or after its `:points` evenly spaced instants, the slope the median of the pairwise
 /// slopes between slice levels. Returns (mean of the levels, slope per hour).
