@@ -286,9 +286,6 @@ stats AS (
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
            prior.prior_high,
-           -- The levels' scatter around the line: its mean absolute residual times sqrt(pi / 2)
-           -- is the standard deviation of normal noise; squared, the variance.
-           (1.2533 * line.resid / line.n) * (1.2533 * line.resid / line.n) AS level_var,
            CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
                                     'has_limit') THEN NULL
                 WHEN :limit IS NOT NULL THEN :limit
@@ -334,12 +331,8 @@ verdict AS (
                CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < prior_needed_ms
                       THEN 'insufficient_data'
                     WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
-                    -- New: above the prior high by min_growth_pct of the level, and by more
-                    -- than the levels' own scatter allows (min_z standard deviations).
                     WHEN prior_high IS NOT NULL
-                         AND (newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
-                              OR (newest_level - prior_high) * (newest_level - prior_high)
-                                 < :min_z * :min_z * level_var)
+                         AND newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
                       THEN 'fluctuating'
                     ELSE 'increasing' END
              WHEN mk_z <= -:min_z AND pct_per_hour <= -:min_pct_per_hour
