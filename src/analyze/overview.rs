@@ -649,11 +649,16 @@ pub fn collect(db: &Path, window: Duration) -> Result<Overview, AnalysisError> {
         now_ms(),
         window.as_millis() as i64,
     )?;
-    o.recorder = store::last_run(&conn)?.map(|run| RecorderState {
+    o.recorder = recorder_state(&conn)?;
+    Ok(o)
+}
+
+/// The newest run, and whether its recorder is alive (the run is open and its pid exists).
+pub(crate) fn recorder_state(conn: &Connection) -> Result<Option<RecorderState>, AnalysisError> {
+    Ok(store::last_run(conn)?.map(|run| RecorderState {
         running: run.stopped_ms.is_none() && crate::sys::pid_alive(run.pid),
         run,
-    });
-    Ok(o)
+    }))
 }
 
 /// The metric that speaks for a target in a headline, first of the ones it has: what a process,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
 use super::*;
+use crate::analyze::overview::RecorderState;
 use crate::present::top::{self, Action, Board, Detail, Screen, View};
 
 #[derive(Debug, Args)]
@@ -26,17 +27,17 @@ pub(super) struct TopArgs {
     analysis_interval: HumanDuration,
 }
 
-/// The recorder's state in one line.
+/// The recorder's state in one short line (the status table's is too wide for 80 columns).
 fn recorder_line(conn: &rusqlite::Connection) -> String {
-    match crate::store::last_run(conn) {
-        Ok(Some(run)) if run.stopped_ms.is_none() && crate::sys::pid_alive(run.pid) => format!(
+    match crate::analyze::overview::recorder_state(conn) {
+        Ok(Some(RecorderState { running: true, run })) => format!(
             "recorder: running (pid {}, every {}), last tick {}",
             run.pid,
             HumanDuration(Duration::from_millis(run.interval_ms.max(0) as u64)),
             run.last_tick_ms
                 .map_or("none".into(), crate::units::format_time)
         ),
-        Ok(Some(run)) => format!(
+        Ok(Some(RecorderState { run, .. })) => format!(
             "recorder: not running; run {} ended {}",
             run.id,
             crate::units::format_time(
@@ -70,25 +71,19 @@ impl Live {
         width: u16,
     ) -> anyhow::Result<()> {
         let now = crate::units::now_ms();
-        let buckets = usize::from(width.saturating_sub(84).max(8));
-        let due = self
+        let span = args.span.0.as_millis() as i64;
+        let mut board = top::board(conn, now, span, top::spark_width(width))?;
+        if self
             .verdicts_at
-            .is_none_or(|at| at.elapsed() >= args.analysis_interval.0);
-        if due {
-            let ids: Vec<i64> = self.board.targets.iter().map(|t| t.series_id).collect();
+            .is_none_or(|at| at.elapsed() >= args.analysis_interval.0)
+        {
+            let ids: Vec<i64> = board.targets.iter().map(|t| t.series_id).collect();
             self.verdicts = top::verdicts(conn, &ids, now)?;
             self.verdicts_at = Some(Instant::now());
         }
-        let span = args.span.0.as_millis() as i64;
-        self.board = top::board(conn, now, span, buckets, &self.verdicts)?;
-        self.board.recorder = recorder_line(conn);
-        if due && self.verdicts.is_empty() && !self.board.targets.is_empty() {
-            // The first board named the series: their verdicts now, not an interval later.
-            let ids: Vec<i64> = self.board.targets.iter().map(|t| t.series_id).collect();
-            self.verdicts = top::verdicts(conn, &ids, now)?;
-            self.board = top::board(conn, now, span, buckets, &self.verdicts)?;
-            self.board.recorder = recorder_line(conn);
-        }
+        board.attach_verdicts(&self.verdicts);
+        board.recorder = recorder_line(conn);
+        self.board = board;
         let (at, cpu) = (Instant::now(), crate::sys::cpu_time());
         let wall = at.duration_since(self.cpu_mark.0).as_secs_f64();
         if wall >= 5.0 {

@@ -78,15 +78,23 @@ pub(crate) struct Board {
     pub targets: Vec<Target>,
 }
 
+impl Board {
+    /// Give each target its verdict from `verdicts` (read on a slower cadence than the board:
+    /// `trend` is the expensive query).
+    pub(crate) fn attach_verdicts(&mut self, verdicts: &BTreeMap<i64, Trend>) {
+        for t in &mut self.targets {
+            t.trend = verdicts.get(&t.series_id).cloned();
+        }
+    }
+}
+
 /// Read the board: the `top` query's targets, a `downsample` of each leading series over the
-/// last `span_ms` in `buckets` buckets, and the rules' states. Verdicts come from `verdicts`
-/// (refreshed on a slower cadence: `trend` is the expensive query).
+/// last `span_ms` in `buckets` buckets, and the rules' states; no verdicts (`attach_verdicts`).
 pub(crate) fn board(
     conn: &Connection,
     wall_now_ms: i64,
     span_ms: i64,
     buckets: usize,
-    verdicts: &BTreeMap<i64, Trend>,
 ) -> Result<Board, AnalysisError> {
     let top = analysis::run(conn, "top", &[], wall_now_ms)?;
     let now_ms = (0..top.rows.len())
@@ -147,7 +155,7 @@ pub(crate) fn board(
             unit: top.get(r, "unit").as_str().unwrap_or("").to_string(),
             value: top.get(r, "value").as_f64().unwrap_or(0.0),
             spark,
-            trend: verdicts.get(&series_id).cloned(),
+            trend: None,
             rules: rules
                 .iter()
                 .filter(|s| {

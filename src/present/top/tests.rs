@@ -75,10 +75,9 @@ fn history() -> (History, i64) {
 
 /// The board of the history at its end, verdicts included.
 fn board_at(h: &History, now: i64, buckets: usize) -> Board {
-    let first = board(h.conn(), now, 10 * MIN, buckets, &BTreeMap::new()).expect("board");
-    let ids: Vec<i64> = first.targets.iter().map(|t| t.series_id).collect();
-    let v = verdicts(h.conn(), &ids, now).expect("verdicts");
-    let mut b = board(h.conn(), now, 10 * MIN, buckets, &v).expect("board");
+    let mut b = board(h.conn(), now, 10 * MIN, buckets).expect("board");
+    let ids: Vec<i64> = b.targets.iter().map(|t| t.series_id).collect();
+    b.attach_verdicts(&verdicts(h.conn(), &ids, now).expect("verdicts"));
     b.recorder = "recorder: not running; run 1 ended 2026-09-21 16:13:20 UTC".into();
     b
 }
