@@ -1259,4 +1259,4 @@ fn rfc3339_ms(ms: i64) -> String {
 mod chart;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -80,7 +80,9 @@ fn options(target: Option<&str>) -> Options {
     }
 }
 
-fn golden(name: &str, actual: &str) {
+/// Compare `actual` with `tests/golden/NAME` (MEMTRAIL_UPDATE_GOLDEN=1 writes it); the top tests
+/// use it too.
+pub(crate) fn golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);

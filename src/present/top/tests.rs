@@ -7,6 +7,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
 use crate::analyze::analysis::tests::History;
+use crate::present::report::tests::golden;
 
 const T0: i64 = 1_790_000_000_000;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -95,21 +96,6 @@ fn screen(board: &Board, view: &View, detail: Option<&Detail>, w: u16, h: u16) -
         out.push('\n');
     }
     out
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("MEMTRAIL_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).expect("golden file");
-    assert!(
-        expected == actual,
-        "{name} differs from the golden screen (MEMTRAIL_UPDATE_GOLDEN=1 rewrites it):\n--- golden\n{expected}--- actual\n{actual}"
-    );
 }
 
 #[test]
