@@ -390,3 +390,80 @@ impl AlertEventKind {
         matches!(self, AlertEventKind::Firing | AlertEventKind::Repeat)
     }
 }
+
+/// What kind of thing happened, on the `timeline` (the `events` table holds the first three; the
+/// others are read from the alerts, cleanup runs and targets that record them already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Said by a person or a deploy script: `memtrail annotate`, POST /internal/memory/event.
+    Annotation,
+    /// The command `record -- CMD` launched started, or exited.
+    CommandStarted,
+    CommandExited,
+    /// A process took the name of one that had exited: a new pid for the same name.
+    Restart,
+    /// A cleanup run started.
+    Cleanup,
+    /// An alert fired or resolved.
+    Alert,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Annotation,
+        EventKind::CommandStarted,
+        EventKind::CommandExited,
+        EventKind::Restart,
+        EventKind::Cleanup,
+        EventKind::Alert,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Annotation => "annotation",
+            EventKind::CommandStarted => "command_started",
+            EventKind::CommandExited => "command_exited",
+            EventKind::Restart => "restart",
+            EventKind::Cleanup => "cleanup",
+            EventKind::Alert => "alert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether it can explain a change in a series (an alert follows one, it does not cause it).
+    pub fn can_cause(self) -> bool {
+        self != EventKind::Alert
+    }
+}
+
+/// The longest event label accepted (bytes).
+pub const MAX_EVENT_LABEL: usize = 200;
+
+/// An event to write (`events` table): when, what kind, the label, and what it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub ts_ms: i64,
+    pub kind: EventKind,
+    pub label: String,
+    /// A target's name; None for the whole host.
+    pub target: Option<String>,
+    pub pid: Option<u32>,
+}
+
+/// Check an event's label: 1 to `MAX_EVENT_LABEL` bytes, no control characters.
+pub fn check_event_label(label: &str) -> Result<(), String> {
+    if label.trim().is_empty()
+        || label.len() > MAX_EVENT_LABEL
+        || label.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "an event's label must be 1 to {MAX_EVENT_LABEL} bytes of text without control characters, not {}",
+            shown(label)
+        ));
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! from `Overview::gather`, so they cannot disagree. Rendering lives in `present`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::analyze::analysis::{self, AnalysisError};
-use crate::model::{Cell, Kind, Table};
+use crate::model::{Cell, EventKind, Kind, Table};
 use crate::store::{self, RunStatus, SeriesStatus};
 use crate::units::{format_bytes, format_duration_rough, now_ms};
 
@@ -132,7 +133,7 @@ impl Trend {
 }
 
 /// When a rising series' growth began: the best breakpoint between a flat and a rising segment
-/// (an `onset` row), with its 95 % range.
+/// (an `onset` row), with its 95 % range, and the event nearest before it that could explain it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Onset {
     pub onset_ms: i64,
@@ -140,11 +141,36 @@ pub struct Onset {
     pub onset_high_ms: i64,
     pub level_before: Option<f64>,
     pub pct_per_hour: Option<f64>,
+    #[serde(skip_serializing)]
+    pub target: String,
+    #[serde(skip_serializing)]
+    pub pid: Option<i64>,
+    /// The latest event (not an alert) at or before the onset's range ends, within a day.
+    #[serde(default)]
+    pub after_event: Option<NearEvent>,
+}
+
+/// An event near an onset: what it was and how long before the onset (negative: after it, inside
+/// the onset's range).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NearEvent {
+    pub ts_ms: i64,
+    pub kind: EventKind,
+    pub label: String,
+    pub before_onset_ms: i64,
+}
+
+/// An `events` row.
+#[derive(Debug, Clone, Deserialize)]
+struct EventRow {
+    ts_ms: i64,
+    kind: String,
+    label: String,
 }
 
 impl Onset {
     /// The onset of one series over the `window_ms` before `now_ms` (None when it does not rise
-    /// after any breakpoint).
+    /// after any breakpoint), told relative to the event nearest before it.
     pub(crate) fn of_series(
         conn: &Connection,
         series_id: i64,
@@ -160,10 +186,45 @@ impl Onset {
             ],
             now_ms,
         )?;
-        Ok(typed::<Onset>("onset", &t)?.into_iter().next())
+        let Some(mut onset) = typed::<Onset>("onset", &t)?.into_iter().next() else {
+            return Ok(None);
+        };
+        onset.after_event = onset.nearest_event(conn, now_ms)?;
+        Ok(Some(onset))
     }
 
-    /// "growing since 2026-12-07 14:05:00 UTC (95 % range 13:58 to 14:20)".
+    /// The latest event of this target (or the host) that could cause a change, from a day
+    /// before the onset to the end of its 95 % range.
+    fn nearest_event(
+        &self,
+        conn: &Connection,
+        now_ms: i64,
+    ) -> Result<Option<NearEvent>, AnalysisError> {
+        let t = analysis::run(
+            conn,
+            "events",
+            &[
+                ("from_ms", Cell::Int(self.onset_ms - 86_400_000)),
+                ("to_ms", Cell::Int(self.onset_high_ms)),
+                ("target", Cell::Text(self.target.clone())),
+                ("pid", self.pid.map_or(Cell::Null, Cell::Int)),
+            ],
+            now_ms,
+        )?;
+        let near = typed::<EventRow>("events", &t)?
+            .into_iter()
+            .filter_map(|e| Some((EventKind::parse(&e.kind)?, e)))
+            .rfind(|(k, _)| k.can_cause())
+            .map(|(kind, e)| NearEvent {
+                ts_ms: e.ts_ms,
+                kind,
+                label: e.label,
+                before_onset_ms: self.onset_ms - e.ts_ms,
+            });
+        Ok(near)
+    }
+
+    /// "growing since 2026-12-07 14:05:00 UTC (95 % range 13:58 to 14:20), 3m after "deploy v1.4"".
     pub fn words(&self) -> String {
         let hm = |ms: i64| {
             crate::units::format_time(ms)
@@ -171,12 +232,34 @@ impl Onset {
                 .unwrap_or("")
                 .to_string()
         };
-        format!(
+        let mut words = format!(
             "growing since {} (95 % range {} to {})",
             crate::units::format_time(self.onset_ms),
             hm(self.onset_low_ms),
             hm(self.onset_high_ms)
-        )
+        );
+        if let Some(e) = &self.after_event {
+            // The onset sits on a slice grid: minutes are as precise as it is.
+            let span = |ms: i64| {
+                let secs = ms.unsigned_abs() as f64 / 1000.0;
+                format_duration_rough(if secs >= 60.0 {
+                    (secs / 60.0).round() * 60.0
+                } else {
+                    secs
+                })
+            };
+            let _ = match e.before_onset_ms {
+                0 => write!(words, ", at {:?}", e.label),
+                d if d > 0 => write!(words, ", {} after {:?}", span(d), e.label),
+                d => write!(
+                    words,
+                    ", {} before {:?} (inside the range)",
+                    span(d),
+                    e.label
+                ),
+            };
+        }
+        words
     }
 }
 

@@ -23,6 +23,7 @@ macro_rules! put {
     }};
 }
 
+mod annotate;
 mod backtest;
 mod check;
 mod cleanup;
@@ -35,6 +36,7 @@ mod report;
 mod status;
 mod top;
 
+use self::annotate::{AnnotateArgs, run_annotate};
 use self::backtest::{BacktestArgs, run_backtest};
 use self::check::{CheckArgs, run_check};
 use self::cleanup::{CleanupArgs, run_cleanup};
@@ -124,6 +126,12 @@ enum Command {
         after_help = "Examples:\n  memtrail backtest\n  memtrail backtest --config memtrail.toml --step 10s --format json"
     )]
     Backtest(BacktestArgs),
+    /// Write an event into the recording (a deploy, a config change): reports mark it, and a
+    /// leak's onset is told relative to the nearest one before it.
+    #[command(
+        after_help = "Examples:\n  memtrail annotate \"deploy v1.4\"\n  memtrail annotate \"cache size 2 GiB\" --target gunicorn\n  memtrail annotate \"load test\" --pid 4242 --at -10m"
+    )]
+    Annotate(AnnotateArgs),
     /// Run a cleanup now on watched processes and record it, with memory before and after.
     #[command(
         after_help = "Examples:\n  memtrail cleanup --config memtrail.toml --pid 4242\n  memtrail cleanup --config memtrail.toml --name gunicorn --level aggressive"
@@ -290,6 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => run_query(args),
         Command::Report(args) => run_report(args),
         Command::Cleanup(args) => run_cleanup(args),
+        Command::Annotate(args) => run_annotate(args),
         Command::Import(args) => run_import(args),
         Command::Backtest(args) => run_backtest(args),
         Command::Completions { shell } => {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
 use crate::analyze::overview::{self, Diagnosis, Onset, Part, Track, Verdict, leading_rank};
-use crate::model::{Cell, Kind, Table};
+use crate::model::{Cell, EventKind, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
 use crate::units::{format_time, format_value};
@@ -132,6 +132,8 @@ pub struct Report {
     pub series: Vec<SeriesReport>,
     pub alerts: Vec<Map<String, Value>>,
     pub cleanups: Vec<Map<String, Value>>,
+    /// Annotations, a launched command's start and exit, restarts (alerts and cleanups above).
+    pub events: Vec<Map<String, Value>>,
     pub runs: Vec<Map<String, Value>>,
     pub gaps: Vec<Gap>,
     pub charts: Vec<Chart>,
@@ -376,7 +378,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     }
     let charts = charts(&series, &buckets, bucket_ms);
 
-    let (alerts, cleanups) = audit(&conn, o)?;
+    let (alerts, cleanups, events) = audit(&conn, o)?;
     let (runs, gaps) = runs_and_gaps(&conn, o)?;
 
     Ok(Report {
@@ -391,6 +393,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         series,
         alerts,
         cleanups,
+        events,
         runs,
         gaps,
         charts,
@@ -518,8 +521,11 @@ fn series_reports(
 /// An audit row (an alert, a cleanup run, a recorder run) as the report carries it.
 type Row = Map<String, Value>;
 
-/// The alerts and cleanup runs inside the range, for the selected targets.
-fn audit(conn: &Connection, o: &Options) -> Result<(Vec<Row>, Vec<Row>), ReportError> {
+/// Alerts, cleanup runs, other events.
+type Audit = (Vec<Row>, Vec<Row>, Vec<Row>);
+
+/// The alerts, cleanup runs and other events inside the range, for the selected targets.
+fn audit(conn: &Connection, o: &Options) -> Result<Audit, ReportError> {
     // Alerts and cleanups inside the range (for the selected targets).
     let keep = |target: Option<&str>, pid: Option<i64>| match &o.target {
         None => true,
@@ -558,7 +564,52 @@ fn audit(conn: &Connection, o: &Options) -> Result<(Vec<Row>, Vec<Row>), ReportE
         })
         .collect();
     cleanups.reverse();
-    Ok((alerts, cleanups))
+    Ok((alerts, cleanups, events(conn, o)?))
+}
+
+/// Whom an event concerns: "name (pid)", "name", or "the host".
+fn event_target(e: &Row) -> String {
+    match (
+        e.get("target").and_then(Value::as_str),
+        e.get("pid").and_then(Value::as_i64),
+    ) {
+        (Some(t), Some(p)) => format!("{t} ({p})"),
+        (Some(t), None) => t.to_string(),
+        (None, Some(p)) => format!("pid {p}"),
+        (None, None) => "the host".into(),
+    }
+}
+
+/// The events in the range that the alerts and cleanups do not hold already (annotations, a
+/// launched command's start and exit, restarts): the host's, and the selected targets'.
+fn events(conn: &Connection, o: &Options) -> Result<Vec<Row>, ReportError> {
+    let table = analysis::run(
+        conn,
+        "events",
+        &[
+            ("from_ms", Cell::Int(o.from_ms)),
+            ("to_ms", Cell::Int(o.to_ms)),
+        ],
+        o.to_ms,
+    )?;
+    Ok(table
+        .json_rows()
+        .into_iter()
+        .filter(|e| {
+            let kind = e
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(EventKind::parse);
+            let target = e.get("target").and_then(Value::as_str);
+            !matches!(kind, Some(EventKind::Alert | EventKind::Cleanup) | None)
+                && match (&o.target, target) {
+                    (None, _) | (_, None) => true,
+                    (Some(t), Some(name)) => {
+                        t == name || t.parse::<i64>().ok() == e.get("pid").and_then(Value::as_i64)
+                    }
+                }
+        })
+        .collect())
 }
 
 /// The recorder runs in the range (each with its state), and the gaps between them.
@@ -916,6 +967,23 @@ fn markdown_audit(o: &mut String, r: &Report) {
             );
         }
     }
+    let _ = writeln!(o, "\n## Events\n");
+    if r.events.is_empty() {
+        let _ = writeln!(o, "None in this range (`memtrail annotate` writes one).");
+    } else {
+        let _ = writeln!(o, "| time | kind | target | event |");
+        let _ = writeln!(o, "| --- | --- | --- | --- |");
+        for e in &r.events {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                jtime(e, "ts_ms"),
+                jtext(e, "kind"),
+                event_target(e),
+                jtext(e, "label").replace('|', "\\|")
+            );
+        }
+    }
     let _ = writeln!(o, "\n## Recorder runs\n");
     if r.runs.is_empty() {
         let _ = writeln!(o, "No recorder run in this range (imported data only).");
@@ -1087,6 +1155,23 @@ fn html_audit(o: &mut String, r: &Report) {
                 jbytes(c, "rss_before"),
                 jbytes(c, "rss_after"),
                 jbytes(c, "freed_bytes")
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("<h2>Events</h2>");
+    if r.events.is_empty() {
+        o.push_str("<p>None in this range (<code>memtrail annotate</code> writes one).</p>");
+    } else {
+        o.push_str("<table><tr><th>time</th><th>kind</th><th>target</th><th>event</th></tr>");
+        for e in &r.events {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&jtime(e, "ts_ms")),
+                esc(&jtext(e, "kind")),
+                esc(&event_target(e)),
+                esc(&jtext(e, "label"))
             );
         }
         o.push_str("</table>");

@@ -644,9 +644,14 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, view: &View) {
         })
         .collect();
     for (points, (_, label)) in mark_lines.iter().zip(&d.marks) {
+        // A long label (a command line) would push the legend off the chart.
+        let short: String = match label.char_indices().nth(24) {
+            Some((i, _)) => format!("{}…", &label[..i]),
+            None => label.clone(),
+        };
         sets.push(
             Dataset::default()
-                .name(label.clone())
+                .name(short)
                 .marker(Marker::Dot)
                 .graph_type(GraphType::Line)
                 .style(view.style(Color::Red))
@@ -671,7 +676,7 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, view: &View) {
     ];
     let chart = Chart::new(sets)
         .block(Block::bordered().title(format!(
-            "{} — by kind of memory; alerts and cleanups marked (Esc: back)",
+            "{} — by kind of memory; events marked (Esc: back)",
             d.title
         )))
         .legend_position(Some(LegendPosition::TopLeft))

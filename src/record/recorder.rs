@@ -19,6 +19,7 @@ use crate::act::notify::Notifier;
 use crate::analyze::alerts::Engine;
 use crate::collect::procfs;
 use crate::collect::sampler::{Origin, Sampler};
+use crate::model::EventKind;
 use crate::record::live::{Held, Shared, TickReport};
 use crate::record::settings::RecordSettings;
 use crate::store::{RecorderLock, RunInfo, Store};
@@ -1050,6 +1051,16 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     let command_pid = start_command(&settings, &mut sampler, &control_tx)?;
     orphan_guard.0 = command_pid;
     let (run_id, clock) = begin_run(&settings, &mut store)?;
+    // The command's name as its target is recorded (comm), for its events.
+    let command_name = command_pid.and_then(procfs::read_stat).map(|s| s.comm);
+    if let Some(pid) = command_pid {
+        let label = format!("started: {}", settings.targets.command.join(" "));
+        command_event(
+            &mut store,
+            (EventKind::CommandStarted, &command_name, pid),
+            label,
+        );
+    }
     // The start waited for another writer's lock up to --busy-timeout; a tick waits at most half
     // an interval: past that it is held in memory and written with the next one, so a long
     // writer never stops the sampling.
@@ -1088,6 +1099,19 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         (sigterm, sigint),
         &mut orphan_guard,
     )?;
+    if let (Some(pid), Some(status)) = (command_pid, outcome.command_status) {
+        use std::os::unix::process::ExitStatusExt;
+        let label = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(sig)) => format!("ended by signal {sig}"),
+            (None, None) => "exited".to_string(),
+        };
+        command_event(
+            &mut store,
+            (EventKind::CommandExited, &command_name, pid),
+            label,
+        );
+    }
     store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
     drop(lock);
     Ok(stopped(&outcome))
@@ -1159,6 +1183,32 @@ fn stopped(outcome: &Outcome) -> ExitCode {
         Some(code) if code != 0 || !wrote_nothing => ExitCode::from(code),
         _ if wrote_nothing => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Write a launched command's start or exit to the events; a failure is logged, never fatal.
+fn command_event(
+    store: &mut Store,
+    (kind, name, pid): (EventKind, &Option<String>, u32),
+    mut label: String,
+) {
+    if label.len() > crate::model::MAX_EVENT_LABEL {
+        let mut end = crate::model::MAX_EVENT_LABEL - 3;
+        while !label.is_char_boundary(end) {
+            end -= 1;
+        }
+        label.truncate(end);
+        label.push_str("...");
+    }
+    let event = crate::model::NewEvent {
+        ts_ms: now_ms(),
+        kind,
+        label: label.replace(char::is_control, " "),
+        target: name.clone(),
+        pid: Some(pid),
+    };
+    if let Err(e) = store.add_event(&event) {
+        tracing::warn!("could not record the command's {}: {e}", kind.as_str());
     }
 }
 

@@ -75,6 +75,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/internal/memory/cleanup", post(cleanup_now))
         .route("/internal/memory/custom", post(custom))
+        .route("/internal/memory/event", post(event))
         // Only the routes above (the POSTs): the token before the body, then the body on a deadline.
         .route_layer(axum::middleware::from_fn_with_state(
             (shared.clone(), bodies),
@@ -332,6 +333,14 @@ fn series_json(state: &SeriesState) -> Value {
         },
         "verdict": state.verdict,
         "diagnosis": state.diagnosis,
+        // For a leaking series: since when (with its 95 % range and the event nearest before it).
+        "onset": state.onset.as_ref().map(|o| {
+            let mut v = json!(o);
+            if let Some(m) = v.as_object_mut() {
+                m.insert("words".into(), json!(o.words()));
+            }
+            v
+        }),
         "percent_change": state.percent_change,
         // From the trend's robust slope, only while the verdict is `increasing`.
         "seconds_to_limit": t.and_then(|t| t.seconds_to_limit),
@@ -574,6 +583,79 @@ async fn custom(State(s): State<Arc<Shared>>, bytes: Bytes) -> ApiResult {
         axum::Json(
             json!({ "accepted": accepted, "source": name, "written": "with the next tick" }),
         ),
+    )
+        .into_response())
+}
+
+/// Check an event body: `{"label": "deploy v1.4", "target": "name"?, "pid": N?, "ts_ms": N?}`.
+pub(crate) fn parse_event(bytes: &[u8], now_ms: i64) -> Result<crate::model::NewEvent, String> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("body must be a JSON object with \"label\"")?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "label" | "target" | "pid" | "ts_ms"))
+    {
+        return Err(format!(
+            "unknown field {k:?}: expected label, target, pid, ts_ms"
+        ));
+    }
+    let label = obj
+        .get("label")
+        .and_then(Value::as_str)
+        .ok_or("\"label\" must be a string: what happened")?;
+    crate::model::check_event_label(label)?;
+    let target = match obj.get("target") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if crate::model::valid_target_name(t) => Some(t.clone()),
+        Some(_) => return Err("\"target\" must be a target's name".into()),
+    };
+    let pid = match obj.get("pid") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(
+            p.as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or("\"pid\" must be a process id")?,
+        ),
+    };
+    let ts_ms = match obj.get("ts_ms") {
+        None | Some(Value::Null) => now_ms,
+        Some(t) => t
+            .as_i64()
+            .filter(|t| (0..=now_ms + 86_400_000).contains(t))
+            .ok_or("\"ts_ms\" must be a Unix time in milliseconds, at most a day ahead")?,
+    };
+    Ok(crate::model::NewEvent {
+        ts_ms,
+        kind: crate::model::EventKind::Annotation,
+        label: label.trim().to_string(),
+        target,
+        pid,
+    })
+}
+
+/// Behind `guard_post`: the token is checked and the body received, bounded, before this runs.
+/// The event is written at once (201 with its id), by the recorder's rules for a second writer.
+async fn event(State(s): State<Arc<Shared>>, bytes: Bytes) -> ApiResult {
+    let mut ev = parse_event(&bytes, crate::units::now_ms()).map_err(bad_request)?;
+    if ev.target.is_none() {
+        ev.target = ev.pid.and_then(Target::of_pid).map(|t| t.name);
+    }
+    let db = s.db.clone();
+    let (id, target, ev) = blocking(move || {
+        crate::store::record_event(&db, &ev, std::time::Duration::from_secs(5))
+            .map(|(id, target)| (id, target, ev))
+            .map_err(internal)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": id, "ts_ms": ev.ts_ms, "kind": ev.kind, "label": ev.label, "target": target,
+            "pid": ev.pid,
+        })),
     )
         .into_response())
 }

@@ -1,5 +1,6 @@
-//! The audit tables: alert deliveries, and the claim and outcome of each cleanup run (one open
-//! claim per process, taken in an IMMEDIATE transaction); a backtest's scratch alert tables.
+//! The audit tables: alert deliveries, the claim and outcome of each cleanup run (one open claim
+//! per process, taken in an IMMEDIATE transaction), events (annotations, a launched command's start
+//! and exit); a backtest's scratch alert tables.
 
 use super::*;
 
@@ -105,6 +106,20 @@ impl Store {
         Ok(Ok((id, now)))
     }
 
+    /// Write an event (an annotation, a launched command's start or exit); returns its id. An
+    /// event with a pid but no target name takes the name that pid was last recorded under.
+    pub(crate) fn add_event(&mut self, e: &crate::model::NewEvent) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO events (ts_ms, kind, label, target, pid)
+                 VALUES (?1, ?2, ?3, coalesce(?4, (SELECT name FROM targets WHERE pid = ?5
+                                                   ORDER BY last_seen_ms DESC LIMIT 1)), ?5)",
+                params![e.ts_ms, e.kind.as_str(), e.label, e.target, e.pid],
+            )
+            .map_err(ctx("recording the event"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     pub(crate) fn finish_cleanup(&mut self, f: &Finish<'_>) -> Result<()> {
         self.conn
             .execute(
@@ -150,4 +165,27 @@ pub(crate) fn scratch_alert_tables(conn: &Connection) -> Result<()> {
             .map_err(ctx("creating scratch alert tables"))?;
     }
     Ok(())
+}
+
+/// Write an event into the database at `db`, which must exist (an annotation never creates a
+/// database where no recorder writes), waiting up to `busy` for the recorder's transaction.
+pub(crate) fn record_event(
+    db: &Path,
+    e: &crate::model::NewEvent,
+    busy: Duration,
+) -> Result<(i64, Option<String>)> {
+    if !db.exists() {
+        return Err(StoreError::Missing {
+            path: db.to_path_buf(),
+        });
+    }
+    let mut store = Store::open(db, busy)?;
+    let id = store.add_event(e)?;
+    let target = store
+        .conn
+        .query_row("SELECT target FROM events WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .map_err(ctx("reading the event back"))?;
+    Ok((id, target))
 }

@@ -30,6 +30,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("status", include_str!("../../queries/status.sql")),
     ("top", include_str!("../../queries/top.sql")),
     ("marks", include_str!("../../queries/marks.sql")),
+    ("events", include_str!("../../queries/events.sql")),
 ];
 
 pub fn query_sql(name: &str) -> Option<&'static str> {

@@ -7,6 +7,7 @@ mod cgroup;
 mod cleanup;
 mod config;
 mod errors;
+mod events;
 mod newcomer;
 mod operator;
 mod record;

@@ -1119,3 +1119,127 @@ fn onset_finds_when_a_leak_began() {
         assert!(gain < 0.3, "a flat series' hinge explains {gain} of it");
     }
 }
+
+/// #25 item 2: the timeline holds the events table, alerts firing and resolved, cleanups, and
+/// restarts — a process that takes the name of one last seen alive before it was first seen; a
+/// second process beside the first (both alive at once) is no restart.
+#[test]
+fn the_timeline_holds_events_alerts_cleanups_and_restarts() {
+    let h = History::new();
+    let c = h.conn();
+    let target = |pid: i64, first: i64, last: i64, gone: Option<i64>| {
+        c.execute(
+            "INSERT INTO targets (kind, pid, start_time_ms, name, first_seen_ms, last_seen_ms, gone_ms)
+             VALUES ('process', ?1, ?2, 'api', ?2, ?3, ?4)",
+            (pid, first, last, gone),
+        )
+        .expect("target");
+    };
+    target(100, T0, T0 + 3_600_000, Some(T0 + 3_605_000)); // lives an hour
+    target(200, T0 + 3_605_000, T0 + 7_200_000, None); // takes its place: a restart
+    target(300, T0 + 1_800_000, T0 + 7_200_000, None); // beside 100 before 200: no restart
+    c.execute(
+        "INSERT INTO events (ts_ms, kind, label, target, pid) VALUES (?1, 'annotation', 'deploy v1.4', NULL, NULL)",
+        [T0 + 600_000],
+    )
+    .expect("event");
+    c.execute(
+        "INSERT INTO alerts (ts_ms, rule, series_id, event, target, pid, threshold, comparison, severity, message)
+         VALUES (?1, 'leak', 1, 'firing', 'api', 200, 0, 'greater_than', 'warning', 'm'),
+                (?1 + 1, 'leak', 1, 'repeat', 'api', 200, 0, 'greater_than', 'warning', 'm')",
+        [T0 + 5_000_000],
+    )
+    .expect("alerts");
+    let t = run(
+        c,
+        "events",
+        &[
+            ("from_ms", Cell::Int(T0)),
+            ("target", Cell::Text("api".into())),
+        ],
+        T0 + 7_200_000,
+    )
+    .expect("events");
+    let rows: Vec<(i64, String, String)> = (0..t.rows.len())
+        .map(|r| {
+            (
+                t.get(r, "ts_ms").as_i64().expect("ts") - T0,
+                t.get(r, "kind").as_str().expect("kind").to_string(),
+                t.get(r, "label").as_str().expect("label").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (600_000, "annotation".into(), "deploy v1.4".into()),
+            (
+                3_605_000,
+                "restart".into(),
+                "restart: pid 100 -> 200".into()
+            ),
+            (5_000_000, "alert".into(), "leak firing".into()),
+        ]
+    );
+    // Another target's view still holds the host's annotation, not api's restart.
+    let t = run(
+        c,
+        "events",
+        &[
+            ("from_ms", Cell::Int(T0)),
+            ("target", Cell::Text("db".into())),
+        ],
+        T0 + 7_200_000,
+    )
+    .expect("events");
+    assert_eq!(t.rows.len(), 1);
+}
+
+/// #25 item 2: the onset is told relative to the latest event before it that could cause it (an
+/// annotation 10 minutes before the leak began), not an alert, and not an event after its range.
+#[test]
+fn an_onset_is_told_relative_to_the_event_before_it() {
+    use crate::analyze::overview::Onset;
+    use crate::model::{EventKind, NewEvent};
+    let onset_s = 6 * 3600;
+    let pts: Vec<(i64, f64)> = (0..10 * 120)
+        .map(|i| {
+            let t = i as f64 * 30.0;
+            (
+                T0 + i * 30_000,
+                BASE * (1.0 + 0.05 * ((t - onset_s as f64).max(0.0) / 3600.0)),
+            )
+        })
+        .collect();
+    let now = pts[pts.len() - 1].0;
+    let mut h = History::new();
+    let s = h.series("process", "app", "rss", "bytes", &pts);
+    let event = |ts_ms: i64, label: &str, target: Option<&str>| NewEvent {
+        ts_ms,
+        kind: EventKind::Annotation,
+        label: label.into(),
+        target: target.map(str::to_string),
+        pid: None,
+    };
+    let truth = T0 + onset_s * 1000;
+    for e in [
+        event(truth - 3 * 3_600_000, "an older deploy", None),
+        event(truth - 600_000, "deploy v1.4", Some("app")),
+        event(truth - 300_000, "another service's deploy", Some("db")),
+        event(truth + 3 * 3_600_000, "after the onset", None),
+    ] {
+        h.store.add_event(&e).expect("event");
+    }
+    let o = Onset::of_series(h.conn(), s, 86_400_000, now)
+        .expect("onset")
+        .expect("a leak has an onset");
+    let near = o.after_event.clone().expect("an event before the onset");
+    assert_eq!(near.label, "deploy v1.4");
+    assert_eq!(near.kind, EventKind::Annotation);
+    assert!(
+        (near.before_onset_ms - 600_000).abs() <= 15 * 60_000,
+        "{} ms before the onset",
+        near.before_onset_ms
+    );
+    assert!(o.words().contains("after \"deploy v1.4\""), "{}", o.words());
+}

@@ -22,10 +22,12 @@ const BOTTOM: f64 = 48.0;
 const PLOT_W: f64 = W - LEFT - RIGHT;
 const PLOT_H: f64 = H - TOP - BOTTOM;
 
-/// Marker colours, apart from every line colour: firing red, resolution slate, cleanup green.
+/// Marker colours, apart from every line colour: firing red, resolution slate, cleanup green,
+/// other events (annotations, a command's start and exit, restarts) teal.
 pub(crate) const FIRING: &str = "#dc2626";
 pub(crate) const RESOLVED: &str = "#475569";
 pub(crate) const CLEANUP: &str = "#16a34a";
+pub(crate) const EVENT: &str = "#0891b2";
 /// Line colours: blue, magenta, amber, brown, plum: none near the markers' red, slate or green,
 /// nor near each other (at least 139 apart in summed RGB steps, the test below keeps it so).
 pub(crate) const LINE_COLORS: [&str; 5] = ["#2563eb", "#c026d3", "#f59e0b", "#a16207", "#86198f"];
@@ -183,7 +185,7 @@ pub(crate) fn time_ticks(from_ms: i64, to_ms: i64, max: i64) -> Vec<(i64, String
         .collect()
 }
 
-/// One vertical marker: an alert, its resolution, or a cleanup.
+/// One vertical marker: an alert, its resolution, a cleanup, or another event.
 struct Marker {
     ts_ms: i64,
     color: &'static str,
@@ -241,6 +243,29 @@ fn markers(c: &Chart, r: &Report) -> Vec<Marker> {
                 format_time(ts),
                 jtext(cl, "trigger")
             ),
+        });
+    }
+    for e in &r.events {
+        let Some(ts) = e.get("ts_ms").and_then(Value::as_i64) else {
+            continue;
+        };
+        // The host's events mark every chart; a target's, its own (any pid, or its pid).
+        let target = e.get("target").and_then(Value::as_str);
+        let pid = e.get("pid").and_then(Value::as_i64);
+        if target.is_some_and(|t| t != c.target) || pid.is_some_and(|p| Some(p) != c.pid) {
+            continue;
+        }
+        let label = jtext(e, "label");
+        let short: String = match label.char_indices().nth(40) {
+            Some((i, _)) => format!("{}…", &label[..i]),
+            None => label.clone(),
+        };
+        out.push(Marker {
+            ts_ms: ts,
+            color: EVENT,
+            class: "marker event",
+            label: short,
+            title: format!("{} {}: {label}", format_time(ts), jtext(e, "kind")),
         });
     }
     out.sort_by_key(|m| m.ts_ms);
@@ -458,6 +483,7 @@ fn legend(c: &Chart, list: &[Marker]) -> String {
         ("marker alert", FIRING, "alert"),
         ("marker resolved", RESOLVED, "resolved"),
         ("marker cleanup", CLEANUP, "cleanup"),
+        ("marker event", EVENT, "event"),
     ] {
         if list.iter().any(|m| m.class == class) {
             items.push(format!(
@@ -571,7 +597,7 @@ mod tests {
         let all: Vec<&str> = LINE_COLORS
             .iter()
             .copied()
-            .chain([FIRING, RESOLVED, CLEANUP])
+            .chain([FIRING, RESOLVED, CLEANUP, EVENT])
             .collect();
         let rgb = |c: &str| -> [i32; 3] {
             let v = i32::from_str_radix(&c[1..], 16).unwrap_or(0);
