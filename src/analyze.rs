@@ -3,4 +3,5 @@
 pub mod alerts;
 pub mod analysis;
 pub mod backtest;
+pub mod compare;
 pub(crate) mod overview;

@@ -27,6 +27,7 @@ mod annotate;
 mod backtest;
 mod check;
 mod cleanup;
+mod compare;
 mod config;
 mod import;
 mod man;
@@ -40,6 +41,7 @@ use self::annotate::{AnnotateArgs, run_annotate};
 use self::backtest::{BacktestArgs, run_backtest};
 use self::check::{CheckArgs, run_check};
 use self::cleanup::{CleanupArgs, run_cleanup};
+use self::compare::{CompareArgs, run_compare};
 use self::config::{ConfigArgs, run_config};
 use self::import::{ImportArgs, run_import};
 use self::man::write_man;
@@ -142,6 +144,12 @@ enum Command {
         after_help = "Examples:\n  memtrail report -o report.html                  # the data's range (its last 24 h at most), format from the file name\n  memtrail report --since 2h --format md\n  memtrail report --from 2026-11-24T08:00:00Z --to 2026-11-24T20:00:00Z --target gunicorn -o day.json\n  memtrail report --since 1h --format csv --raw -o samples.csv"
     )]
     Report(ReportArgs),
+    /// Compare two recordings (runs, time ranges or database files): per target and metric, the
+    /// growth rate with its range, peak, average, and fixed / improved / unchanged / worse.
+    #[command(
+        after_help = "Examples:\n  memtrail compare run:previous run:last\n  memtrail compare run:3 run:4 --metric rss --format md\n  memtrail compare 2026-12-01T10:00Z..2026-12-01T12:00Z 2026-12-02T10:00Z..2026-12-02T12:00Z -o compare.html\n  memtrail compare before.db after.db --fail-if-worse   # exit 3 when B grows faster\n\nExit codes:\n  0  compared\n  2  a side or flag is not understood, or a side holds nothing to compare\n  3  --fail-if-worse, and B is worse"
+    )]
+    Compare(CompareArgs),
     /// Check the database for damage, every page and index (PRAGMA integrity_check): exit 0 when
     /// sound, 1 when damaged (with how to recover it).
     Check(CheckArgs),
@@ -252,6 +260,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || c.is::<SamplerError>()
             || c.is::<UsageError>()
             || c.is::<ImportError>()
+            || c.downcast_ref::<crate::analyze::compare::CompareError>().is_some_and(|e| {
+                use crate::analyze::compare::CompareError as E;
+                matches!(e, E::BadSide(_) | E::NoRun { .. } | E::Empty { .. })
+            })
             || c.downcast_ref::<AnalysisError>()
                 .is_some_and(|a| !matches!(a, AnalysisError::Store(_)))
             || c.downcast_ref::<AdHocError>()
@@ -297,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => run_top(args),
         Command::Query(args) => run_query(args),
         Command::Report(args) => run_report(args),
+        Command::Compare(args) => run_compare(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Annotate(args) => run_annotate(args),
         Command::Import(args) => run_import(args),

@@ -31,6 +31,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("top", include_str!("../../queries/top.sql")),
     ("marks", include_str!("../../queries/marks.sql")),
     ("events", include_str!("../../queries/events.sql")),
+    ("runs", include_str!("../../queries/runs.sql")),
 ];
 
 pub fn query_sql(name: &str) -> Option<&'static str> {

@@ -5,6 +5,7 @@ mod analysis;
 mod api;
 mod cgroup;
 mod cleanup;
+mod compare;
 mod config;
 mod errors;
 mod events;

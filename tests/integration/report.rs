@@ -44,7 +44,7 @@ fn recording(s: &Scratch) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-fn chromium() -> &'static str {
+pub(crate) fn chromium() -> &'static str {
     let path = "/usr/bin/chromium";
     assert!(
         Path::new(path).exists(),
@@ -54,7 +54,7 @@ fn chromium() -> &'static str {
     path
 }
 
-fn headless(args: &[&str]) -> std::process::Output {
+pub(crate) fn headless(args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile");
     let mut cmd = Command::new(chromium());
     cmd.args([
