@@ -263,6 +263,88 @@ impl Onset {
     }
 }
 
+/// What a recurring pattern is (`patterns.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatternKind {
+    /// A periodic swing (autocorrelation of the detrended slice levels).
+    Cycle,
+    /// Rises cut by sudden drops at a regular interval.
+    Sawtooth,
+    /// A rise at the same time each day.
+    Daily,
+}
+
+/// Growth that repeats on a schedule (a `patterns` row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    pub series_id: i64,
+    pub pattern: PatternKind,
+    pub period_ms: i64,
+    pub amplitude: Option<f64>,
+    pub amplitude_pct: Option<f64>,
+    pub strength: Option<f64>,
+    pub at_hour: Option<i64>,
+    #[serde(skip_serializing)]
+    pub unit: String,
+}
+
+/// The metrics whose patterns are looked for: what speaks for a process, a cgroup, the system.
+pub const PATTERN_METRICS: [&str; 3] = ["rss", "usage", "mem_used"];
+
+impl Pattern {
+    /// The patterns of every series of the `PATTERN_METRICS`, by series: over the query's
+    /// default windows, or over `window_ms` (a report's range) for all three patterns.
+    pub(crate) fn by_series(
+        conn: &Connection,
+        now_ms: i64,
+        window_ms: Option<i64>,
+    ) -> Result<BTreeMap<i64, Vec<Pattern>>, AnalysisError> {
+        let mut all = BTreeMap::new();
+        for metric in PATTERN_METRICS {
+            let mut given = vec![("metric", Cell::Text(metric.to_string()))];
+            if let Some(w) = window_ms {
+                given.extend([("window_ms", Cell::Int(w)), ("days_ms", Cell::Int(w))]);
+            }
+            let t = analysis::run(conn, "patterns", &given, now_ms)?;
+            all.append(&mut grouped("patterns", &t, |p: &Pattern| p.series_id)?);
+        }
+        Ok(all)
+    }
+
+    /// "repeats: a cycle of 2h, ±10.0 %", "repeats: a saw-tooth every 20m, rising 30.0 MiB (26 %)
+    /// each time", "repeats: rises daily from 02:00 UTC by 20 % (3 days)".
+    pub fn words(&self) -> String {
+        // The period is known to a slice or a grid step: to 5 minutes from 100 minutes on, to a
+        // minute from 10.
+        let minutes = self.period_ms as f64 / 60_000.0;
+        let period = format_duration_rough(
+            60.0 * match minutes {
+                m if m >= 100.0 => (m / 5.0).round() * 5.0,
+                m if m >= 10.0 => m.round(),
+                m => m,
+            },
+        );
+        let pct = self
+            .amplitude_pct
+            .map_or(String::new(), |p| format!("{p:.0} %"));
+        let size = self
+            .amplitude
+            .map_or(String::new(), |a| crate::units::format_value(&self.unit, a));
+        match self.pattern {
+            PatternKind::Cycle => format!("repeats: a cycle of {period}, ±{pct}"),
+            PatternKind::Sawtooth => {
+                format!("repeats: a saw-tooth every {period}, rising {size} ({pct}) each time")
+            }
+            PatternKind::Daily => format!(
+                "repeats: rises daily from {:02}:00 UTC by {size} ({pct}, {} days)",
+                self.at_hour.unwrap_or(0),
+                self.strength.unwrap_or(0.0)
+            ),
+        }
+    }
+}
+
 /// One kind of memory inside a process's resident set (an `attribution` row): how much it moved
 /// over the window, and its share of the whole's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -567,6 +649,8 @@ pub(crate) struct SeriesState {
     pub diagnosis: Option<Diagnosis>,
     /// For a leaking series: since when it grows (the `onset` query over the last 24 h).
     pub onset: Option<Onset>,
+    /// Growth that repeats on a schedule (the `patterns` query), for `PATTERN_METRICS`.
+    pub patterns: Vec<Pattern>,
 }
 
 /// Everything a status reader shows, from one pass over the database.
@@ -661,6 +745,7 @@ impl Overview {
                     );
                     SeriesState {
                         onset: None,
+                        patterns: Vec::new(),
                         diagnosis,
                         verdict: trend
                             .as_ref()
@@ -677,6 +762,10 @@ impl Overview {
         })
         .and_then(|mut o| {
             o.add_onsets(conn, now)?;
+            let mut patterns = Pattern::by_series(conn, now, None)?;
+            for s in &mut o.series {
+                s.patterns = patterns.remove(&s.status.series_id).unwrap_or_default();
+            }
             Ok(o)
         })
     }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::analyze::analysis::{self, AnalysisError};
-use crate::analyze::overview::{self, Diagnosis, Onset, Part, Track, Verdict, leading_rank};
+use crate::analyze::overview::{
+    self, Diagnosis, Onset, Part, Pattern, Track, Verdict, leading_rank,
+};
 use crate::model::{Cell, EventKind, Kind, Table};
 use crate::store::{self, StoreError};
 use crate::units::{HumanDuration, format_bytes};
@@ -91,6 +93,8 @@ pub struct SeriesReport {
     pub diagnosis: Option<Diagnosis>,
     /// For a leaking series: since when it grows, over the range.
     pub onset: Option<Onset>,
+    /// Growth that repeats on a schedule over the range (rss, usage, mem_used).
+    pub patterns: Vec<Pattern>,
 }
 
 /// One line of a chart: per bucket (start ms, min, avg, max).
@@ -190,6 +194,23 @@ fn headline_item(s: &SeriesReport) -> String {
         s.metric,
         s.verdict.trim_start_matches("leak suspected: ")
     )
+}
+
+/// Each recurring pattern in a few words: "process api (4242): rss repeats: a cycle of 2h, ±10 %".
+fn pattern_items(series: &[SeriesReport]) -> Vec<String> {
+    series
+        .iter()
+        .flat_map(|s| {
+            s.patterns.iter().map(|p| {
+                format!(
+                    "{}: {} {}",
+                    who(s.kind, &s.target, s.pid),
+                    s.metric,
+                    p.words()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Series with a leak verdict, one per target: its leading leaking metric.
@@ -371,11 +392,7 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
     let (summary, [attribution, regression], trends, buckets) = by_job(&jobs, tables);
 
     let mut series = series_reports(&summary, &attribution, &regression, &trends)?;
-    for s in &mut series {
-        if s.trend.classification == Some(Verdict::Increasing) && s.unit == "bytes" {
-            s.onset = Onset::of_series(&conn, s.series_id, window, data_to)?;
-        }
-    }
+    onsets_and_patterns(&conn, &mut series, window, data_to)?;
     let charts = charts(&series, &buckets, bucket_ms);
 
     let (alerts, cleanups, events) = audit(&conn, o)?;
@@ -398,6 +415,23 @@ pub fn build(db: &Path, o: &Options) -> Result<Report, ReportError> {
         gaps,
         charts,
     })
+}
+
+/// Since when each leaking series grows, and what repeats on a schedule, over the range.
+fn onsets_and_patterns(
+    conn: &Connection,
+    series: &mut [SeriesReport],
+    window: i64,
+    data_to: i64,
+) -> Result<(), ReportError> {
+    let mut patterns = Pattern::by_series(conn, data_to, Some(window))?;
+    for s in series {
+        if s.trend.classification == Some(Verdict::Increasing) && s.unit == "bytes" {
+            s.onset = Onset::of_series(conn, s.series_id, window, data_to)?;
+        }
+        s.patterns = patterns.remove(&s.series_id).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// The passes' tables by what they are: the summary, the attribution and regression, and per
@@ -501,6 +535,7 @@ fn series_reports(
                     tracks.remove(&r.series_id),
                 ),
                 onset: None,
+                patterns: Vec::new(),
                 kind: r.kind,
                 target: r.target,
                 pid: r.pid,
@@ -897,6 +932,10 @@ pub(crate) fn markdown(r: &Report) -> String {
                 .join("; ")
         );
     }
+    let patterns = pattern_items(&r.series);
+    if !patterns.is_empty() {
+        let _ = writeln!(o, "**Recurring patterns:** {}.\n", patterns.join("; "));
+    }
     let _ = writeln!(o, "## Series\n");
     let _ = writeln!(
         o,
@@ -1087,6 +1126,14 @@ fn html_headline(o: &mut String, r: &Report) {
             )
         }
     );
+    let patterns = pattern_items(&r.series);
+    if !patterns.is_empty() {
+        let _ = write!(
+            o,
+            "<p class=\"patterns\"><b>Recurring patterns:</b> {}</p>",
+            esc(&patterns.join("; "))
+        );
+    }
 }
 
 /// The table of every series' figures and verdict.

@@ -83,6 +83,21 @@ fn leak_lines(out: &mut String, r: &Overview) {
     }
 }
 
+/// The series whose growth repeats on a schedule, one line per pattern.
+fn pattern_lines(out: &mut String, r: &Overview) {
+    for s in r.series.iter().filter(|s| !s.patterns.is_empty()) {
+        let st = &s.status;
+        let who = match st.pid {
+            Some(pid) => format!("{} {} (pid {pid})", st.kind.as_str(), st.target),
+            None if st.kind.as_str() == st.target => st.target.clone(),
+            None => format!("{} {}", st.kind.as_str(), st.target),
+        };
+        for p in &s.patterns {
+            let _ = writeln!(out, "{who}: {} {}", st.metric, p.words());
+        }
+    }
+}
+
 /// A verdict in a table cell: the class, and the slope for a rising or falling one.
 fn trend_cell(s: &SeriesState) -> String {
     let Some(t) = &s.trend else {
@@ -110,6 +125,7 @@ pub(crate) fn render_table(r: &Overview, all: bool) -> String {
     recorder_line(&mut out, r);
     cleanup_line(&mut out, r);
     leak_lines(&mut out, r);
+    pattern_lines(&mut out, r);
     if r.series.is_empty() {
         let _ = writeln!(out, "\nno samples yet");
         return out;

@@ -341,6 +341,14 @@ fn series_json(state: &SeriesState) -> Value {
             }
             v
         }),
+        // Growth that repeats on a schedule: cycle, sawtooth, daily.
+        "patterns": state.patterns.iter().map(|p| {
+            let mut v = json!(p);
+            if let Some(m) = v.as_object_mut() {
+                m.insert("words".into(), json!(p.words()));
+            }
+            v
+        }).collect::<Vec<_>>(),
         "percent_change": state.percent_change,
         // From the trend's robust slope, only while the verdict is `increasing`.
         "seconds_to_limit": t.and_then(|t| t.seconds_to_limit),

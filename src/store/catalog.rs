@@ -32,6 +32,7 @@ pub(crate) const QUERIES: &[(&str, &str)] = &[
     ("marks", include_str!("../../queries/marks.sql")),
     ("events", include_str!("../../queries/events.sql")),
     ("runs", include_str!("../../queries/runs.sql")),
+    ("patterns", include_str!("../../queries/patterns.sql")),
 ];
 
 pub fn query_sql(name: &str) -> Option<&'static str> {

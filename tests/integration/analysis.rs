@@ -1029,3 +1029,89 @@ fn the_trend_tells_a_heap_leak_from_a_growing_mapped_file() {
         "{parts}"
     );
 }
+
+/// #25 item 4: 12 hours ending now of a service with a 2 h cycle of ±10 % (api) and one with a
+/// garbage collector's saw-tooth, +30 MiB over 20 minutes then back (worker): `status`, the API's
+/// status JSON and the report each say the pattern, with its period and size.
+#[test]
+fn recurring_patterns_are_told_by_status_the_api_and_reports() {
+    let s = Scratch::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let start = now - 12 * 3_600_000;
+    let mut text = String::from("timestamp,series,metric,value\n");
+    for i in 0..12 * 120 {
+        let t = i as f64 * 30.0;
+        let api = 200.0 * (1.0 + 0.1 * (t / 7200.0 * std::f64::consts::TAU).sin());
+        let worker = 100.0 + 30.0 * (t % 1200.0) / 1200.0;
+        let ts = start + i * 30_000;
+        text.push_str(&format!(
+            "{ts},api,rss,{}\n{ts},worker,rss,{}\n",
+            api * MIB,
+            worker * MIB
+        ));
+    }
+    assert!(import(&s, "history.csv", &text).status.success());
+
+    let out = run(
+        memtrail().args(["status", "--db"]).arg(s.db()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("api: rss repeats: a cycle of 2h, ±10 %"),
+        "{status}"
+    );
+    assert!(
+        status.contains("worker: rss repeats: a saw-tooth every 20m, rising 29."),
+        "{status}"
+    );
+
+    let out = run(
+        memtrail()
+            .args(["report", "--format", "md", "--db"])
+            .arg(s.db()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("**Recurring patterns:**"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(
+        line.contains("a cycle of 2h") && line.contains("saw-tooth every 20m"),
+        "{line}"
+    );
+
+    // A long interval keeps the imported series (newest sample 30 s ago) fresh enough to show.
+    let api = ApiRecorder::start(
+        &s.db(),
+        &["--self", "--no-system", "--interval", "60s"],
+        &[],
+        None,
+    );
+    let (code, body) = http("GET", &api.url("/internal/memory/status"), None, None);
+    assert_eq!(code, 200, "{body}");
+    api.stop();
+    let v = json(&body);
+    let series = v["series"].as_array().expect("series");
+    let api_rss = series
+        .iter()
+        .find(|x| x["target"] == "api" && x["metric"] == "rss")
+        .unwrap_or_else(|| panic!("api's rss is in the status JSON"));
+    let p = &api_rss["patterns"][0];
+    assert_eq!(p["pattern"], "cycle", "{api_rss}");
+    let period = p["period_ms"].as_f64().expect("period") / 60_000.0;
+    assert!((period - 120.0).abs() <= 10.0, "{period} min");
+    assert!(
+        p["words"]
+            .as_str()
+            .expect("words")
+            .contains("a cycle of 2h"),
+        "{p}"
+    );
+}

@@ -1243,3 +1243,108 @@ fn an_onset_is_told_relative_to_the_event_before_it() {
     );
     assert!(o.words().contains("after \"deploy v1.4\""), "{}", o.words());
 }
+
+/// The patterns a series has, as (pattern, period in minutes, amplitude %, at_hour).
+fn patterns_of(h: &History, now: i64) -> Vec<(String, i64, f64, Option<i64>)> {
+    let t = run(h.conn(), "patterns", &[], now).expect("patterns");
+    (0..t.rows.len())
+        .map(|r| {
+            (
+                t.get(r, "pattern").as_str().expect("pattern").to_string(),
+                t.get(r, "period_ms").as_i64().expect("period") / 60_000,
+                t.get(r, "amplitude_pct").as_f64().expect("amplitude"),
+                t.get(r, "at_hour").as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// #25 item 4: known schedules are found with their period and size; a flat series, a leak, short
+/// spikes and a step have none.
+#[test]
+fn recurring_patterns_are_found_with_their_period_and_size() {
+    let day = 86_400_000;
+    let every = |secs: i64, span_ms: i64, f: &dyn Fn(f64) -> f64| -> Vec<(i64, f64)> {
+        let mut n = Noise(7);
+        (0..span_ms / (secs * 1000))
+            .map(|i| {
+                let t = (i * secs) as f64;
+                (T0 + i * secs * 1000, f(t) * (1.0 + 0.003 * n.next()))
+            })
+            .collect()
+    };
+    let one = |pts: Vec<(i64, f64)>| {
+        let h = History::new();
+        h.series("process", "app", "rss", "bytes", &pts);
+        let now = pts[pts.len() - 1].0;
+        patterns_of(&h, now)
+    };
+    // A 2 h cycle of ±10 % over a day.
+    let cycle = one(every(30, day, &|t| {
+        BASE * (1.0 + 0.1 * (t / 7200.0 * std::f64::consts::TAU).sin())
+    }));
+    assert_eq!(cycle.len(), 1, "{cycle:?}");
+    let (p, period, amp, _) = &cycle[0];
+    assert_eq!(p, "cycle");
+    assert!((period - 120).abs() <= 15, "period {period} min");
+    assert!((amp - 10.0).abs() <= 2.0, "±{amp} %");
+
+    // The same cycle over a leak of 2 %/h: the line is taken out first, the cycle stays.
+    let over_leak = one(every(30, day, &|t| {
+        BASE * (1.0 + 0.02 * t / 3600.0 + 0.1 * (t / 7200.0 * std::f64::consts::TAU).sin())
+    }));
+    assert_eq!(over_leak.len(), 1, "{over_leak:?}");
+    assert_eq!(over_leak[0].0, "cycle");
+    assert!((over_leak[0].1 - 120).abs() <= 15, "{over_leak:?}");
+
+    // A saw-tooth: +30 % over 20 minutes, then back to the floor.
+    let saw = one(every(10, 6 * 3_600_000, &|t| {
+        BASE * (1.0 + 0.3 * (t % 1200.0) / 1200.0)
+    }));
+    assert_eq!(saw.len(), 1, "{saw:?}");
+    let (p, period, amp, _) = &saw[0];
+    assert_eq!(p, "sawtooth");
+    assert!((period - 20).abs() <= 2, "period {period} min");
+    assert!(
+        (amp - 30.0 / 1.15).abs() <= 4.0,
+        "rise {amp} % of the mean level"
+    );
+
+    // Three days, each with a rise of 20 % from 02:00 to 03:00 UTC, back down by 08:00.
+    let start_hour = (T0 / 3_600_000) % 24;
+    let daily = one(every(60, 3 * day, &|t| {
+        let hour = ((t / 3600.0) as i64 + start_hour) % 24;
+        let frac = (t % 3600.0) / 3600.0;
+        BASE * match hour {
+            2 => 1.0 + 0.2 * frac,
+            3..=7 => 1.2 - 0.2 * ((hour - 3) as f64 + frac) / 5.0,
+            _ => 1.0,
+        }
+    }));
+    let d: Vec<_> = daily.iter().filter(|p| p.0 == "daily").collect();
+    assert_eq!(d.len(), 1, "{daily:?}");
+    assert_eq!(d[0].3, Some(2), "rises at 02:00: {daily:?}");
+    assert!((d[0].2 - 20.0).abs() <= 5.0, "{daily:?}");
+
+    // None: flat noise, a linear leak, short 3x spikes every 20 min, a step.
+    for (name, pts) in [
+        ("flat", every(30, day, &|_| BASE)),
+        (
+            "leak",
+            every(30, day, &|t| BASE * (1.0 + 0.02 * t / 3600.0)),
+        ),
+        (
+            "spikes",
+            every(10, day, &|t| {
+                BASE * if t % 1200.0 < 30.0 { 3.0 } else { 1.0 }
+            }),
+        ),
+        (
+            "step",
+            every(30, day, &|t| BASE * if t > 43_200.0 { 1.3 } else { 1.0 }),
+        ),
+    ] {
+        let found = one(pts);
+        assert!(found.is_empty(), "{name}: {found:?}");
+    }
+}
