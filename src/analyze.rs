@@ -4,4 +4,5 @@ pub mod alerts;
 pub mod analysis;
 pub mod backtest;
 pub mod compare;
+pub mod export;
 pub(crate) mod overview;

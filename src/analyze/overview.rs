@@ -30,6 +30,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub const ALL: [Verdict; 7] = [
+        Verdict::InsufficientData,
+        Verdict::Step,
+        Verdict::Increasing,
+        Verdict::LevellingOff,
+        Verdict::Fluctuating,
+        Verdict::Decreasing,
+        Verdict::Stable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::InsufficientData => "insufficient_data",
@@ -578,11 +588,29 @@ pub(crate) struct RecorderState {
 /// A rule's state on one series (a row of the `rule_states` query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum RuleStateKind {
+pub enum RuleStateKind {
     Ok,
     Pending,
     Firing,
     Cooldown,
+}
+
+impl RuleStateKind {
+    pub const ALL: [RuleStateKind; 4] = [
+        RuleStateKind::Ok,
+        RuleStateKind::Pending,
+        RuleStateKind::Firing,
+        RuleStateKind::Cooldown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStateKind::Ok => "ok",
+            RuleStateKind::Pending => "pending",
+            RuleStateKind::Firing => "firing",
+            RuleStateKind::Cooldown => "cooldown",
+        }
+    }
 }
 
 /// A rule that watches no series yet has one row, its series columns NULL.

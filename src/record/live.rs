@@ -1,6 +1,7 @@
 //! What the recording loop shares live with whoever serves it (the HTTP API): health figures of
 //! the last tick, the targets watched, what a manual cleanup may act on, and custom metrics pushed
-//! between ticks. The loop writes it once a tick; readers take a short lock and copy.
+//! between ticks, and the analysis as last exported (verdicts and rule states for `/metrics`). The
+//! loop writes it once a tick; readers take a short lock and copy.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub(crate) struct Live {
     pub(crate) cleanup_targets: Vec<Target>,
     pub(crate) custom_pending: Vec<TargetSample>,
     pub(crate) custom_latest: BTreeMap<(String, String), f64>,
+    /// The analysis as the recorder last exported it, shared, not copied.
+    pub(crate) analysis: Arc<crate::analyze::export::Export>,
 }
 
 /// Ticks not yet in the database: held in memory because a write failed, or spooled on purpose

@@ -870,7 +870,29 @@ impl Recorder {
         }
     }
 
+    /// With the API on, refresh the analysis `/metrics` exports after an evaluation: a scrape
+    /// then reads it and runs no analysis query.
+    fn export_analysis(&mut self, ts: i64) {
+        if self.settings.api.is_none() {
+            return;
+        }
+        let last = self.shared.live().analysis.clone();
+        let computed = last.refresh(self.store.connection(), ts);
+        crate::allocator::release_freed();
+        match computed {
+            Ok(export) => self.shared.live().analysis = Arc::new(export),
+            Err(e) => tracing::warn!(
+                "exporting the analysis failed: {e}; will retry after the next evaluation"
+            ),
+        }
+    }
+
     fn evaluate_rules(&mut self, ts: i64) {
+        self.evaluate(ts);
+        self.export_analysis(ts);
+    }
+
+    fn evaluate(&mut self, ts: i64) {
         if self.engine.rules.is_empty() {
             return;
         }

@@ -7,7 +7,6 @@
 //! is configured (it must be, to listen beyond loopback).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use crate::act::cleanup::{self, CleanupError, Level, Target, Trigger};
 use crate::analyze::analysis;
 use crate::analyze::overview::{Overview, SeriesState};
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
-use crate::record::live::{Held, Shared};
+use crate::record::live::Shared;
 use crate::store;
 use crate::units::now_ms;
 
@@ -706,36 +705,54 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn prometheus(State(s): State<Arc<Shared>>) -> ApiResult {
-    let recorder = {
+/// `/metrics`: the latest values (one read of the `latest` query) and the analysis the recorder
+/// exported last (no analysis query runs here), in the format asked for, gzipped when accepted.
+async fn prometheus(State(s): State<Arc<Shared>>, headers: HeaderMap) -> ApiResult {
+    use crate::serve::prometheus::{Format, RecorderFigures, exposition};
+    let (recorder, analysis) = {
         let l = s.live();
-        RecorderFigures {
+        let figures = RecorderFigures {
             ticks: l.ticks,
             samples: l.samples,
             failed_ticks: l.failed_ticks,
             tick_seconds: l.tick_seconds,
             last_tick_ms: l.last_tick_ms,
             held: l.held,
-        }
+        };
+        (figures, l.analysis.clone())
     };
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let max_age_ms = sampled_max_age_ms(&s);
     let db = s.db.clone();
-    let text = blocking(move || {
+    let body = blocking(move || {
         let conn = store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?;
-        let now = now_ms();
-        let latest = latest_fresh(&conn, now, max_age_ms).map_err(internal)?;
-        let rules = analysis::run(&conn, "rule_states", &[], now).map_err(internal)?;
-        Ok(exposition(&latest, &rules, recorder))
+        let latest = latest_fresh(&conn, now_ms(), max_age_ms).map_err(internal)?;
+        let text = exposition(&latest, &analysis, recorder, format);
+        if gzip {
+            gzipped(text.as_bytes()).map_err(internal)
+        } else {
+            Ok(text.into_bytes())
+        }
     })
     .await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let mut response = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(response)
+}
+
+fn gzipped(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes)?;
+    gz.finish()
 }
 
 /// How old a sampled series' newest sample may be and still count as current: three intervals,
@@ -764,208 +781,6 @@ fn latest_fresh(
         age.is_none_or(|a| a <= if custom { custom_ms } else { max_age_ms })
     });
     Ok(t)
-}
-
-/// A label value as the text format wants it: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The recorder's own counters, as the metrics endpoint exports them.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RecorderFigures {
-    pub ticks: u64,
-    pub samples: u64,
-    pub failed_ticks: u64,
-    pub tick_seconds: f64,
-    pub last_tick_ms: Option<i64>,
-    pub held: Held,
-}
-
-/// Render the latest value of every series, the alert states and the recorder's own counters in
-/// the Prometheus text exposition format (0.0.4).
-pub fn exposition(latest: &Table, rules: &Table, recorder: RecorderFigures) -> String {
-    let mut families = Families::new();
-    series_families(&mut families, latest);
-    alert_family(&mut families, rules);
-    recorder_families(&mut families, recorder);
-    render(families)
-}
-
-/// Metric families by name: (help, type, sample lines).
-type Families = BTreeMap<String, (String, &'static str, Vec<String>)>;
-
-/// The latest value of every series: a gauge family per metric (custom metrics in one family,
-/// labelled by metric).
-fn series_families(families: &mut Families, latest: &Table) {
-    for r in 0..latest.rows.len() {
-        let (Some(kind), Some(target), Some(metric), Some(unit), Some(value)) = (
-            latest.get(r, "kind").as_str(),
-            latest.get(r, "target").as_str(),
-            latest.get(r, "metric").as_str(),
-            latest.get(r, "unit").as_str(),
-            latest.get(r, "value").as_f64(),
-        ) else {
-            continue;
-        };
-        let pid = latest
-            .get(r, "pid")
-            .as_i64()
-            .map_or(String::new(), |p| p.to_string());
-        let (family, help, extra) = if kind == "custom" {
-            (
-                "memtrail_custom".to_string(),
-                "A metric an application pushed to /internal/memory/custom.".to_string(),
-                format!(",metric=\"{}\"", label(metric)),
-            )
-        } else {
-            // A mapping group's series (`map_rss:[heap]`): one family, the group as a label.
-            let (metric, extra) = match metric.split_once(':') {
-                Some((base, group)) => (base, format!(",mapping=\"{}\"", label(group))),
-                None => (metric, String::new()),
-            };
-            let suffix = match unit {
-                "bytes" => "_bytes",
-                "percent" if !metric.ends_with("_percent") => "_percent",
-                _ => "",
-            };
-            (
-                format!("memtrail_{metric}{suffix}"),
-                format!("The latest {metric} ({unit}) memtrail recorded."),
-                extra,
-            )
-        };
-        families
-            .entry(family.clone())
-            .or_insert_with(|| (help, "gauge", Vec::new()))
-            .2
-            .push(format!(
-                "{family}{{kind=\"{}\",target=\"{}\",pid=\"{pid}\"{extra}}} {value}",
-                label(kind),
-                label(target)
-            ));
-    }
-}
-
-/// 1 or 0 per rule and series it watches.
-fn alert_family(families: &mut Families, rules: &Table) {
-    let alerts = families
-        .entry("memtrail_alert_firing".into())
-        .or_insert_with(|| {
-            (
-                "1 while an alert rule fires on a series, else 0.".into(),
-                "gauge",
-                Vec::new(),
-            )
-        });
-    for r in 0..rules.rows.len() {
-        // Rules that match no series yet have nothing to report.
-        let (Some(rule), Some(_)) = (
-            rules.get(r, "rule").as_str(),
-            rules.get(r, "series_id").as_i64(),
-        ) else {
-            continue;
-        };
-        let text = |c: &str| rules.get(r, c).as_str().map(label).unwrap_or_default();
-        let pid = rules
-            .get(r, "pid")
-            .as_i64()
-            .map_or(String::new(), |p| p.to_string());
-        let firing = u8::from(rules.get(r, "state").as_str() == Some("firing"));
-        alerts.2.push(format!(
-            "memtrail_alert_firing{{rule=\"{}\",severity=\"{}\",target=\"{}\",pid=\"{pid}\",metric=\"{}\"}} {firing}",
-            label(rule),
-            text("severity"),
-            text("target"),
-            text("metric")
-        ));
-    }
-}
-
-/// The recorder's own counters and gauges, one sample each.
-fn recorder_families(families: &mut Families, f: RecorderFigures) {
-    let own: [(&str, &str, &'static str, Option<String>); 9] = [
-        (
-            "memtrail_log_lines_dropped_total",
-            "Log lines that could not be written to stderr (a closed pipe, a full disk) and were dropped.",
-            "counter",
-            Some(crate::logsink::dropped_lines().to_string()),
-        ),
-        (
-            "memtrail_recorder_ticks_total",
-            "Ticks the recorder has run.",
-            "counter",
-            Some(f.ticks.to_string()),
-        ),
-        (
-            "memtrail_recorder_samples_total",
-            "Samples the recorder has written.",
-            "counter",
-            Some(f.samples.to_string()),
-        ),
-        (
-            "memtrail_recorder_failed_ticks_total",
-            "Ticks whose write failed.",
-            "counter",
-            Some(f.failed_ticks.to_string()),
-        ),
-        (
-            "memtrail_recorder_tick_duration_seconds",
-            "How long the last tick took (sample and write).",
-            "gauge",
-            Some(f.tick_seconds.to_string()),
-        ),
-        (
-            "memtrail_recorder_held_samples",
-            "Samples held in memory because the database could not be written.",
-            "gauge",
-            Some(f.held.samples.to_string()),
-        ),
-        (
-            "memtrail_recorder_spooled_samples",
-            "Samples waiting in the spool for the next commit (commit_interval); not a fault.",
-            "gauge",
-            Some(f.held.spooled_samples.to_string()),
-        ),
-        (
-            "memtrail_recorder_dropped_ticks_total",
-            "Held ticks dropped because the write buffer was full.",
-            "counter",
-            Some(f.held.dropped_ticks.to_string()),
-        ),
-        (
-            "memtrail_recorder_last_tick_timestamp_seconds",
-            "When the last tick ran (Unix time).",
-            "gauge",
-            f.last_tick_ms.map(|ms| (ms as f64 / 1000.0).to_string()),
-        ),
-    ];
-    for (name, help, kind, value) in own {
-        if let Some(value) = value {
-            families.insert(
-                name.into(),
-                (help.into(), kind, vec![format!("{name} {value}")]),
-            );
-        }
-    }
-}
-
-/// The text exposition: each family's HELP and TYPE, then its samples; empty families left out.
-fn render(families: Families) -> String {
-    let mut out = String::new();
-    for (name, (help, kind, lines)) in families {
-        if lines.is_empty() {
-            continue;
-        }
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for l in lines {
-            let _ = writeln!(out, "{l}");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1014,90 +829,6 @@ mod tests {
                 .expect_err("deep")
                 .contains("not valid JSON")
         );
-    }
-
-    #[test]
-    fn exposition_escapes_labels_and_groups_families() {
-        let latest = Table {
-            columns: ["kind", "target", "pid", "metric", "unit", "value"]
-                .map(String::from)
-                .to_vec(),
-            rows: vec![
-                vec![
-                    Cell::Text("process".into()),
-                    Cell::Text("we\"ird\\name".into()),
-                    Cell::Int(7),
-                    Cell::Text("rss".into()),
-                    Cell::Text("bytes".into()),
-                    Cell::Real(1024.0),
-                ],
-                vec![
-                    Cell::Text("system".into()),
-                    Cell::Text("system".into()),
-                    Cell::Null,
-                    Cell::Text("mem_used_percent".into()),
-                    Cell::Text("percent".into()),
-                    Cell::Real(42.5),
-                ],
-                vec![
-                    Cell::Text("custom".into()),
-                    Cell::Text("web".into()),
-                    Cell::Null,
-                    Cell::Text("chat_sessions".into()),
-                    Cell::Text("count".into()),
-                    Cell::Int(12),
-                ],
-                vec![
-                    Cell::Text("process".into()),
-                    Cell::Text("api".into()),
-                    Cell::Int(8),
-                    Cell::Text("map_rss:/var/lib/x \"y\".db".into()),
-                    Cell::Text("bytes".into()),
-                    Cell::Real(4096.0),
-                ],
-            ],
-        };
-        let text = exposition(
-            &latest,
-            &Table::default(),
-            RecorderFigures {
-                ticks: 3,
-                samples: 30,
-                tick_seconds: 0.001,
-                last_tick_ms: Some(1_700_000_000_000),
-                ..Default::default()
-            },
-        );
-        assert!(
-            text.contains(
-                "memtrail_rss_bytes{kind=\"process\",target=\"we\\\"ird\\\\name\",pid=\"7\"} 1024\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "memtrail_mem_used_percent{kind=\"system\",target=\"system\",pid=\"\"} 42.5"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("memtrail_custom{kind=\"custom\",target=\"web\",pid=\"\",metric=\"chat_sessions\"} 12"), "{text}");
-        assert!(
-            text.contains(
-                "# TYPE memtrail_recorder_ticks_total counter\nmemtrail_recorder_ticks_total 3\n"
-            ),
-            "{text}"
-        );
-        let parsed =
-            openmetrics_parser::prometheus::parse_prometheus(&text).expect("valid exposition");
-        assert!(parsed.families.contains_key("memtrail_rss_bytes"));
-        // A mapping group: one family, the mapping as a label.
-        assert!(
-            text.contains(
-                "memtrail_map_rss_bytes{kind=\"process\",target=\"api\",pid=\"8\",mapping=\"/var/lib/x \\\"y\\\".db\"} 4096\n"
-            ),
-            "{text}"
-        );
-        assert!(parsed.families.contains_key("memtrail_map_rss_bytes"));
     }
 
     #[test]
