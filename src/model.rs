@@ -288,6 +288,33 @@ pub(crate) const CGROUP_METRICS: [&str; 16] = [
     "pressure_full_avg10",
 ];
 
+/// The unit memtrail records a metric in: counts (threads, fds, a cgroup's event counters, and
+/// any metric it does not know, as custom ones), percentages (`*_percent`, pressure), else bytes.
+pub fn unit_of(metric: &str) -> Unit {
+    const COUNTS: [&str; 11] = [
+        "threads",
+        "fds",
+        "tree_threads",
+        "tree_fds",
+        "tree_procs",
+        "has_limit",
+        "events_high",
+        "events_max",
+        "oom",
+        "oom_kill",
+        "failcnt",
+    ];
+    let known = is_process_metric(metric)
+        || SYSTEM_METRICS.contains(&metric)
+        || CGROUP_METRICS.contains(&metric);
+    match metric {
+        m if COUNTS.contains(&m) => Unit::Count,
+        m if m.ends_with("_percent") || m.starts_with("pressure_") => Unit::Percent,
+        _ if known => Unit::Bytes,
+        _ => Unit::Count,
+    }
+}
+
 /// One imported series: who, what, and its points (Unix ms, value in the unit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportedSeries {

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod output;
+pub mod prometheus_rules;
 pub mod report;
 pub mod status;
 pub(crate) mod top;

@@ -44,6 +44,8 @@ pub struct RuleExport {
     pub pid: Option<i64>,
     pub metric: Option<String>,
     pub series_id: Option<i64>,
+    /// The value the rule compares (its leak slope, time to limit, level...), if it has one.
+    pub observed: Option<f64>,
     pub state: RuleStateKind,
 }
 

@@ -34,6 +34,7 @@ mod man;
 mod query;
 mod record;
 mod report;
+mod rules;
 mod status;
 mod top;
 
@@ -48,6 +49,7 @@ use self::man::write_man;
 use self::query::{QueryArgs, run_query};
 use self::record::{RecordArgs, run_record};
 use self::report::{ReportArgs, run_report};
+use self::rules::{RulesArgs, run_rules};
 use self::status::{StatusArgs, run_status};
 use self::top::{TopArgs, run_top};
 
@@ -150,6 +152,11 @@ enum Command {
         after_help = "Examples:\n  memtrail compare run:previous run:last\n  memtrail compare run:3 run:4 --metric rss --format md\n  memtrail compare 2026-12-01T10:00Z..2026-12-01T12:00Z 2026-12-02T10:00Z..2026-12-02T12:00Z -o compare.html\n  memtrail compare before.db after.db --fail-if-worse   # exit 3 when B grows faster\n\nExit codes:\n  0  compared\n  2  a side or flag is not understood, or a side holds nothing to compare\n  3  --fail-if-worse, and B is worse"
     )]
     Compare(CompareArgs),
+    /// Export the alert rules in force for another engine (a Prometheus rule file).
+    #[command(
+        after_help = "Examples:\n  memtrail rules export --format prometheus > memtrail-rules.yml\n  memtrail rules export --config memtrail.toml -o /etc/prometheus/rules/memtrail.yml\n  promtool check rules memtrail-rules.yml"
+    )]
+    Rules(RulesArgs),
     /// Check the database for damage, every page and index (PRAGMA integrity_check): exit 0 when
     /// sound, 1 when damaged (with how to recover it).
     Check(CheckArgs),
@@ -310,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => run_query(args),
         Command::Report(args) => run_report(args),
         Command::Compare(args) => run_compare(args),
+        Command::Rules(args) => run_rules(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Annotate(args) => run_annotate(args),
         Command::Import(args) => run_import(args),

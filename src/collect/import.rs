@@ -186,15 +186,9 @@ fn parse_whole(
     })
 }
 
+/// A metric's unit when the file gives none: memtrail's own (`model::unit_of`).
 fn unit_of(metric: &str) -> Unit {
-    match metric {
-        "threads" | "fds" | "tree_threads" | "tree_fds" | "tree_procs" => Unit::Count,
-        "mem_used_percent" | "pressure_some_avg10" | "pressure_full_avg10" | "cpu_percent" => {
-            Unit::Percent
-        }
-        m if is_process_metric(m) || SYSTEM_METRICS.contains(&m) => Unit::Bytes,
-        _ => Unit::Count,
-    }
+    crate::model::unit_of(metric)
 }
 
 fn key(kind: Kind, name: &str) -> TargetKey {

@@ -749,6 +749,13 @@ mod tests {
         assert_eq!(sys.key.kind, Kind::System);
         let used = metric(sys, "mem_used_percent").expect("used %");
         assert!((0.0..=100.0).contains(&used));
+        // Every reading is in the unit `model::unit_of` names for its metric (what an import
+        // assumes and a Prometheus rule's family is named by).
+        for t in &snap.targets {
+            for v in &t.values {
+                assert_eq!(crate::model::unit_of(&v.metric), v.unit, "{}", v.metric);
+            }
+        }
         // smaps has its own, slower cadence.
         let (snap2, _) = sampler.sample(now + Duration::from_secs(1), 2);
         assert!(metric(&snap2.targets[0], "pss").is_none());

@@ -12,7 +12,7 @@ use crate::model::Table;
 use crate::record::live::Held;
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -74,6 +74,35 @@ pub fn exposition(
 /// Metric families by name: (help, type, sample lines).
 type Families = BTreeMap<String, (String, &'static str, Vec<String>)>;
 
+/// The family a raw series is exported in, its help, and the labels its metric adds: a gauge per
+/// metric named with its unit (`memtrail_rss_bytes`, `memtrail_mem_used_percent`,
+/// `memtrail_threads`); custom metrics in one family with a `metric` label; a mapping group's
+/// series (`map_rss:[heap]`) in one family with a `mapping` label. Rules exported for Prometheus
+/// name the same families.
+pub fn family_of(kind: &str, metric: &str, unit: &str) -> (String, String, String) {
+    if kind == "custom" {
+        return (
+            "memtrail_custom".to_string(),
+            "A metric an application pushed to /internal/memory/custom.".to_string(),
+            format!(",metric=\"{}\"", label(metric)),
+        );
+    }
+    let (metric, extra) = match metric.split_once(':') {
+        Some((base, group)) => (base, format!(",mapping=\"{}\"", label(group))),
+        None => (metric, String::new()),
+    };
+    let suffix = match unit {
+        "bytes" => "_bytes",
+        "percent" if !metric.ends_with("_percent") => "_percent",
+        _ => "",
+    };
+    (
+        format!("memtrail_{metric}{suffix}"),
+        format!("The latest {metric} ({unit}) memtrail recorded."),
+        extra,
+    )
+}
+
 /// The latest value of every series: a gauge family per metric (custom metrics in one family,
 /// labelled by metric).
 fn series_families(families: &mut Families, latest: &Table) {
@@ -91,29 +120,7 @@ fn series_families(families: &mut Families, latest: &Table) {
             .get(r, "pid")
             .as_i64()
             .map_or(String::new(), |p| p.to_string());
-        let (family, help, extra) = if kind == "custom" {
-            (
-                "memtrail_custom".to_string(),
-                "A metric an application pushed to /internal/memory/custom.".to_string(),
-                format!(",metric=\"{}\"", label(metric)),
-            )
-        } else {
-            // A mapping group's series (`map_rss:[heap]`): one family, the group as a label.
-            let (metric, extra) = match metric.split_once(':') {
-                Some((base, group)) => (base, format!(",mapping=\"{}\"", label(group))),
-                None => (metric, String::new()),
-            };
-            let suffix = match unit {
-                "bytes" => "_bytes",
-                "percent" if !metric.ends_with("_percent") => "_percent",
-                _ => "",
-            };
-            (
-                format!("memtrail_{metric}{suffix}"),
-                format!("The latest {metric} ({unit}) memtrail recorded."),
-                extra,
-            )
-        };
+        let (family, help, extra) = family_of(kind, metric, unit);
         families
             .entry(family.clone())
             .or_insert_with(|| (help, "gauge", Vec::new()))
@@ -192,6 +199,11 @@ const FIRING: (&str, &str, &str) = (
     "1 while an alert rule fires on a series, else 0.",
     "gauge",
 );
+const OBSERVED: (&str, &str, &str) = (
+    "memtrail_rule_observed",
+    "The value each alert rule compares with its threshold on each series, as the recorder last evaluated it (a leak rule: the slope in percent per hour while the trend is increasing, else 0).",
+    "gauge",
+);
 const EXPORTED: (&str, &str, &str) = (
     "memtrail_analysis_timestamp_seconds",
     "When the recorder last computed the exported trends (Unix time).",
@@ -244,6 +256,9 @@ fn analysis_families(families: &mut Families, a: &Export) {
         }
         let firing = u8::from(r.state == RuleStateKind::Firing);
         sample(families, FIRING, format!("{}{{{id}}} {firing}", FIRING.0));
+        if let Some(v) = r.observed.filter(|v| v.is_finite()) {
+            sample(families, OBSERVED, format!("{}{{{id}}} {v}", OBSERVED.0));
+        }
     }
     if a.trends_ms > 0 {
         let at = a.trends_ms as f64 / 1000.0;
@@ -479,6 +494,7 @@ mod tests {
                 pid: Some(42),
                 metric: Some("rss".into()),
                 series_id: Some(1),
+                observed: Some(2.5),
                 state: RuleStateKind::Pending,
             }],
         };
@@ -501,6 +517,7 @@ mod tests {
             "memtrail_rule_state{rule=\"process_rss_leak\",severity=\"warning\",kind=\"process\",target=\"api\",pid=\"42\",metric=\"rss\",state=\"pending\"} 1\n".to_string(),
             "memtrail_alert_firing{rule=\"process_rss_leak\",severity=\"warning\",kind=\"process\",target=\"api\",pid=\"42\",metric=\"rss\"} 0\n".to_string(),
             "memtrail_analysis_timestamp_seconds 1700000000\n".to_string(),
+            "memtrail_rule_observed{rule=\"process_rss_leak\",severity=\"warning\",kind=\"process\",target=\"api\",pid=\"42\",metric=\"rss\"} 2.5\n".to_string(),
             format!("# TYPE memtrail_build_info gauge\nmemtrail_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION")),
         ] {
             assert!(text.contains(&line), "{line} missing:\n{text}");
