@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod newcomer;
 mod operator;
+mod prometheus;
 mod record;
 mod reliability;
 mod report;
