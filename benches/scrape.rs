@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use memtrail::analyze::analysis;
 use memtrail::analyze::export::Export;
 use memtrail::model::{Cell, ImportedSeries, Kind, TargetKey, Unit};
-use memtrail::serve::prometheus::{Format, RecorderFigures, exposition};
+use memtrail::serve::prometheus::{Options, RecorderFigures, exposition};
 use memtrail::store::{self, Store};
 
 const METRICS: [(&str, Unit); 10] = [
@@ -49,7 +49,8 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(&dir.path().join("scrape.db"), Duration::from_secs(5)).expect("open");
+    let mut store =
+        Store::open(&dir.path().join("scrape.db"), Duration::from_secs(5)).expect("open");
     // 100 processes x 10 metrics, an hour at 5 s each, ending now.
     let now = memtrail::units::now_ms();
     let mut series = Vec::new();
@@ -83,8 +84,8 @@ fn main() {
         (t.elapsed(), e)
     };
     let (refresh, export) = export_time;
-    let latest = analysis::run(conn, "latest", &[("max_age_ms", Cell::Int(600_000))], now)
-        .expect("latest");
+    let latest =
+        analysis::run(conn, "latest", &[("max_age_ms", Cell::Int(600_000))], now).expect("latest");
     assert_eq!(latest.rows.len(), 1000, "1,000 series");
     let figures = RecorderFigures::default();
 
@@ -95,13 +96,15 @@ fn main() {
     let query = time(200, || {
         analysis::run(conn, "latest", &[("max_age_ms", Cell::Int(600_000))], now).expect("latest")
     });
-    let render = time(200, || exposition(&latest, &export, figures, Format::Text));
+    let render = time(200, || {
+        exposition(&latest, &export, figures, Options::text())
+    });
     let scrape = time(200, || {
         let t = analysis::run(conn, "latest", &[("max_age_ms", Cell::Int(600_000))], now)
             .expect("latest");
-        exposition(&t, &export, figures, Format::Text)
+        exposition(&t, &export, figures, Options::text())
     });
-    let text = exposition(&latest, &export, figures, Format::Text);
+    let text = exposition(&latest, &export, figures, Options::text());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "1,000 series ({} exported trends), exposition {} lines, {:.0} KiB",
@@ -109,13 +112,19 @@ fn main() {
         text.lines().count(),
         text.len() as f64 / 1024.0
     );
-    println!("baseline (series_info into a table):  {:>7.3} ms", ms(baseline));
+    println!(
+        "baseline (series_info into a table):  {:>7.3} ms",
+        ms(baseline)
+    );
     println!(
         "latest query:                         {:>7.3} ms  {:>5.2}x the baseline",
         ms(query),
         ms(query) / ms(baseline)
     );
-    println!("exposition (render):                  {:>7.3} ms", ms(render));
+    println!(
+        "exposition (render):                  {:>7.3} ms",
+        ms(render)
+    );
     println!(
         "scrape (query + render):              {:>7.3} ms  {:>5.2}x the baseline  (target: under 5 ms)",
         ms(scrape),

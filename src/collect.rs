@@ -2,5 +2,6 @@
 
 pub mod cgroup;
 pub mod import;
+pub(crate) mod namegroup;
 pub(crate) mod procfs;
 pub(crate) mod sampler;

@@ -146,6 +146,40 @@ pub(crate) struct FileConfig {
     pub cleanup: CleanupSection,
     #[serde(default)]
     pub api: ApiSection,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+}
+
+/// A name group (`[[groups]]`, or `--group NAME`): every process named `process` (as `ps -o comm`
+/// shows it), and/or whose command line matches the regular expression `cmdline`, summed into one
+/// target of kind `group` named `name`. With neither, the processes named `name`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub name: String,
+    pub process: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+impl GroupSpec {
+    /// `--group NAME`: the processes with that name.
+    pub fn named(name: &str) -> GroupSpec {
+        GroupSpec {
+            name: name.to_string(),
+            process: Some(name.to_string()),
+            cmdline: None,
+        }
+    }
+
+    /// What selects the members, in words (the target's `cmdline` column).
+    pub fn selector(&self) -> String {
+        match (&self.process, &self.cmdline) {
+            (Some(p), Some(c)) => format!("processes named {p:?} whose command line matches /{c}/"),
+            (None, Some(c)) => format!("processes whose command line matches /{c}/"),
+            (Some(p), None) => format!("processes named {p:?}"),
+            (None, None) => format!("processes named {:?}", self.name),
+        }
+    }
 }
 
 /// `[api]`: the HTTP API the recorder serves.
@@ -158,6 +192,9 @@ pub(crate) struct ApiSection {
     pub listen: Option<String>,
     /// A file holding the bearer token POSTs need (required to listen beyond loopback).
     pub token_file: Option<PathBuf>,
+    /// false: /metrics leaves the pid label out; processes of one name are summed into one
+    /// series (the analysis shows the one in the most urgent state) [default: true].
+    pub pid_label: Option<bool>,
 }
 
 impl ApiSection {
@@ -206,7 +243,11 @@ impl ApiSection {
                  Give --token-file FILE or MEMTRAIL_TOKEN, or listen on 127.0.0.1"
             )));
         }
-        Ok(Some(ApiSettings { listen, token }))
+        Ok(Some(ApiSettings {
+            listen,
+            token,
+            pid_label: self.pid_label.unwrap_or(true),
+        }))
     }
 }
 
@@ -332,6 +373,8 @@ pub struct RecordPartial {
     pub duration: Option<HumanDuration>,
     pub pids: Option<Vec<u32>>,
     pub names: Option<Vec<String>>,
+    /// Name groups by process name (`--group NAME`; `[[groups]]` for patterns).
+    pub groups: Option<Vec<String>>,
     pub cgroups: Option<Vec<String>>,
     pub units: Option<Vec<String>>,
     #[serde(rename = "self")]
@@ -360,6 +403,7 @@ impl RecordPartial {
             duration: over.duration.or(self.duration),
             pids: over.pids.or(self.pids),
             names: over.names.or(self.names),
+            groups: over.groups.or(self.groups),
             cgroups: over.cgroups.or(self.cgroups),
             units: over.units.or(self.units),
             watch_self: over.watch_self.or(self.watch_self),
@@ -385,6 +429,8 @@ impl RecordPartial {
 pub struct Targets {
     pub pids: Vec<u32>,
     pub names: Vec<String>,
+    /// Name groups: processes summed into one target each.
+    pub groups: Vec<GroupSpec>,
     /// cgroup directories (absolute, or paths in the memory hierarchy).
     pub cgroups: Vec<String>,
     /// systemd units whose cgroups are watched.
@@ -405,6 +451,7 @@ impl Targets {
     pub(crate) fn explicit(&self) -> bool {
         !self.pids.is_empty()
             || !self.names.is_empty()
+            || !self.groups.is_empty()
             || !self.cgroups.is_empty()
             || !self.units.is_empty()
             || self.watch_self
@@ -417,6 +464,8 @@ impl Targets {
 pub struct ApiSettings {
     pub listen: std::net::SocketAddr,
     pub token: Option<String>,
+    /// /metrics carries the pid label.
+    pub pid_label: bool,
 }
 
 /// The default config with the commented examples of one section switched on: lines that look

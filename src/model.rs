@@ -13,10 +13,19 @@ pub enum Kind {
     Custom,
     /// A cgroup (container, systemd unit): memory against the group's own limit.
     Cgroup,
+    /// A name group: every process with a name (or whose command line matches a pattern),
+    /// summed; one series across restarts and worker churn.
+    Group,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Process, Kind::System, Kind::Custom, Kind::Cgroup];
+    pub const ALL: [Kind; 5] = [
+        Kind::Process,
+        Kind::System,
+        Kind::Custom,
+        Kind::Cgroup,
+        Kind::Group,
+    ];
 
     /// The kind a stored `targets.kind` names.
     pub fn parse(s: &str) -> Option<Kind> {
@@ -29,6 +38,7 @@ impl Kind {
             Kind::System => "system",
             Kind::Custom => "custom",
             Kind::Cgroup => "cgroup",
+            Kind::Group => "group",
         }
     }
 }

@@ -83,6 +83,75 @@ impl Export {
     }
 }
 
+impl Export {
+    /// One entry per target name instead of per process: where several processes share a kind,
+    /// name and metric, the one whose verdict is most urgent (increasing first, then levelling
+    /// off, step, fluctuating, stable, decreasing, no verdict), and per rule the most urgent
+    /// state (firing, pending, cooldown, ok); pids dropped.
+    pub fn without_pid(&self) -> Export {
+        use std::collections::BTreeMap;
+        let urgency = |v: Verdict| match v {
+            Verdict::Increasing => 6,
+            Verdict::LevellingOff => 5,
+            Verdict::Step => 4,
+            Verdict::Fluctuating => 3,
+            Verdict::Stable => 2,
+            Verdict::Decreasing => 1,
+            Verdict::InsufficientData => 0,
+        };
+        let mut trends: BTreeMap<(Kind, &str, &str), &TrendExport> = BTreeMap::new();
+        for t in &self.trends {
+            let key = (t.kind, t.target.as_str(), t.metric.as_str());
+            if trends
+                .get(&key)
+                .is_none_or(|b| urgency(b.classification) < urgency(t.classification))
+            {
+                trends.insert(key, t);
+            }
+        }
+        let state = |s: RuleStateKind| match s {
+            RuleStateKind::Firing => 3,
+            RuleStateKind::Pending => 2,
+            RuleStateKind::Cooldown => 1,
+            RuleStateKind::Ok => 0,
+        };
+        type RuleKey<'a> = (&'a str, Option<Kind>, Option<&'a str>, Option<&'a str>);
+        let mut rules: BTreeMap<RuleKey, &RuleExport> = BTreeMap::new();
+        for r in &self.rules {
+            let key = (
+                r.rule.as_str(),
+                r.kind,
+                r.target.as_deref(),
+                r.metric.as_deref(),
+            );
+            if rules
+                .get(&key)
+                .is_none_or(|b| state(b.state) < state(r.state))
+            {
+                rules.insert(key, r);
+            }
+        }
+        Export {
+            trends_ms: self.trends_ms,
+            trends: trends
+                .into_values()
+                .map(|t| TrendExport {
+                    pid: None,
+                    ..t.clone()
+                })
+                .collect(),
+            rules_ms: self.rules_ms,
+            rules: rules
+                .into_values()
+                .map(|r| RuleExport {
+                    pid: None,
+                    ..r.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `trend` on each exported metric.
 fn trends(conn: &Connection, now_ms: i64) -> Result<Vec<TrendExport>, AnalysisError> {
     let mut trends = Vec::new();

@@ -343,6 +343,7 @@ fn settings_in_force(
     command: Vec<String>,
 ) -> anyhow::Result<RecordSettings> {
     let mut settings = RecordSettings::build(db, partial, command)?;
+    settings.add_groups(&file.groups)?;
     settings.rules = rules_of(file)?;
     settings.notify = file.notify.clone();
     settings.cleanup = CleanupSettings::build(&file.cleanup)?;

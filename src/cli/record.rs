@@ -25,6 +25,10 @@ pub(super) struct RecordArgs {
     /// Watch every process with this name, including ones that start later (repeatable).
     #[arg(short, long = "name", value_name = "NAME")]
     names: Vec<String>,
+    /// Record every process with this name summed into one target of kind group (one series
+    /// across restarts; [[groups]] in the config also match command lines) (repeatable).
+    #[arg(long = "group", value_name = "NAME")]
+    groups: Vec<String>,
     /// Watch a cgroup's memory against its own limit: a directory of the memory hierarchy, e.g.
     /// /system.slice/nginx.service or /sys/fs/cgroup/... (repeatable).
     #[arg(long = "cgroup", value_name = "PATH")]
@@ -102,6 +106,7 @@ impl RecordArgs {
             duration: self.duration,
             pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
             names: (!self.names.is_empty()).then(|| self.names.clone()),
+            groups: (!self.groups.is_empty()).then(|| self.groups.clone()),
             cgroups: (!self.cgroups.is_empty()).then(|| self.cgroups.clone()),
             units: (!self.units.is_empty()).then(|| self.units.clone()),
             watch_self: some_if(self.watch_self, true),

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::{CgroupError, Group, Hierarchy};
+use crate::collect::namegroup::NameGroup;
 use crate::collect::procfs::{self, Kernel, ProcStat, StatusMem};
 use crate::config::Targets;
 use crate::model::{Kind, Snapshot, TargetKey, TargetSample, Unit, Value};
@@ -18,6 +19,8 @@ pub(crate) enum SamplerError {
     NoSuchPid(u32),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error("{0}")]
+    Group(String),
 }
 
 /// Why a process is watched.
@@ -32,6 +35,8 @@ pub(crate) enum Origin {
     Cgroup,
     /// The cgroup of a watched process, recorded because it has a memory limit of its own.
     ProcessGroup,
+    /// A name group (`--group`, `[[groups]]`): processes summed.
+    NameGroup,
 }
 
 #[derive(Debug)]
@@ -121,6 +126,7 @@ pub(crate) struct Sampler {
     /// (Some(None): looked, none readable).
     hierarchy: Option<Option<Hierarchy>>,
     groups: Vec<TrackedGroup>,
+    name_groups: Vec<NameGroup>,
 }
 
 #[derive(Debug)]
@@ -132,19 +138,26 @@ struct TrackedGroup {
     unlimited: Option<bool>,
 }
 
-/// Sums over a process tree.
+/// Sums over processes: a process tree, a name group.
 #[derive(Default)]
-struct Totals {
-    rss: u64,
-    vms: u64,
-    mem: [u64; 4],
-    threads: u64,
-    fds: u64,
-    procs: u64,
+pub(crate) struct Totals {
+    pub rss: u64,
+    pub vms: u64,
+    /// swap, anon, file, shmem.
+    pub mem: [u64; 4],
+    pub threads: u64,
+    pub fds: u64,
+    pub procs: u64,
 }
 
 impl Totals {
-    fn add(&mut self, stat: &ProcStat, mem: Option<StatusMem>, fds: Option<u64>, k: &Kernel) {
+    pub(crate) fn add(
+        &mut self,
+        stat: &ProcStat,
+        mem: Option<StatusMem>,
+        fds: Option<u64>,
+        k: &Kernel,
+    ) {
         self.rss += stat.rss_pages * k.page_size;
         self.vms += stat.vsize_bytes;
         self.threads += stat.threads;
@@ -287,6 +300,13 @@ impl Sampler {
             waiting: HashSet::new(),
             hierarchy: None,
             groups: Vec::new(),
+            name_groups: s
+                .targets
+                .groups
+                .iter()
+                .map(|g| NameGroup::new(g.clone()))
+                .collect::<Result<_, _>>()
+                .map_err(SamplerError::Group)?,
         };
         let t = &s.targets;
         if !t.cgroups.is_empty() || !t.units.is_empty() {
@@ -394,6 +414,7 @@ impl Sampler {
             .iter()
             .map(|t| (&t.key, t.origin))
             .chain(self.groups.iter().map(|g| (&g.key, g.origin)))
+            .chain(self.name_groups.iter().map(|g| (&g.key, Origin::NameGroup)))
     }
 
     /// False once nothing is left that could ever be sampled again (only `--pid` targets were
@@ -404,12 +425,15 @@ impl Sampler {
             || !self.names.is_empty()
             || !self.tracked.is_empty()
             || !self.groups.is_empty()
+            || !self.name_groups.is_empty()
     }
 
     /// Read one tick. `now` drives the discovery and smaps cadences; `ts_ms` stamps the readings.
     pub fn sample(&mut self, now: Instant, ts_ms: i64) -> (Snapshot, Changes) {
         let mut changes = Changes::default();
-        if now >= self.next_discovery && (self.top > 0 || !self.names.is_empty()) {
+        if now >= self.next_discovery
+            && (self.top > 0 || !self.names.is_empty() || !self.name_groups.is_empty())
+        {
             self.discover(now, &mut changes);
             self.next_discovery = now + self.discovery_interval;
         }
@@ -456,6 +480,9 @@ impl Sampler {
             });
             true
         });
+        for g in &mut self.name_groups {
+            snap.targets.push(g.sample(&k));
+        }
         let system = self.system.then(system_sample);
         if !self.groups.is_empty() {
             self.sample_groups(system.as_ref(), &mut snap, &mut changes);
@@ -509,10 +536,16 @@ impl Sampler {
         let now_wall = crate::units::now_ms();
         let mut top: Vec<Ranked> = Vec::new();
         let mut matched: HashSet<String> = HashSet::new();
+        let mut members: Vec<Vec<(u32, u64)>> = vec![Vec::new(); self.name_groups.len()];
         for pid in procfs::all_pids() {
             let Some(stat) = procfs::read_stat(pid).filter(|s| !s.exited()) else {
                 continue;
             };
+            for (g, m) in self.name_groups.iter().zip(&mut members) {
+                if g.matches(pid, &stat.comm) {
+                    m.push((pid, stat.start_ticks));
+                }
+            }
             let rss = stat.rss_pages * self.kernel.page_size;
             let age_ms = now_wall - stat.start_time_ms(&self.kernel);
             // Kernel threads hold no memory of their own (RSS 0): never among the largest.
@@ -563,6 +596,9 @@ impl Sampler {
             } else if self.waiting.insert(name.clone()) {
                 changes.newly_waiting.push(name.clone());
             }
+        }
+        for (g, m) in self.name_groups.iter_mut().zip(members) {
+            g.set_members(m);
         }
         if self.top > 0 {
             self.rerank_top(top, now, changes);

@@ -231,11 +231,12 @@ pub(crate) fn leak_headline(series: &[SeriesReport]) -> Vec<&SeriesReport> {
     best.into_values().collect()
 }
 
-/// Which series a chart draws: a process's memory lines, the system's used memory, a cgroup's
-/// usage with the ceiling the kernel acts at; every custom metric.
+/// Which series a chart draws: a process's memory lines, a name group's by kind, the system's used
+/// memory, a cgroup's usage with the ceiling the kernel acts at; every custom metric.
 fn charted(kind: Kind, metric: &str) -> bool {
     match kind {
         Kind::Process => matches!(metric, "rss" | "pss" | "uss" | "tree_rss"),
+        Kind::Group => matches!(metric, "rss" | "rss_anon" | "rss_file" | "swap"),
         Kind::System => metric == "mem_used",
         Kind::Cgroup => matches!(metric, "usage" | "limit" | "anon" | "file"),
         Kind::Custom => true,
@@ -694,8 +695,9 @@ fn charts(series: &[SeriesReport], buckets: &BTreeMap<i64, Table>, bucket_ms: i6
             let order = match s.kind {
                 Kind::System => 0,
                 Kind::Cgroup => 1,
-                Kind::Process => 2,
-                Kind::Custom => 3,
+                Kind::Group => 2,
+                Kind::Process => 3,
+                Kind::Custom => 4,
             };
             groups
                 .entry((order, s.target.clone(), s.pid))

@@ -204,7 +204,7 @@ pub(crate) struct Detail {
 /// The metrics a target's chart shows, by kind of target.
 fn chart_metrics(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Process => &["rss", "rss_anon", "rss_file", "rss_shmem", "swap"],
+        Kind::Process | Kind::Group => &["rss", "rss_anon", "rss_file", "rss_shmem", "swap"],
         Kind::System => &["mem_used", "mem_available", "swap_used"],
         Kind::Cgroup => &["usage", "anon", "file", "limit"],
         _ => &[],

@@ -17,6 +17,8 @@ pub struct Shared {
     pub interval: Duration,
     pub cleanup: CleanupSettings,
     pub token: Option<String>,
+    /// /metrics carries the pid label (`[api] pid_label`).
+    pub pid_label: bool,
     live: Mutex<Live>,
 }
 
@@ -69,13 +71,14 @@ impl Shared {
         db: PathBuf,
         interval: Duration,
         cleanup: CleanupSettings,
-        token: Option<String>,
+        (token, pid_label): (Option<String>, bool),
     ) -> Arc<Shared> {
         Arc::new(Shared {
             db,
             interval,
             cleanup,
             token,
+            pid_label,
             live: Mutex::new(Live::default()),
         })
     }

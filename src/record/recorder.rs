@@ -1073,16 +1073,7 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
     let command_pid = start_command(&settings, &mut sampler, &control_tx)?;
     orphan_guard.0 = command_pid;
     let (run_id, clock) = begin_run(&settings, &mut store)?;
-    // The command's name as its target is recorded (comm), for its events.
-    let command_name = command_pid.and_then(procfs::read_stat).map(|s| s.comm);
-    if let Some(pid) = command_pid {
-        let label = format!("started: {}", settings.targets.command.join(" "));
-        command_event(
-            &mut store,
-            (EventKind::CommandStarted, &command_name, pid),
-            label,
-        );
-    }
+    let command_name = command_started(&mut store, &settings, command_pid);
     // The start waited for another writer's lock up to --busy-timeout; a tick waits at most half
     // an interval: past that it is held in memory and written with the next one, so a long
     // writer never stops the sampling.
@@ -1093,7 +1084,10 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         settings.db.clone(),
         settings.interval,
         settings.cleanup.clone(),
-        settings.api.as_ref().and_then(|a| a.token.clone()),
+        (
+            settings.api.as_ref().and_then(|a| a.token.clone()),
+            settings.api.as_ref().is_none_or(|a| a.pid_label),
+        ),
     );
     if let Some(listener) = listener {
         let addr = listener.local_addr().context("reading the API's address")?;
@@ -1122,17 +1116,7 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         &mut orphan_guard,
     )?;
     if let (Some(pid), Some(status)) = (command_pid, outcome.command_status) {
-        use std::os::unix::process::ExitStatusExt;
-        let label = match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with code {code}"),
-            (None, Some(sig)) => format!("ended by signal {sig}"),
-            (None, None) => "exited".to_string(),
-        };
-        command_event(
-            &mut store,
-            (EventKind::CommandExited, &command_name, pid),
-            label,
-        );
+        command_exited(&mut store, (&command_name, pid), status);
     }
     store.end_run(run_id, now_ms(), outcome.reason.as_str())?;
     drop(lock);
@@ -1206,6 +1190,30 @@ fn stopped(outcome: &Outcome) -> ExitCode {
         _ if wrote_nothing => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// The launched command's start as an event; returns its name as its target is recorded (comm).
+fn command_started(
+    store: &mut Store,
+    settings: &RecordSettings,
+    pid: Option<u32>,
+) -> Option<String> {
+    let pid = pid?;
+    let name = procfs::read_stat(pid).map(|s| s.comm);
+    let label = format!("started: {}", settings.targets.command.join(" "));
+    command_event(store, (EventKind::CommandStarted, &name, pid), label);
+    name
+}
+
+/// The launched command's exit as an event: its code, or the signal that ended it.
+fn command_exited(store: &mut Store, (name, pid): (&Option<String>, u32), status: ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    let label = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("ended by signal {sig}"),
+        (None, None) => "exited".to_string(),
+    };
+    command_event(store, (EventKind::CommandExited, name, pid), label);
 }
 
 /// Write a launched command's start or exit to the events; a failure is logged, never fatal.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{
-    CleanupSection, ConfigError, MIN_INTERVAL, NotifySection, RecordPartial, Targets,
+    CleanupSection, ConfigError, GroupSpec, MIN_INTERVAL, NotifySection, RecordPartial, Targets,
 };
 use crate::units::HumanDuration;
 
@@ -115,6 +115,8 @@ impl RecordSettings {
                 "process name {bad:?} is empty: give the name as `ps -o comm` shows it"
             ));
         }
+        let groups = p.groups.iter().flatten().map(|n| GroupSpec::named(n));
+        let groups: Vec<GroupSpec> = groups.collect();
         let smaps_interval = cadence(p.smaps_interval, "60s", "smaps_interval")?;
         let maps_interval = cadence(p.maps_interval, "5m", "maps_interval")?;
         let write_buffer = p.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);
@@ -137,7 +139,7 @@ impl RecordSettings {
                 HumanDuration(evaluation_interval)
             ));
         }
-        Ok(RecordSettings {
+        let mut settings = RecordSettings {
             db,
             interval,
             retention,
@@ -145,6 +147,7 @@ impl RecordSettings {
             targets: Targets {
                 pids: p.pids.unwrap_or_default(),
                 names,
+                groups: Vec::new(),
                 cgroups: p.cgroups.unwrap_or_default(),
                 units: p.units.unwrap_or_default(),
                 watch_self: p.watch_self.unwrap_or(false),
@@ -172,7 +175,25 @@ impl RecordSettings {
             notify: NotifySection::default(),
             cleanup: crate::act::cleanup::CleanupSettings::build(&CleanupSection::default())?,
             api: None,
-        })
+        };
+        settings.add_groups(&groups)?;
+        Ok(settings)
+    }
+
+    /// Add name groups (`--group`, a config's `[[groups]]`), each checked: a target name, a
+    /// pattern that compiles within bounds, no name twice.
+    pub fn add_groups(&mut self, more: &[crate::config::GroupSpec]) -> Result<(), ConfigError> {
+        for g in more {
+            crate::collect::namegroup::matcher(g).map_err(ConfigError::Invalid)?;
+            if self.targets.groups.iter().any(|h| h.name == g.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "group {:?} is given twice: give each group its own name",
+                    g.name
+                )));
+            }
+            self.targets.groups.push(g.clone());
+        }
+        Ok(())
     }
 }
 
@@ -181,40 +202,14 @@ impl RecordSettings {
     pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
         let d = |d: Duration| HumanDuration(d).to_string();
         let list = |v: Vec<String>| format!("[{}]", v.join(", "));
-        let t = &self.targets;
-        vec![
+        let mut all = vec![
             ("db", self.db.display().to_string()),
             ("interval", d(self.interval)),
             ("retention", d(self.retention)),
             ("duration", self.duration.map_or("until stopped".into(), d)),
-            ("pids", list(t.pids.iter().map(u32::to_string).collect())),
-            (
-                "names",
-                list(t.names.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            (
-                "cgroups",
-                list(t.cgroups.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            (
-                "units",
-                list(t.units.iter().map(|n| format!("{n:?}")).collect()),
-            ),
-            ("self", t.watch_self.to_string()),
-            (
-                "top",
-                if t.explicit() {
-                    format!("{} (not used: explicit targets given)", t.top)
-                } else {
-                    t.top.to_string()
-                },
-            ),
-            ("min_age", t.min_age.map_or("30s; 0s for names".into(), d)),
-            ("min_rss", crate::units::format_bytes(t.min_rss as f64)),
-            (
-                "command",
-                list(t.command.iter().map(|a| format!("{a:?}")).collect()),
-            ),
+        ];
+        all.extend(describe_targets(&self.targets));
+        all.extend([
             ("system", self.system.to_string()),
             ("include_children", self.include_children.to_string()),
             (
@@ -272,8 +267,54 @@ impl RecordSettings {
                     )
                 }),
             ),
-        ]
+        ]);
+        all
     }
+}
+
+/// The targets' settings as `key = value` pairs (`RecordSettings::describe`).
+fn describe_targets(t: &Targets) -> Vec<(&'static str, String)> {
+    let d = |d: Duration| HumanDuration(d).to_string();
+    let list = |v: Vec<String>| format!("[{}]", v.join(", "));
+    vec![
+        ("pids", list(t.pids.iter().map(u32::to_string).collect())),
+        (
+            "names",
+            list(t.names.iter().map(|n| format!("{n:?}")).collect()),
+        ),
+        (
+            "groups",
+            list(
+                t.groups
+                    .iter()
+                    .map(|g| format!("{:?} ({})", g.name, g.selector()))
+                    .collect(),
+            ),
+        ),
+        (
+            "cgroups",
+            list(t.cgroups.iter().map(|n| format!("{n:?}")).collect()),
+        ),
+        (
+            "units",
+            list(t.units.iter().map(|n| format!("{n:?}")).collect()),
+        ),
+        ("self", t.watch_self.to_string()),
+        (
+            "top",
+            if t.explicit() {
+                format!("{} (not used: explicit targets given)", t.top)
+            } else {
+                t.top.to_string()
+            },
+        ),
+        ("min_age", t.min_age.map_or("30s; 0s for names".into(), d)),
+        ("min_rss", crate::units::format_bytes(t.min_rss as f64)),
+        (
+            "command",
+            list(t.command.iter().map(|a| format!("{a:?}")).collect()),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -299,6 +340,51 @@ mod tests {
             RecordSettings::build(PathBuf::from(DEFAULT_DB), RecordPartial::default(), vec![])
                 .expect("valid");
         assert_eq!(from_text, built_in);
+    }
+
+    /// The documented [[groups]] example is valid; a group needs a name, a pattern that compiles
+    /// and a name of its own; `--group NAME` selects the processes named NAME.
+    #[test]
+    fn name_groups_are_checked() {
+        let text = crate::config::default_config_with_examples("# Name groups by command line");
+        let file = parse(&text).expect("the example parses");
+        let mut s = RecordSettings::build(PathBuf::from("x.db"), RecordPartial::default(), vec![])
+            .expect("valid");
+        s.add_groups(&file.groups)
+            .expect("the example is a valid group");
+        assert_eq!(s.targets.groups[0].name, "celery");
+        assert_eq!(
+            s.targets.groups[0].cmdline.as_deref(),
+            Some("celery .*worker")
+        );
+        assert!(s.targets.explicit(), "a group is a target: no top N then");
+        let group = |name: &str, cmdline: Option<&str>| crate::config::GroupSpec {
+            name: name.into(),
+            process: None,
+            cmdline: cmdline.map(str::to_string),
+        };
+        let err = s.add_groups(&[group("celery", None)]).expect_err("twice");
+        assert!(err.to_string().contains("given twice"), "{err}");
+        let err = s
+            .add_groups(&[group("bad", Some("("))])
+            .expect_err("no regex");
+        assert!(
+            err.to_string().contains("not a regular expression"),
+            "{err}"
+        );
+        let err = s.add_groups(&[group("", None)]).expect_err("no name");
+        assert!(err.to_string().contains("group name"), "{err}");
+        let long = "a".repeat(2000);
+        assert!(s.add_groups(&[group("long", Some(&long))]).is_err());
+        let flags = RecordPartial {
+            groups: Some(vec!["gunicorn".into()]),
+            ..Default::default()
+        };
+        let s = RecordSettings::build(PathBuf::from("x.db"), flags, vec![]).expect("valid");
+        assert_eq!(
+            s.targets.groups,
+            [crate::config::GroupSpec::named("gunicorn")]
+        );
     }
 
     #[test]

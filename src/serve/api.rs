@@ -708,7 +708,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 /// `/metrics`: the latest values (one read of the `latest` query) and the analysis the recorder
 /// exported last (no analysis query runs here), in the format asked for, gzipped when accepted.
 async fn prometheus(State(s): State<Arc<Shared>>, headers: HeaderMap) -> ApiResult {
-    use crate::serve::prometheus::{Format, RecorderFigures, exposition};
+    use crate::serve::prometheus::{Format, Options, RecorderFigures, exposition};
     let (recorder, analysis) = {
         let l = s.live();
         let figures = RecorderFigures {
@@ -727,11 +727,12 @@ async fn prometheus(State(s): State<Arc<Shared>>, headers: HeaderMap) -> ApiResu
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let max_age_ms = sampled_max_age_ms(&s);
-    let db = s.db.clone();
+    let (db, pid_label) = (s.db.clone(), s.pid_label);
     let body = blocking(move || {
         let conn = store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?;
         let latest = latest_fresh(&conn, now_ms(), max_age_ms).map_err(internal)?;
-        let text = exposition(&latest, &analysis, recorder, format);
+        let options = Options { format, pid_label };
+        let text = exposition(&latest, &analysis, recorder, options);
         if gzip {
             gzipped(text.as_bytes()).map_err(internal)
         } else {

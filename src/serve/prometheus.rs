@@ -56,19 +56,40 @@ impl Format {
     }
 }
 
+/// How to write the exposition: its format, and whether series carry the pid label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub format: Format,
+    pub pid_label: bool,
+}
+
+impl Options {
+    pub fn text() -> Options {
+        Options {
+            format: Format::Text,
+            pid_label: true,
+        }
+    }
+}
+
 /// Render the latest value of every series, the analysis last exported and the recorder's own
-/// counters and build.
+/// counters and build. Without the pid label the processes of one name are one series: raw values
+/// summed, the analysis of the one in the most urgent state (`Export::without_pid`).
 pub fn exposition(
     latest: &Table,
     analysis: &Export,
     recorder: RecorderFigures,
-    format: Format,
+    o: Options,
 ) -> String {
     let mut families = Families::new();
-    series_families(&mut families, latest);
-    analysis_families(&mut families, analysis);
+    series_families(&mut families, latest, o.pid_label);
+    if o.pid_label {
+        analysis_families(&mut families, analysis, true);
+    } else {
+        analysis_families(&mut families, &analysis.without_pid(), false);
+    }
     recorder_families(&mut families, recorder);
-    render(families, format)
+    render(families, o.format)
 }
 
 /// Metric families by name: (help, type, sample lines).
@@ -104,8 +125,9 @@ pub fn family_of(kind: &str, metric: &str, unit: &str) -> (String, String, Strin
 }
 
 /// The latest value of every series: a gauge family per metric (custom metrics in one family,
-/// labelled by metric).
-fn series_families(families: &mut Families, latest: &Table) {
+/// labelled by metric). Without the pid label, the processes of one name are summed.
+fn series_families(families: &mut Families, latest: &Table, pid_label: bool) {
+    let mut sums: BTreeMap<(String, String), (String, f64)> = BTreeMap::new();
     for r in 0..latest.rows.len() {
         let (Some(kind), Some(target), Some(metric), Some(unit), Some(value)) = (
             latest.get(r, "kind").as_str(),
@@ -116,31 +138,31 @@ fn series_families(families: &mut Families, latest: &Table) {
         ) else {
             continue;
         };
-        let pid = latest
-            .get(r, "pid")
-            .as_i64()
-            .map_or(String::new(), |p| p.to_string());
+        let pid = pid_label.then(|| latest.get(r, "pid").as_i64());
         let (family, help, extra) = family_of(kind, metric, unit);
-        families
-            .entry(family.clone())
-            .or_insert_with(|| (help, "gauge", Vec::new()))
-            .2
-            .push(format!(
-                "{family}{{kind=\"{}\",target=\"{}\",pid=\"{pid}\"{extra}}} {value}",
-                label(kind),
-                label(target)
-            ));
+        let labels = format!("{}{extra}", identity(kind, target, pid));
+        sums.entry((family, labels))
+            .and_modify(|(_, v)| *v += value)
+            .or_insert((help, value));
+    }
+    for ((family, labels), (help, value)) in sums {
+        let line = format!("{family}{{{labels}}} {value}");
+        sample(families, (&family, &help, "gauge"), line);
     }
 }
 
-/// A series' identity labels, as the raw series carry them: kind, target, pid (empty for none).
-fn identity(kind: &str, target: &str, pid: Option<i64>) -> String {
-    format!(
-        "kind=\"{}\",target=\"{}\",pid=\"{}\"",
-        label(kind),
-        label(target),
-        pid.map_or(String::new(), |p| p.to_string())
-    )
+/// A series' identity labels, as the raw series carry them: kind, target, and the pid (empty
+/// for none; left out, `None`, when the pid label is off).
+fn identity(kind: &str, target: &str, pid: Option<Option<i64>>) -> String {
+    let mut id = format!("kind=\"{}\",target=\"{}\"", label(kind), label(target));
+    if let Some(pid) = pid {
+        let _ = write!(
+            id,
+            ",pid=\"{}\"",
+            pid.map_or(String::new(), |p| p.to_string())
+        );
+    }
+    id
 }
 
 /// Add one sample to a family (created with its help and type on first use).
@@ -213,12 +235,13 @@ const EXPORTED: (&str, &str, &str) = (
 /// The analysis the recorder last exported: per series its verdict (a state set), slope,
 /// relative slope, R² and time to limit with its range; per rule and series its state (a state
 /// set) and whether it fires.
-fn analysis_families(families: &mut Families, a: &Export) {
+fn analysis_families(families: &mut Families, a: &Export, pid_label: bool) {
     use crate::analyze::overview::{RuleStateKind, Verdict};
+    let pid = |p: Option<i64>| pid_label.then_some(p);
     for t in &a.trends {
         let id = format!(
             "{},metric=\"{}\"",
-            identity(t.kind.as_str(), &t.target, t.pid),
+            identity(t.kind.as_str(), &t.target, pid(t.pid)),
             label(&t.metric)
         );
         for v in Verdict::ALL {
@@ -246,7 +269,7 @@ fn analysis_families(families: &mut Families, a: &Export) {
             "rule=\"{}\",severity=\"{}\",{},metric=\"{}\"",
             label(&r.rule),
             label(&r.severity),
-            identity(kind, r.target.as_deref().unwrap_or(""), r.pid),
+            identity(kind, r.target.as_deref().unwrap_or(""), pid(r.pid)),
             label(r.metric.as_deref().unwrap_or(""))
         );
         for st in RuleStateKind::ALL {
@@ -428,7 +451,7 @@ mod tests {
                 last_tick_ms: Some(1_700_000_000_000),
                 ..Default::default()
             },
-            Format::Text,
+            Options::text(),
         );
         assert!(
             text.contains(
@@ -502,7 +525,7 @@ mod tests {
             &Table::default(),
             &analysis,
             RecorderFigures::default(),
-            Format::Text,
+            Options::text(),
         );
         let id = "kind=\"process\",target=\"api\",pid=\"42\",metric=\"rss\"";
         for line in [
@@ -535,7 +558,10 @@ mod tests {
                 ticks: 3,
                 ..Default::default()
             },
-            Format::OpenMetrics,
+            Options {
+                format: Format::OpenMetrics,
+                pid_label: true,
+            },
         );
         assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(
@@ -546,5 +572,101 @@ mod tests {
         );
         assert!(om.contains("# TYPE memtrail_build info\n"), "{om}");
         openmetrics_parser::openmetrics::parse_openmetrics(&om).expect("valid OpenMetrics");
+    }
+
+    /// #26 item 2: without the pid label, two processes of one name are one series: their raw
+    /// values summed, the verdict and rule state of the more urgent one.
+    #[test]
+    fn without_the_pid_label_a_name_is_one_series() {
+        use crate::analyze::export::{RuleExport, TrendExport};
+        use crate::analyze::overview::{RuleStateKind, Verdict};
+        use crate::model::Kind;
+        let row = |pid: i64, rss: f64| {
+            vec![
+                Cell::Text("process".into()),
+                Cell::Text("worker".into()),
+                Cell::Int(pid),
+                Cell::Text("rss".into()),
+                Cell::Text("bytes".into()),
+                Cell::Real(rss),
+            ]
+        };
+        let latest = Table {
+            columns: ["kind", "target", "pid", "metric", "unit", "value"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![row(1, 100.0), row(2, 250.0)],
+        };
+        let trend = |pid: i64, v: Verdict| TrendExport {
+            kind: Kind::Process,
+            target: "worker".into(),
+            pid: Some(pid),
+            metric: "rss".into(),
+            classification: v,
+            slope_per_hour: Some(pid as f64),
+            pct_per_hour: None,
+            r2: None,
+            seconds_to_limit: None,
+            seconds_to_limit_low: None,
+            seconds_to_limit_high: None,
+        };
+        let rule = |pid: i64, state: RuleStateKind| RuleExport {
+            rule: "process_rss_leak".into(),
+            severity: "warning".into(),
+            kind: Some(Kind::Process),
+            target: Some("worker".into()),
+            pid: Some(pid),
+            metric: Some("rss".into()),
+            series_id: Some(pid),
+            observed: None,
+            state,
+        };
+        let analysis = Export {
+            trends_ms: 1,
+            trends: vec![trend(1, Verdict::Stable), trend(2, Verdict::Increasing)],
+            rules_ms: 1,
+            rules: vec![rule(1, RuleStateKind::Firing), rule(2, RuleStateKind::Ok)],
+        };
+        let o = Options {
+            format: Format::Text,
+            pid_label: false,
+        };
+        let text = exposition(&latest, &analysis, RecorderFigures::default(), o);
+        assert!(
+            text.contains("memtrail_rss_bytes{kind=\"process\",target=\"worker\"} 350\n"),
+            "{text}"
+        );
+        assert!(!text.contains("pid="), "{text}");
+        let id = "kind=\"process\",target=\"worker\",metric=\"rss\"";
+        assert!(
+            text.contains(&format!(
+                "memtrail_trend_verdict{{{id},verdict=\"increasing\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "memtrail_trend_slope_per_second{{{id}}} {}\n",
+                2.0 / 3600.0
+            )),
+            "{text}"
+        );
+        assert!(text.contains("state=\"firing\"} 1\n"), "{text}");
+        assert_eq!(
+            text.matches("memtrail_trend_verdict{").count(),
+            Verdict::ALL.len()
+        );
+        openmetrics_parser::prometheus::parse_prometheus(&text).expect("no duplicate series");
+        // With it, each process is its own series.
+        let text = exposition(
+            &latest,
+            &analysis,
+            RecorderFigures::default(),
+            Options::text(),
+        );
+        assert!(
+            text.contains("memtrail_rss_bytes{kind=\"process\",target=\"worker\",pid=\"2\"} 250\n"),
+            "{text}"
+        );
     }
 }

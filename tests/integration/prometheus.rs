@@ -287,3 +287,106 @@ fn a_real_prometheus_scrapes_two_recorders_and_alerts_on_a_leak() {
     host_a.stop();
     host_b.stop();
 }
+
+/// #26 item 2: a name group sums its processes into one target of kind group that outlives them
+/// (one restarts: a new pid, the same series), a `[[groups]]` pattern selects by command line,
+/// and with `pid_label = false` `/metrics` has one series per name and passes promtool.
+#[test]
+fn name_groups_keep_one_series_across_restarts() {
+    let s = Scratch::new();
+    // A copy of memhog with a name of its own: no other test's memhog joins the group.
+    let name = format!("grp{}", std::process::id() % 100_000);
+    let program = s.path(&name);
+    std::fs::copy(MEMHOG, &program).expect("copy memhog");
+    let hog = |mib: u64| {
+        let c = hog_command(&program, mib).spawn().expect("hog");
+        wait_resident(c.id(), mib);
+        c
+    };
+    let (mut first, mut second) = (hog(16), hog(16));
+    let config = s.path("memtrail.toml");
+    std::fs::write(
+        &config,
+        "[api]\npid_label = false\n\n[[groups]]\nname = \"sixteens\"\ncmdline = \"--step 16MiB\"\n",
+    )
+    .expect("config");
+    let config = config.to_str().expect("path").to_string();
+    let rec = ApiRecorder::start(
+        &s.db(),
+        &[
+            "--group",
+            &name,
+            "--no-system",
+            "--interval",
+            "200ms",
+            "--discovery-interval",
+            "200ms",
+            "--config",
+            &config,
+        ],
+        &[],
+        None,
+    );
+    let conn = open(&s.db());
+    let procs = |target: &str| -> Option<f64> {
+        conn.query_row(
+            "SELECT value FROM samples JOIN series_info USING (series_id)
+              WHERE kind = 'group' AND target = ?1 AND metric = 'procs'
+              ORDER BY ts_ms DESC LIMIT 1",
+            [target],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    eventually(Duration::from_secs(20), "two members", || {
+        (procs(&name)? == 2.0).then_some(())
+    });
+    let rss: f64 = conn
+        .query_row(
+            "SELECT value FROM samples JOIN series_info USING (series_id)
+              WHERE kind = 'group' AND target = ?1 AND metric = 'rss' ORDER BY ts_ms DESC LIMIT 1",
+            [&name],
+            |r| r.get(0),
+        )
+        .expect("the group's rss");
+    assert!(
+        rss >= 32.0 * 1024.0 * 1024.0,
+        "two 16 MiB members sum to {rss}"
+    );
+    // The pattern group holds the same two (their command lines say --step 16MiB).
+    eventually(Duration::from_secs(20), "the pattern's members", || {
+        (procs("sixteens")? >= 2.0).then_some(())
+    });
+
+    // A restart: one member exits, a new pid takes its place; the group is still one series.
+    kill(&mut first);
+    eventually(Duration::from_secs(20), "one member", || {
+        (procs(&name)? == 1.0).then_some(())
+    });
+    let mut third = hog(16);
+    eventually(Duration::from_secs(20), "two members again", || {
+        (procs(&name)? == 2.0).then_some(())
+    });
+    assert_eq!(
+        count(
+            &conn,
+            &format!("SELECT count(*) FROM targets WHERE kind = 'group' AND name = '{name}'")
+        ),
+        1,
+        "one target across the restart"
+    );
+
+    let (code, text) = http("GET", &rec.url("/metrics"), None, None);
+    assert_eq!(code, 200);
+    assert!(!text.contains("pid=\""), "pid_label = false");
+    assert!(
+        text.contains(&format!(
+            "memtrail_rss_bytes{{kind=\"group\",target=\"{name}\"}}"
+        )),
+        "{text}"
+    );
+    promtool(&["check", "metrics"], Some(&text));
+    rec.stop();
+    kill(&mut second);
+    kill(&mut third);
+}
