@@ -6,6 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "support/timing.rs"]
+mod timing;
+use timing::time;
+
 use memtrail::analyze::alerts::{Engine, default_rules, install};
 use memtrail::analyze::analysis;
 use memtrail::config::NotifySection;
@@ -16,26 +20,6 @@ use memtrail::store::{self, Store};
 
 const T0: i64 = 1_790_000_000_000;
 const DAY_S: i64 = 86_400;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    for _ in 0..3 {
-        std::hint::black_box(f());
-    }
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(f());
-                t.elapsed()
-            })
-            .collect(),
-    )
-}
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,10 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "support/timing.rs"]
+mod timing;
+use timing::time;
+
 use memtrail::analyze::analysis;
 use memtrail::analyze::export::Export;
 use memtrail::model::{Cell, ImportedSeries, Kind, TargetKey, Unit};
@@ -26,26 +30,6 @@ const METRICS: [(&str, Unit); 10] = [
     ("tree_rss", Unit::Bytes),
     ("uss", Unit::Bytes),
 ];
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    for _ in 0..3 {
-        std::hint::black_box(f());
-    }
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(f());
-                t.elapsed()
-            })
-            .collect(),
-    )
-}
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -60,17 +60,12 @@ pub(super) fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         target: args.target.clone(),
     };
     let c = compare::compare(a, b, &filter)?;
-    let by_extension = args
-        .output
-        .as_ref()
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .and_then(|e| match e.to_ascii_lowercase().as_str() {
-            "html" | "htm" => Some(CompareFormat::Html),
-            "md" | "markdown" => Some(CompareFormat::Md),
-            "json" => Some(CompareFormat::Json),
-            _ => None,
-        });
+    let by_extension = output_extension(&args.output).and_then(|e| match e.as_str() {
+        "html" | "htm" => Some(CompareFormat::Html),
+        "md" | "markdown" => Some(CompareFormat::Md),
+        "json" => Some(CompareFormat::Json),
+        _ => None,
+    });
     let text = match args.format.or(by_extension).unwrap_or(CompareFormat::Table) {
         CompareFormat::Table => crate::present::compare::table(&c),
         CompareFormat::Json => crate::present::compare::json(&c),

@@ -227,6 +227,15 @@ pub(crate) enum Format {
     Json,
 }
 
+/// The lower-case extension of an `-o FILE`, which picks a format when `--format` does not.
+fn output_extension(output: &Option<PathBuf>) -> Option<String> {
+    output
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
 /// An error in how memtrail was called (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -47,18 +47,13 @@ pub(super) fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let now = crate::units::now_ms();
     let conn = crate::store::open_reader(&db, Duration::from_secs(5))?;
     let (from, to) = range(&args, &conn, now)?;
-    let by_extension = args
-        .output
-        .as_ref()
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .and_then(|e| match e.to_ascii_lowercase().as_str() {
-            "html" | "htm" => Some(ReportFormat::Html),
-            "md" | "markdown" => Some(ReportFormat::Md),
-            "json" => Some(ReportFormat::Json),
-            "csv" => Some(ReportFormat::Csv),
-            _ => None,
-        });
+    let by_extension = output_extension(&args.output).and_then(|e| match e.as_str() {
+        "html" | "htm" => Some(ReportFormat::Html),
+        "md" | "markdown" => Some(ReportFormat::Md),
+        "json" => Some(ReportFormat::Json),
+        "csv" => Some(ReportFormat::Csv),
+        _ => None,
+    });
     let format = args.format.or(by_extension).unwrap_or(ReportFormat::Md);
     let options = crate::present::report::Options {
         from_ms: from,

@@ -488,6 +488,18 @@ pub(crate) struct CustomPush {
 
 use crate::model::valid_name;
 
+/// A body's optional `"pid"`: a process id, or absent / null.
+fn pid_field(obj: &Map<String, Value>) -> Result<Option<u32>, String> {
+    match obj.get("pid") {
+        None | Some(Value::Null) => Ok(None),
+        Some(p) => p
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .map(Some)
+            .ok_or_else(|| "\"pid\" must be a process id".to_string()),
+    }
+}
+
 /// Check a custom-metrics body: `{"metrics": {"name": number, ...}, "pid": N?, "source": "name"?}`.
 pub(crate) fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
     let v: Value =
@@ -525,14 +537,7 @@ pub(crate) fn parse_custom(bytes: &[u8]) -> Result<CustomPush, String> {
             .ok_or_else(|| format!("metric {name:?} must be a finite number, not {value}"))?;
         out.push((name.clone(), n));
     }
-    let pid = match obj.get("pid") {
-        None | Some(Value::Null) => None,
-        Some(p) => Some(
-            p.as_u64()
-                .and_then(|p| u32::try_from(p).ok())
-                .ok_or("\"pid\" must be a process id")?,
-        ),
-    };
+    let pid = pid_field(obj)?;
     let source = match obj.get("source") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if valid_name(s) => Some(s.clone()),
@@ -619,14 +624,7 @@ pub(crate) fn parse_event(bytes: &[u8], now_ms: i64) -> Result<crate::model::New
         Some(Value::String(t)) if crate::model::valid_target_name(t) => Some(t.clone()),
         Some(_) => return Err("\"target\" must be a target's name".into()),
     };
-    let pid = match obj.get("pid") {
-        None | Some(Value::Null) => None,
-        Some(p) => Some(
-            p.as_u64()
-                .and_then(|p| u32::try_from(p).ok())
-                .ok_or("\"pid\" must be a process id")?,
-        ),
-    };
+    let pid = pid_field(obj)?;
     let ts_ms = match obj.get("ts_ms") {
         None | Some(Value::Null) => now_ms,
         Some(t) => t
