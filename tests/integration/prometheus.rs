@@ -390,3 +390,60 @@ fn name_groups_keep_one_series_across_restarts() {
     kill(&mut second);
     kill(&mut third);
 }
+
+/// `GET /metrics` as a scraper asks for it: OpenMetrics when accepted (its content type, `# EOF`,
+/// valid to a parser), gzip when accepted; the plain text format otherwise.
+#[test]
+fn scrapes_get_openmetrics_and_gzip_when_they_ask() {
+    use std::io::{Read, Write};
+    let s = Scratch::new();
+    let rec = ApiRecorder::start(&s.db(), &["--self", "--interval", "200ms"], &[], None);
+    wait_for_samples(&s.db(), 2);
+    let addr = rec.base.trim_start_matches("http://").to_string();
+    let get = |headers: &str| -> (String, Vec<u8>) {
+        let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).expect("answer");
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head");
+        (
+            String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(),
+            raw[split + 4..].to_vec(),
+        )
+    };
+    let (head, body) = get(
+        "Accept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5\r\nAccept-Encoding: gzip\r\n",
+    );
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(text.contains("# TYPE memtrail_build info\n"), "{text}");
+    openmetrics_parser::openmetrics::parse_openmetrics(&text).expect("valid OpenMetrics");
+
+    let (head, body) = get("");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(!head.contains("content-encoding"), "{head}");
+    let text = String::from_utf8(body).expect("plain text");
+    assert!(
+        !text.contains("# EOF") && text.contains("memtrail_build_info{version="),
+        "{text}"
+    );
+    rec.stop();
+}
