@@ -19,7 +19,11 @@
 --   * prior high: the highest level over the :lookback_ms before the window, at the slices' own
 --     resolution (groups as wide as a slice, at most :lookback_groups, each the median of
 --     :lookback_points instants). Growth that stays inside the range the series already spanned
---     (a cycle's rising phase, a saw-tooth's next tooth) is not a leak yet.
+--     (a cycle's rising phase, a saw-tooth's next tooth) is not a leak yet;
+--   * scatter: how much the slice levels wander around their own course, from the median
+--     absolute deviation of neighbouring levels' differences (robust to a step or a spike). A
+--     new high must clear the prior one by :min_z standard deviations of it too: a noisy series
+--     that wanders a little above its old range is not a leak.
 --
 -- Verdicts (classification):
 --   insufficient_data  fewer than :min_samples samples, or the samples span under :min_span_ms;
@@ -35,7 +39,8 @@
 --                      fitted growth over the span >= :min_growth_pct (a young series, whose span
 --                      covers a fraction c of the window, needs :min_growth_pct / c: less evidence
 --                      asks for a larger effect, so a cycle's first rising phase is not a leak),
---                      the newest level above the prior high by :min_growth_pct, not levelling off
+--                      the newest level above the prior high by :min_growth_pct and by :min_z
+--                      standard deviations of the levels' scatter, not levelling off
 --   levelling_off      rising as above, but the late slope is under half the early one
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
 --                      A target older than the window that rises as above with under :min_prior_ms
@@ -72,6 +77,7 @@
 --   :kind = NULL             text      only targets of this kind
 --   :target = NULL           text      only targets with this name
 --   :pid = NULL              integer   only this pid
+--   :mappings = 1            integer   0: leave out the mapping groups' map_rss:* series
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage (span
 --   over the window), mean (of the slice levels), slope_per_hour (Theil-Sen, units/h),
@@ -108,6 +114,7 @@ WITH sel0 AS MATERIALIZED (
     WHERE (:series_id IS NULL OR series_id = :series_id) AND (:metric IS NULL OR metric = :metric)
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
+      AND (:mappings OR si.metric NOT LIKE 'map\_rss:%' ESCAPE '\')
 ),
 -- How much of the window the history covers: from the window's start when a sample lies less
 -- than a slice before it, else from the first sample in it; to its end (now) when the newest
@@ -187,6 +194,30 @@ halves AS MATERIALIZED (
                 FROM pairs WHERE sb < :buckets / 2 OR sa >= :buckets / 2))
     WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id, half
+),
+-- How much the slice levels scatter around their own course: neighbouring levels differ by the
+-- slope plus two levels' noise, so the noise variance is (1.4826 MAD of those differences)^2 / 2.
+lv_diff AS MATERIALIZED (
+    SELECT a.series_id, b.m - a.m AS dm
+    FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice = a.slice + 1
+),
+dm_median AS MATERIALIZED (
+    SELECT series_id, avg(dm) AS med
+    FROM (SELECT series_id, dm,
+                 row_number() OVER (PARTITION BY series_id ORDER BY dm) AS rk,
+                 count(*) OVER (PARTITION BY series_id) AS cnt
+          FROM lv_diff)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id
+),
+scatter AS MATERIALIZED (
+    SELECT series_id, 1.4826 * avg(dev) * 1.4826 * avg(dev) / 2 AS level_var
+    FROM (SELECT x.series_id, abs(x.dm - m.med) AS dev,
+                 row_number() OVER (PARTITION BY x.series_id ORDER BY abs(x.dm - m.med)) AS rk,
+                 count(*) OVER (PARTITION BY x.series_id) AS cnt
+          FROM lv_diff AS x JOIN dm_median AS m ON m.series_id = x.series_id)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id
 ),
 -- The line, in slices from the span's start: value = a + d * x; slice i's level sits at i + 0.5,
 -- and a is the median of m - d * (i + 0.5).
@@ -285,7 +316,7 @@ stats AS (
              AS prior_needed_ms,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
            (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
-           prior.prior_high,
+           prior.prior_high, scatter.level_var,
            CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
                                     'has_limit') THEN NULL
                 WHEN :limit IS NOT NULL THEN :limit
@@ -301,6 +332,7 @@ stats AS (
     LEFT JOIN line ON line.series_id = sel.series_id
     LEFT JOIN best_step ON best_step.series_id = sel.series_id
     LEFT JOIN prior ON prior.series_id = sel.series_id
+    LEFT JOIN scatter ON scatter.series_id = sel.series_id
     WHERE sel.first_ts_ms IS NOT NULL
 ),
 judged AS (
@@ -331,8 +363,12 @@ verdict AS (
                CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < prior_needed_ms
                       THEN 'insufficient_data'
                     WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
+                    -- New: above the prior high by min_growth_pct of the level, and by more
+                    -- than the levels' own scatter allows (min_z standard deviations).
                     WHEN prior_high IS NOT NULL
-                         AND newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
+                         AND (newest_level < prior_high + abs(mean) * :min_growth_pct / 100.0
+                              OR (newest_level - prior_high) * (newest_level - prior_high)
+                                 < :min_z * :min_z * level_var)
                       THEN 'fluctuating'
                     ELSE 'increasing' END
              WHEN mk_z <= -:min_z AND pct_per_hour <= -:min_pct_per_hour
