@@ -404,7 +404,7 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
         .filter(|r| r.kind == Some(memtrail::model::Kind::Process))
         .collect();
     install(conn, &rules).expect("install");
-    let engine = Engine::new(rules);
+    let mut engine = Engine::new(rules);
     let evals: Vec<i64> = (1..=HOURS * 3600 / EVAL_S).map(|i| i * EVAL_S).collect();
     let mut f = Firings {
         memtrail: Vec::new(),

@@ -617,22 +617,58 @@ impl EvaluationGrid {
     }
 }
 
+/// How often a rule is observed again at most: a tenth of a trend slice of its window (a 1 h
+/// window every 30 s, the slow leak's 6 h every 3 minutes; a threshold, a 10-minute change or a
+/// counter's increase at every evaluation). A verdict over 12 slices of an hour does not move in
+/// 10 s, and the trend queries are most of an evaluation's cost; between observations the last
+/// value stands, so `for`, cooldown and resolution are decided at every evaluation as before.
+pub fn observe_every_ms(rule: &Rule) -> i64 {
+    if rule.comparison.windowed() {
+        rule.window_ms / 120
+    } else {
+        0
+    }
+}
+
 /// Evaluates the installed rules against the database after a tick, every `evaluation_interval`.
 pub struct Engine {
     pub rules: Vec<Rule>,
+    /// When each rule is next observed (`observe_every_ms`); absent: at the next evaluation.
+    next_observation: HashMap<String, i64>,
 }
 
 impl Engine {
     pub fn new(rules: Vec<Rule>) -> Engine {
-        Engine { rules }
+        Engine {
+            rules,
+            next_observation: HashMap::new(),
+        }
     }
 
-    /// Observe every rule, update `alert_state`, and write the events `alerts_due` returns.
-    pub fn evaluate(&self, conn: &Connection, now_ms: i64) -> Result<Vec<AlertEvent>, AlertError> {
+    /// Observe the rules that are due (`observe_every_ms`), update `alert_state`, and write the
+    /// events `alerts_due` returns.
+    pub fn evaluate(
+        &mut self,
+        conn: &Connection,
+        now_ms: i64,
+    ) -> Result<Vec<AlertEvent>, AlertError> {
         let facts = series_facts(conn)?;
-        let observations = self.observe_all(conn, &facts, now_ms)?;
+        let due: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| {
+                self.next_observation
+                    .get(&r.name)
+                    .is_none_or(|&n| now_ms >= n)
+            })
+            .collect();
+        let observations = observe_all(&due, conn, &facts, now_ms)?;
         let tx = store::Tx::begin(conn)?;
-        self.store_observations(&tx, &observations, now_ms)?;
+        store_observations(&due, &tx, &observations, now_ms)?;
+        let observed: Vec<(String, i64)> = due
+            .iter()
+            .map(|r| (r.name.clone(), now_ms + observe_every_ms(r)))
+            .collect();
         // `for`: when the condition started to hold; a suppressed episode ends when it stops.
         tx.exec(
             "UPDATE alert_state
@@ -666,79 +702,81 @@ impl Engine {
             &[],
         )?;
         tx.commit()?;
+        self.next_observation.extend(observed);
         Ok(events)
     }
+}
 
-    /// Every rule's value per series it selects, `None` while the target warms up, is gone, or the
-    /// query has none.
-    fn observe_all(
-        &self,
-        conn: &Connection,
-        facts: &HashMap<i64, SeriesFacts>,
-        now_ms: i64,
-    ) -> Result<Vec<(String, i64, Option<f64>)>, AlertError> {
-        let mut observations = Vec::new();
-        for rule in &self.rules {
-            // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
-            // would get no rows: its query is neither run nor, at the first evaluation, prepared.
-            if !facts.values().any(|f| f.selected_by(rule)) {
+/// Each due rule's value per series it selects, `None` while the target warms up, is gone, or
+/// the query has none.
+fn observe_all(
+    rules: &[&Rule],
+    conn: &Connection,
+    facts: &HashMap<i64, SeriesFacts>,
+    now_ms: i64,
+) -> Result<Vec<(String, i64, Option<f64>)>, AlertError> {
+    let mut observations = Vec::new();
+    for rule in rules {
+        // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
+        // would get no rows: its query is neither run nor, at the first evaluation, prepared.
+        if !facts.values().any(|f| f.selected_by(rule)) {
+            continue;
+        }
+        for (sid, observed) in observe(conn, rule, now_ms)? {
+            let Some(f) = facts.get(&sid) else {
                 continue;
-            }
-            for (sid, observed) in observe(conn, rule, now_ms)? {
-                let Some(f) = facts.get(&sid) else {
-                    continue;
-                };
-                let window = if rule.comparison.windowed() {
-                    rule.window_ms
-                } else {
-                    0
-                };
-                let settled = f.born_ms.is_none_or(|born| {
-                    born + rule.warmup_ms + window <= now_ms || rule.warmup_ms == 0
-                });
-                let alive = f.gone_ms.is_none_or(|gone| gone > now_ms);
-                observations.push((
-                    rule.name.clone(),
-                    sid,
-                    observed.filter(|_| settled && alive),
-                ));
-            }
+            };
+            let window = if rule.comparison.windowed() {
+                rule.window_ms
+            } else {
+                0
+            };
+            let settled = f
+                .born_ms
+                .is_none_or(|born| born + rule.warmup_ms + window <= now_ms || rule.warmup_ms == 0);
+            let alive = f.gone_ms.is_none_or(|gone| gone > now_ms);
+            observations.push((
+                rule.name.clone(),
+                sid,
+                observed.filter(|_| settled && alive),
+            ));
         }
-        Ok(observations)
     }
+    Ok(observations)
+}
 
-    /// This evaluation's values into `alert_state` (a rule's series without one get NULL).
-    fn store_observations(
-        &self,
-        tx: &store::Tx,
-        observations: &[(String, i64, Option<f64>)],
-        now_ms: i64,
-    ) -> Result<(), AlertError> {
-        for rule in &self.rules {
-            tx.exec(
-                "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
-                &[
-                    ("now", Cell::Int(now_ms)),
-                    ("rule", Cell::Text(rule.name.clone())),
-                ],
-            )?;
-        }
-        for (rule, sid, observed) in observations {
-            tx.exec(
-                "INSERT INTO alert_state (rule, series_id, evaluated_ms, observed)
+/// This evaluation's values into `alert_state` for the rules observed (a rule's series without
+/// one get NULL); the others keep their last.
+fn store_observations(
+    rules: &[&Rule],
+    tx: &store::Tx,
+    observations: &[(String, i64, Option<f64>)],
+    now_ms: i64,
+) -> Result<(), AlertError> {
+    for rule in rules {
+        tx.exec(
+            "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
+            &[
+                ("now", Cell::Int(now_ms)),
+                ("rule", Cell::Text(rule.name.clone())),
+            ],
+        )?;
+    }
+    for (rule, sid, observed) in observations {
+        tx.exec(
+            "INSERT INTO alert_state (rule, series_id, evaluated_ms, observed)
                  VALUES (:rule, :sid, :now, :observed)
                  ON CONFLICT (rule, series_id) DO UPDATE
                  SET evaluated_ms = excluded.evaluated_ms, observed = excluded.observed",
-                &[
-                    ("rule", Cell::Text(rule.clone())),
-                    ("sid", Cell::Int(*sid)),
-                    ("now", Cell::Int(now_ms)),
-                    ("observed", observed.map_or(Cell::Null, Cell::Real)),
-                ],
-            )?;
-        }
-        Ok(())
+            &[
+                ("rule", Cell::Text(rule.clone())),
+                ("sid", Cell::Int(*sid)),
+                ("now", Cell::Int(now_ms)),
+                ("observed", observed.map_or(Cell::Null, Cell::Real)),
+            ],
+        )?;
     }
+    Ok(())
 }
 
 /// One event `alerts_due` decided: the rule state moves on, and the event is written to `alerts`.

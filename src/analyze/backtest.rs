@@ -68,7 +68,7 @@ pub fn run(
         "SELECT DISTINCT ts_ms FROM samples WHERE ts_ms BETWEEN :from AND :to ORDER BY ts_ms",
         &[("from", Cell::Int(from)), ("to", Cell::Int(to))],
     )?;
-    let engine = Engine::new(rules.clone());
+    let mut engine = Engine::new(rules.clone());
     let mut events = Vec::new();
     let mut evaluations = 0;
     let mut grid: Option<(usize, EvaluationGrid)> = None;

@@ -396,7 +396,7 @@ fn default_cgroup_rules_fire_near_the_limit_and_on_a_new_oom_kill() {
         .filter(|r| r.kind.map(|k| k.as_str()) == Some("cgroup"))
         .collect();
     install(h.conn(), &rules).expect("install");
-    let engine = Engine::new(rules);
+    let mut engine = Engine::new(rules);
     let mut fired = Vec::new();
     let mut now = T0;
     while now <= T0 + 20 * MIN {
@@ -511,7 +511,7 @@ fn replay_messages(
     step_ms: i64,
 ) -> Vec<(i64, String, String)> {
     install(h.conn(), &rules).expect("install");
-    let engine = Engine::new(rules);
+    let mut engine = Engine::new(rules);
     let mut out = Vec::new();
     let mut now = T0;
     while now <= T0 + minutes * MIN {
@@ -575,5 +575,56 @@ fn a_time_to_limit_alert_resolves_when_the_growth_stops_not_as_gone() {
     assert_eq!(
         events[1].2,
         "r: rss of process app (pid 4242) is no longer heading for its limit: its 30m trend is not increasing — resolved"
+    );
+}
+
+/// A trend rule is observed again only every tenth of a slice of its window (1 h: 30 s); a
+/// threshold rule at every evaluation; between observations the last value stands.
+#[test]
+fn trend_rules_are_observed_every_tenth_of_a_slice() {
+    let h = History::new();
+    history(&h, 120, |m| 100.0 * (1.0 + 0.2 * m / 60.0));
+    let slope = rule("metric = \"rss\"\ncomparison = \"slope\"\nvalue = 1\nwindow = \"1h\"\n");
+    let above = rules(
+        "[[rules]]\nname = \"above\"\nmetric = \"rss\"\ncomparison = \"greater_than\"\nvalue = 100\n",
+    )
+    .expect("rule")
+    .remove(0);
+    assert_eq!(observe_every_ms(&slope), 30_000);
+    assert_eq!(observe_every_ms(&above), 0);
+    install(h.conn(), &[slope.clone(), above.clone()]).expect("install");
+    let mut engine = Engine::new(vec![slope, above]);
+    let evaluated = |rule: &str| -> i64 {
+        h.conn()
+            .query_row(
+                "SELECT max(evaluated_ms) FROM alert_state WHERE rule = ?1",
+                [rule],
+                |r| r.get(0),
+            )
+            .expect("state")
+    };
+    let start = T0 + 90 * MIN;
+    for (dt, slope_seen) in [
+        (0, 0),
+        (10_000, 0),
+        (20_000, 0),
+        (30_000, 30_000),
+        (40_000, 30_000),
+    ] {
+        engine.evaluate(h.conn(), start + dt).expect("evaluate");
+        assert_eq!(evaluated("r"), start + slope_seen, "slope rule at +{dt} ms");
+        assert_eq!(evaluated("above"), start + dt, "threshold rule at +{dt} ms");
+    }
+    let observed: f64 = h
+        .conn()
+        .query_row(
+            "SELECT observed FROM alert_state WHERE rule = 'r'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("observed");
+    assert!(
+        observed > 1.0,
+        "the leak's slope stands between observations: {observed}"
     );
 }
