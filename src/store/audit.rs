@@ -106,18 +106,9 @@ impl Store {
         Ok(Ok((id, now)))
     }
 
-    /// Write an event (an annotation, a launched command's start or exit); returns its id. An
-    /// event with a pid but no target name takes the name that pid was last recorded under.
+    /// Write an event (an annotation, a launched command's start or exit); returns its id.
     pub(crate) fn add_event(&mut self, e: &crate::model::NewEvent) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO events (ts_ms, kind, label, target, pid)
-                 VALUES (?1, ?2, ?3, coalesce(?4, (SELECT name FROM targets WHERE pid = ?5
-                                                   ORDER BY last_seen_ms DESC LIMIT 1)), ?5)",
-                params![e.ts_ms, e.kind.as_str(), e.label, e.target, e.pid],
-            )
-            .map_err(ctx("recording the event"))?;
-        Ok(self.conn.last_insert_rowid())
+        insert_event(&self.conn, e)
     }
 
     pub(crate) fn finish_cleanup(&mut self, f: &Finish<'_>) -> Result<()> {
@@ -167,8 +158,22 @@ pub(crate) fn scratch_alert_tables(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Insert an event. One with a pid but no target name takes the name that pid was last recorded
+/// under.
+fn insert_event(conn: &Connection, e: &crate::model::NewEvent) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO events (ts_ms, kind, label, target, pid)
+         VALUES (?1, ?2, ?3, coalesce(?4, (SELECT name FROM targets WHERE pid = ?5
+                                           ORDER BY last_seen_ms DESC LIMIT 1)), ?5)",
+        params![e.ts_ms, e.kind.as_str(), e.label, e.target, e.pid],
+    )
+    .map_err(ctx("recording the event"))?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Write an event into the database at `db`, which must exist (an annotation never creates a
 /// database where no recorder writes), waiting up to `busy` for the recorder's transaction.
+/// Returns its id and the target name it was written with.
 pub(crate) fn record_event(
     db: &Path,
     e: &crate::model::NewEvent,
@@ -179,10 +184,9 @@ pub(crate) fn record_event(
             path: db.to_path_buf(),
         });
     }
-    let mut store = Store::open(db, busy)?;
-    let id = store.add_event(e)?;
-    let target = store
-        .conn
+    let conn = open_for_a_write(db, busy)?;
+    let id = insert_event(&conn, e)?;
+    let target = conn
         .query_row("SELECT target FROM events WHERE id = ?1", [id], |r| {
             r.get(0)
         })

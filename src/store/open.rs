@@ -291,6 +291,20 @@ pub(super) fn upgrade_if_behind(path: &Path, busy_timeout: Duration) -> Result<(
     Ok(())
 }
 
+/// A writable connection to an existing memtrail database for a short write beside the recorder
+/// (an annotation): brought up to date first if an older memtrail wrote it, but without the
+/// writer's damage check (it reads every page, up to 2 s) or its cache settings.
+pub(crate) fn open_for_a_write(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    upgrade_if_behind(path, busy_timeout)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify_open(path, e))?;
+    configure(&conn, busy_timeout).map_err(|e| classify_open(path, e))?;
+    Ok(conn)
+}
+
 /// A read-only connection on which TEMP tables may still be written (for backtests): the
 /// database file itself is opened with SQLITE_OPEN_READ_ONLY.
 pub(crate) fn open_scratch(path: &Path, busy_timeout: Duration) -> Result<Connection> {
