@@ -165,9 +165,9 @@ pub struct Figures {
     pub slope_low_per_hour: Option<f64>,
     pub slope_high_per_hour: Option<f64>,
     pub pct_per_hour: Option<f64>,
-    #[serde(default)]
+    /// The highest sample (the `summary` query's `max`) and the average.
+    #[serde(alias = "max")]
     pub peak: f64,
-    #[serde(default)]
     pub avg: f64,
 }
 
@@ -278,8 +278,8 @@ type Key = (Kind, String, String);
 /// Each target's metric over one side: the series of that name with the most samples there.
 fn side_figures(side: &Side, filter: &Filter) -> Result<BTreeMap<Key, Figures>, CompareError> {
     let conn = crate::store::open_reader(&side.db, Duration::from_secs(5))?;
-    let mut figures = trend_figures(&conn, side)?;
-    add_levels(&conn, side, &mut figures)?;
+    let mut figures = level_figures(&conn, side)?;
+    add_slopes(&conn, side, &mut figures)?;
     let mut best: BTreeMap<Key, Figures> = BTreeMap::new();
     for f in figures
         .into_iter()
@@ -302,9 +302,39 @@ fn side_figures(side: &Side, filter: &Filter) -> Result<BTreeMap<Key, Figures>, 
     Ok(best)
 }
 
-/// The `trend` query over the side's whole span: its Theil-Sen slope and Sen's range, whatever
-/// the span's length (no coverage, span or prior history asked of it).
-fn trend_figures(conn: &Connection, side: &Side) -> Result<Vec<Figures>, CompareError> {
+/// Every series with samples in the side's span, with its peak and average (the `summary`
+/// query): a series too short for a growth rate is still compared by those.
+fn level_figures(conn: &Connection, side: &Side) -> Result<Vec<Figures>, CompareError> {
+    let t = analysis::run(
+        conn,
+        "summary",
+        &[
+            ("from_ms", Cell::Int(side.from_ms)),
+            ("to_ms", Cell::Int(side.to_ms)),
+        ],
+        side.to_ms,
+    )?;
+    t.typed_rows().map_err(|e| {
+        CompareError::Analysis(AnalysisError::Rows {
+            query: "summary".into(),
+            source: e,
+        })
+    })
+}
+
+/// A `trend` row's slope and Sen's range.
+#[derive(Debug, Deserialize)]
+struct Slope {
+    series_id: i64,
+    slope_per_hour: Option<f64>,
+    slope_low_per_hour: Option<f64>,
+    slope_high_per_hour: Option<f64>,
+    pct_per_hour: Option<f64>,
+}
+
+/// The growth rate from the `trend` query over the side's whole span: its Theil-Sen slope and
+/// Sen's range, whatever the span's length (no coverage, span or prior history asked of it).
+fn add_slopes(conn: &Connection, side: &Side, figures: &mut [Figures]) -> Result<(), CompareError> {
     let t = analysis::run(
         conn,
         "trend",
@@ -319,38 +349,19 @@ fn trend_figures(conn: &Connection, side: &Side) -> Result<Vec<Figures>, Compare
         ],
         side.to_ms,
     )?;
-    t.typed_rows().map_err(|e| {
+    let slopes: Vec<Slope> = t.typed_rows().map_err(|e| {
         CompareError::Analysis(AnalysisError::Rows {
             query: "trend".into(),
             source: e,
         })
-    })
-}
-
-/// Peak and average from the `summary` query over the same span.
-fn add_levels(conn: &Connection, side: &Side, figures: &mut [Figures]) -> Result<(), CompareError> {
-    let t = analysis::run(
-        conn,
-        "summary",
-        &[
-            ("from_ms", Cell::Int(side.from_ms)),
-            ("to_ms", Cell::Int(side.to_ms)),
-        ],
-        side.to_ms,
-    )?;
-    let mut levels = BTreeMap::new();
-    for r in 0..t.rows.len() {
-        if let (Some(id), Some(max), Some(avg)) = (
-            t.get(r, "series_id").as_i64(),
-            t.get(r, "max").as_f64(),
-            t.get(r, "avg").as_f64(),
-        ) {
-            levels.insert(id, (max, avg));
-        }
-    }
+    })?;
+    let by_id: BTreeMap<i64, Slope> = slopes.into_iter().map(|s| (s.series_id, s)).collect();
     for f in figures {
-        if let Some((max, avg)) = levels.get(&f.series_id) {
-            (f.peak, f.avg) = (*max, *avg);
+        if let Some(s) = by_id.get(&f.series_id) {
+            f.slope_per_hour = s.slope_per_hour;
+            f.slope_low_per_hour = s.slope_low_per_hour;
+            f.slope_high_per_hour = s.slope_high_per_hour;
+            f.pct_per_hour = s.pct_per_hour;
         }
     }
     Ok(())

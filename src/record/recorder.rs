@@ -1294,7 +1294,10 @@ fn begin_run(settings: &RecordSettings, store: &mut Store) -> anyhow::Result<(i6
     use anyhow::Context;
     let newest = store.newest_tick_ms()?;
     let interval_ms = settings.interval.as_millis() as i64;
-    let clock = TickClock::new(now_ms(), Instant::now(), newest, interval_ms);
+    // The run starts when its clock does: no tick is stamped before the run's start (`compare
+    // run:N` reads a run's samples from its start).
+    let started_ms = now_ms();
+    let clock = TickClock::new(started_ms, Instant::now(), newest, interval_ms);
     if let Some(t) = clock.history_ahead_ms() {
         tracing::warn!(
             "the newest recorded tick is {:.1} s ahead of the wall clock (a clock that ran ahead and was put right, or one now behind): this run stamps its ticks at the wall clock and writes none until it passes that tick, so history is neither reordered nor stamped in the future",
@@ -1309,7 +1312,7 @@ fn begin_run(settings: &RecordSettings, store: &mut Store) -> anyhow::Result<(i6
     )
     .context("describing the settings")?;
     let run_id = store.begin_run(&RunInfo {
-        started_ms: now_ms(),
+        started_ms,
         interval_ms: settings.interval.as_millis() as i64,
         retention_ms: settings.retention.as_millis() as i64,
         host: procfs::hostname(),

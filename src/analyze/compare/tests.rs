@@ -170,3 +170,33 @@ fn sides_are_runs_ranges_or_files() {
         assert!(SideSpec::parse(bad, now).is_err(), "{bad}");
     }
 }
+
+/// A side too short for a growth rate (one sample: a recorder stopped after its first tick) is
+/// still compared by its peak and average, its verdict `unchanged` for want of a rate.
+#[test]
+fn a_side_too_short_for_a_rate_is_compared_by_its_levels() {
+    let h = History::new();
+    let b_at = T0 + 4 * 3_600_000;
+    let mut pts = leak(T0, 200.0, 20.0, 1);
+    pts.push((b_at, 230.0 * MIB));
+    h.series("process", "app", "rss", "bytes", &pts);
+    let a = Side {
+        label: "A".into(),
+        db: h.path(),
+        from_ms: T0,
+        to_ms: T0 + 2 * 3_600_000,
+    };
+    let b = Side {
+        label: "B".into(),
+        db: h.path(),
+        from_ms: b_at - 1000,
+        to_ms: b_at + 1000,
+    };
+    let c = compare(a, b, &Filter::default()).expect("compared");
+    let r = &c.rows[0];
+    assert_eq!(r.b.samples, 1);
+    assert_eq!(r.b.peak, 230.0 * MIB);
+    assert!(r.b.slope_per_hour.is_none());
+    assert_eq!(r.change, Change::Unchanged);
+    assert!(r.why.contains("too few samples"), "{}", r.why);
+}
