@@ -740,6 +740,19 @@ impl Overview {
         now: i64,
         window_ms: i64,
     ) -> Result<Overview, AnalysisError> {
+        let patterns = Pattern::by_series(conn, now, None)?;
+        Self::gather_with_patterns(conn, database, now, window_ms, patterns)
+    }
+
+    /// `gather`, with the patterns found earlier (`Pattern::by_series`): they describe hours of
+    /// history, so a caller that gathers every second (the API's status) finds them less often.
+    pub(crate) fn gather_with_patterns(
+        conn: &Connection,
+        database: &str,
+        now: i64,
+        window_ms: i64,
+        mut patterns: BTreeMap<i64, Vec<Pattern>>,
+    ) -> Result<Overview, AnalysisError> {
         let run = |name: &str| analysis::run(conn, name, &[], now);
         let status = store::series_status(conn, now, window_ms)?;
         // The mapping groups' series get no verdict of their own here (the diagnosis names the
@@ -793,7 +806,6 @@ impl Overview {
         })
         .and_then(|mut o| {
             o.add_onsets(conn, now)?;
-            let mut patterns = Pattern::by_series(conn, now, None)?;
             for s in &mut o.series {
                 s.patterns = patterns.remove(&s.status.series_id).unwrap_or_default();
             }

@@ -7,7 +7,6 @@
 //! is configured (it must be, to listen beyond loopback).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::act::cleanup::{self, CleanupError, Level, Target, Trigger};
 use crate::analyze::analysis;
-use crate::analyze::overview::{Overview, SeriesState};
+use crate::analyze::overview::{Overview, Pattern, SeriesState};
 use crate::model::{Cell, Kind, Table, TargetKey, TargetSample, Unit, Value as Reading};
 use crate::record::live::Shared;
 use crate::store;
@@ -204,12 +203,33 @@ fn recorder_json(s: &Shared) -> Value {
     })
 }
 
-/// The status document's analysis, built at most once a tick and one at a time. Its queries'
-/// working set (SQLite temp tables, 3-5 MiB) is the recorder's largest: clients asking at once
-/// wait for one build and share it, so the RSS holds one such set, not one per blocking thread
-/// (bench/api-rss at 4 clients: 14.5 MiB with two in flight).
+/// The status document's analysis, built at most once a tick and one at a time, on one reader
+/// connection kept for it. Clients asking at once wait for one build and share it, so the RSS
+/// holds one working set, not one per blocking thread (bench/api-rss at 4 clients: 14.5 MiB with
+/// two in flight). The connection is kept because compiling `trend` and `patterns` takes SQLite
+/// about 4 MiB each (the `sqlite3` shell's `.stats` on `EXPLAIN`): a new connection per build
+/// compiled them afresh and the recorder's RSS jumped 7-8 MiB at every status request; its
+/// statement cache now holds them compiled (about 1 MiB kept).
 #[derive(Default)]
-pub(crate) struct StatusCache(tokio::sync::Mutex<Option<BuiltStatus>>);
+pub(crate) struct StatusCache(tokio::sync::Mutex<StatusBuilder>);
+
+#[derive(Default)]
+struct StatusBuilder {
+    conn: Option<rusqlite::Connection>,
+    patterns: Option<FoundPatterns>,
+    last: Option<BuiltStatus>,
+}
+
+/// The recurring patterns (`patterns.sql`: cycles of 45 minutes and more, saw-teeth on a 3-minute
+/// grid, daily rises) as last found. They describe hours of history, so a status build looks for
+/// them again only after `PATTERNS_FRESH`; the query's working set (about 8 MiB of SQLite memory
+/// over the soak's series) is then paid once a minute, not once a second.
+struct FoundPatterns {
+    found: std::time::Instant,
+    by_series: BTreeMap<i64, Vec<Pattern>>,
+}
+
+const PATTERNS_FRESH: Duration = Duration::from_secs(60);
 
 struct BuiltStatus {
     ticks: u64,
@@ -228,6 +248,7 @@ async fn status(
     let ticks = s.live().ticks;
     let mut held = cache.0.lock().await;
     let reusable = held
+        .last
         .as_ref()
         .filter(|b| b.ticks == ticks && b.built.elapsed() < STATUS_FRESH);
     let mut body = match reusable {
@@ -235,12 +256,39 @@ async fn status(
         None => {
             let max_age_ms = sampled_max_age_ms(&s);
             let db = s.db.clone();
-            let body =
-                blocking(move || status_json(&db, now_ms(), max_age_ms, Value::Null)).await?;
-            let built = std::time::Instant::now();
-            *held = Some(BuiltStatus {
+            let conn = held.conn.take();
+            let patterns = held.patterns.take();
+            let (conn, patterns, body) = blocking(move || {
+                let conn = match conn {
+                    Some(c) => c,
+                    None => store::open_reader(&db, Duration::from_secs(5)).map_err(internal)?,
+                };
+                // On an error the connection goes with it: the next build opens a new one.
+                let now = now_ms();
+                let patterns = match patterns.filter(|p| p.found.elapsed() < PATTERNS_FRESH) {
+                    Some(p) => p,
+                    None => FoundPatterns {
+                        found: std::time::Instant::now(),
+                        by_series: Pattern::by_series(&conn, now, None).map_err(internal)?,
+                    },
+                };
+                let o = Overview::gather_with_patterns(
+                    &conn,
+                    &db.display().to_string(),
+                    now,
+                    3_600_000,
+                    patterns.by_series.clone(),
+                )
+                .map_err(internal)?;
+                let body = status_json(&o, now, max_age_ms, Value::Null);
+                Ok((conn, patterns, body))
+            })
+            .await?;
+            held.conn = Some(conn);
+            held.patterns = Some(patterns);
+            held.last = Some(BuiltStatus {
                 ticks,
-                built,
+                built: std::time::Instant::now(),
                 body: body.clone(),
             });
             body
@@ -254,14 +302,7 @@ async fn status(
 /// The status document: current usage, per-series analysis, rule states, history size, last
 /// cleanup: the `Overview` that `memtrail status` shows, of the series sampled lately (pushed
 /// custom metrics: within `CUSTOM_METRIC_TTL`), grouped by target.
-pub(crate) fn status_json(
-    db: &Path,
-    now: i64,
-    max_age_ms: i64,
-    recorder: Value,
-) -> Result<Value, ApiError> {
-    let conn = store::open_reader(db, Duration::from_secs(5)).map_err(internal)?;
-    let o = Overview::gather(&conn, &db.display().to_string(), now, 3_600_000).map_err(internal)?;
+pub(crate) fn status_json(o: &Overview, now: i64, max_age_ms: i64, recorder: Value) -> Value {
     let custom_ms = CUSTOM_METRIC_TTL.as_millis() as i64;
     let fresh = |s: &SeriesState| {
         let st = &s.status;
@@ -298,7 +339,7 @@ pub(crate) fn status_json(
         }
         series.push(series_json(state));
     }
-    Ok(json!({
+    json!({
         "generated_ms": now,
         "recorder": recorder,
         "targets": targets.into_values().collect::<Vec<_>>(),
@@ -306,7 +347,7 @@ pub(crate) fn status_json(
         "rules": o.rules,
         "history": o.history,
         "last_cleanup": o.last_cleanup,
-    }))
+    })
 }
 
 /// One series in the status document: its latest value, its trend and its recent growth.

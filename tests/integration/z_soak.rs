@@ -22,9 +22,11 @@ const WARMUP: Duration = Duration::from_secs(60);
 const GROWTH_BOUND: f64 = 1.5 * 1048576.0;
 
 /// How far one sample may stand above its 10 s window's level. A status request's working set is
-/// transient: SQLite's own high-water mark for the trend query over the soak's 15 series is 3.3 MiB
-/// (the `sqlite3` shell's `.stats`), and memtrail hands it back when the request ends, so each
-/// request faults it in afresh (4-5 MiB in RSS).
+/// transient: the API keeps one reader connection whose statement cache holds `trend` and
+/// `patterns` compiled (compiling each took SQLite about 4 MiB, and with a connection per request
+/// the RSS jumped 7-8 MiB at each: this bound failed CI at 8.01), and looks for patterns once a
+/// minute; a request now adds 0-3 MiB (RSS read every 5 ms around each of 40 requests, debug build),
+/// about 5 MiB when it compiles or finds patterns.
 const TRANSIENT_BOUND: f64 = 8.0 * 1048576.0;
 
 #[test]
