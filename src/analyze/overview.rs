@@ -741,7 +741,7 @@ impl Overview {
         window_ms: i64,
     ) -> Result<Overview, AnalysisError> {
         let patterns = Pattern::by_series(conn, now, None)?;
-        Self::gather_with_patterns(conn, database, now, window_ms, patterns)
+        Self::gather_with_patterns(conn, database, now, window_ms, &patterns)
     }
 
     /// `gather`, with the patterns found earlier (`Pattern::by_series`): they describe hours of
@@ -751,7 +751,7 @@ impl Overview {
         database: &str,
         now: i64,
         window_ms: i64,
-        mut patterns: BTreeMap<i64, Vec<Pattern>>,
+        patterns: &BTreeMap<i64, Vec<Pattern>>,
     ) -> Result<Overview, AnalysisError> {
         let run = |name: &str| analysis::run(conn, name, &[], now);
         let status = store::series_status(conn, now, window_ms)?;
@@ -807,7 +807,10 @@ impl Overview {
         .and_then(|mut o| {
             o.add_onsets(conn, now)?;
             for s in &mut o.series {
-                s.patterns = patterns.remove(&s.status.series_id).unwrap_or_default();
+                s.patterns = patterns
+                    .get(&s.status.series_id)
+                    .cloned()
+                    .unwrap_or_default();
             }
             Ok(o)
         })

@@ -239,12 +239,29 @@ pub(crate) fn read_status_mem(pid: u32) -> Option<StatusMem> {
 
 /// Number of open file descriptors; `None` when `/proc/PID/fd` is not readable (another user's process).
 pub(crate) fn count_fds(pid: u32) -> Option<u64> {
-    let dir = format!("/proc/{pid}/fd");
-    let told = fs::metadata(&dir).ok()?.len();
-    if told > 0 {
-        return Some(told);
+    fds_in(&open_fd_dir(&proc_dir(pid))?)
+}
+
+/// A process's `fd` directory (`dir` is its `/proc/PID`), opened to be counted.
+fn open_fd_dir(dir: &Path) -> Option<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir.join("fd"))
+        .ok()
+}
+
+/// The descriptors in an open `fd` directory. Since Linux 6.2 its size is its number of entries
+/// (the kernel counts the open-descriptor bitmap): one `fstat` instead of listing every
+/// descriptor, which took a third of the reading time on a host of 1,000 processes (`perf`: 6 of
+/// 19 ms a tick). An older kernel says 0, and so does a process without descriptors: then they
+/// are counted.
+fn fds_in(dir: &fs::File) -> Option<u64> {
+    match dir.metadata() {
+        Ok(m) if m.len() > 0 => Some(m.len()),
+        _ => crate::sys::count_entries(dir).ok(),
     }
-    Some(fs::read_dir(dir).ok()?.count() as u64)
 }
 
 /// The files the sampler reads from one process every tick (`stat`, `status`, the `fd`
@@ -264,16 +281,11 @@ struct ProcFiles {
 impl ProcFiles {
     /// Open the process's files; fails when `/proc/PID/stat` cannot be opened (no such process).
     fn open(pid: u32) -> io::Result<ProcFiles> {
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = proc_dir(pid);
         Ok(ProcFiles {
             stat: fs::File::open(dir.join("stat"))?,
             status: fs::File::open(dir.join("status")).ok(),
-            fd_dir: fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(dir.join("fd"))
-                .ok(),
+            fd_dir: open_fd_dir(&dir),
         })
     }
 
@@ -285,16 +297,8 @@ impl ProcFiles {
         parse_open(self.status.as_ref()?, parse_status_mem)
     }
 
-    /// Since Linux 6.2 the `fd` directory's size is its number of entries (the kernel counts the
-    /// open-descriptor bitmap): one `fstat` instead of listing every descriptor, which took a
-    /// third of the reading time on a host of 1,000 processes (`perf`: 6 of 19 ms a tick). An
-    /// older kernel says 0, and so does a process without descriptors: then they are counted.
     fn fds(&self) -> Option<u64> {
-        let dir = self.fd_dir.as_ref()?;
-        match dir.metadata() {
-            Ok(m) if m.len() > 0 => Some(m.len()),
-            _ => crate::sys::count_entries(dir).ok(),
-        }
+        fds_in(self.fd_dir.as_ref()?)
     }
 }
 

@@ -277,10 +277,10 @@ async fn status(
                     &db.display().to_string(),
                     now,
                     3_600_000,
-                    patterns.by_series.clone(),
+                    &patterns.by_series,
                 )
                 .map_err(internal)?;
-                let body = status_json(&o, now, max_age_ms, Value::Null);
+                let body = status_json(&o, now, max_age_ms);
                 Ok((conn, patterns, body))
             })
             .await?;
@@ -301,8 +301,10 @@ async fn status(
 
 /// The status document: current usage, per-series analysis, rule states, history size, last
 /// cleanup: the `Overview` that `memtrail status` shows, of the series sampled lately (pushed
-/// custom metrics: within `CUSTOM_METRIC_TTL`), grouped by target.
-pub(crate) fn status_json(o: &Overview, now: i64, max_age_ms: i64, recorder: Value) -> Value {
+/// custom metrics: within `CUSTOM_METRIC_TTL`), grouped by target. Its `recorder` is left null
+/// for the handler to fill in at each request: a built document is shared, the recorder's counters
+/// are not.
+pub(crate) fn status_json(o: &Overview, now: i64, max_age_ms: i64) -> Value {
     let custom_ms = CUSTOM_METRIC_TTL.as_millis() as i64;
     let fresh = |s: &SeriesState| {
         let st = &s.status;
@@ -341,7 +343,7 @@ pub(crate) fn status_json(o: &Overview, now: i64, max_age_ms: i64, recorder: Val
     }
     json!({
         "generated_ms": now,
-        "recorder": recorder,
+        "recorder": Value::Null,
         "targets": targets.into_values().collect::<Vec<_>>(),
         "series": series,
         "rules": o.rules,
