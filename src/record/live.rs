@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::act::cleanup::{CleanupSettings, Target};
-use crate::model::{TargetKey, TargetSample};
+use crate::model::TargetSample;
 
 /// What the recorder thread and the API share.
 pub struct Shared {
@@ -32,7 +32,6 @@ pub(crate) struct Live {
     pub(crate) failed_ticks: u64,
     pub(crate) held: Held,
     pub(crate) tick_seconds: f64,
-    pub(crate) watched: Vec<TargetKey>,
     /// What the last tick read from its targets (custom metrics aside), shared, not copied.
     pub(crate) readings: Arc<Vec<TargetSample>>,
     pub(crate) cleanup_targets: Vec<Target>,
@@ -62,7 +61,6 @@ pub(crate) struct TickReport {
     pub written: Result<usize, String>,
     pub held: Held,
     pub took: Duration,
-    pub watched: Vec<TargetKey>,
     pub cleanup_targets: Vec<Target>,
 }
 
@@ -107,7 +105,6 @@ impl Shared {
             }
         }
         l.held = t.held;
-        l.watched = t.watched;
         l.readings = Arc::new(t.readings);
         l.cleanup_targets = t.cleanup_targets;
     }

@@ -622,8 +622,11 @@ impl Recorder {
             written: written.as_ref().map(|n| *n).map_err(|e| e.to_string()),
             held: st.backlog.figures(st.last_write_failed),
             took: tick_at.elapsed(),
-            watched: self.sampler.watched().map(|(k, _)| k.clone()).collect(),
-            cleanup_targets: self.cleanup_targets(),
+            // Only the API's cleanup endpoint reads them.
+            cleanup_targets: match self.settings.api {
+                Some(_) => self.cleanup_targets(),
+                None => Vec::new(),
+            },
         });
     }
 
