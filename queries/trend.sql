@@ -78,6 +78,8 @@
 --   :target = NULL           text      only targets with this name
 --   :pid = NULL              integer   only this pid
 --   :mappings = 1            integer   0: leave out the mapping groups' map_rss:* series
+--   :shards = 1              integer   judge only the series of targets whose id is :shard modulo
+--   :shard = 0               integer   :shards (the recorder spreads a trend rule over evaluations)
 -- Result columns:
 --   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage (span
 --   over the window), mean (of the slice levels), slope_per_hour (Theil-Sen, units/h),
@@ -115,6 +117,7 @@ WITH sel0 AS MATERIALIZED (
       AND (:kind IS NULL OR kind = :kind) AND (:target IS NULL OR target = :target)
       AND (:pid IS NULL OR pid = :pid)
       AND (:mappings OR si.metric NOT LIKE 'map\_rss:%' ESCAPE '\')
+      AND si.target_id % :shards = :shard
 ),
 -- How much of the window the history covers: from the window's start when a sample lies less
 -- than a slice before it, else from the first sample in it; to its end (now) when the newest

@@ -526,9 +526,15 @@ fn opt_text(v: &Option<String>) -> Cell {
 fn observe(
     conn: &Connection,
     rule: &Rule,
+    share: Share,
     now_ms: i64,
 ) -> Result<Vec<(i64, Option<f64>)>, AlertError> {
     let mut params: Vec<(&str, Cell)> = vec![("metric", Cell::Text(rule.metric.clone()))];
+    if share != Share::ALL {
+        // Only the trend query takes a share (only trend rules are sharded).
+        params.push(("shard", Cell::Int(share.shard)));
+        params.push(("shards", Cell::Int(share.shards)));
+    }
     if let Some(k) = &rule.kind {
         params.push(("kind", Cell::Text(k.as_str().into())));
     }
@@ -635,14 +641,87 @@ pub struct Engine {
     pub rules: Vec<Rule>,
     /// When each rule is next observed (`observe_every_ms`); absent: at the next evaluation.
     next_observation: HashMap<String, i64>,
+    /// The evaluation interval (ms), when the caller evaluates on one: a trend rule observed
+    /// only every few evaluations then observes a share of its series at each ([`Engine::shards`]).
+    every_ms: Option<i64>,
+    /// The share of its series each sharded rule observes next.
+    next_shard: HashMap<String, i64>,
+}
+
+/// Which of a rule's series one evaluation observes: those of the targets whose id is `shard`
+/// modulo `shards` (all of them when `shards` is 1). By target, not series: a target's series are
+/// numbered together, so series ids of one metric come in strides (every ninth id on a host's
+/// processes) and would all fall in one share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    shard: i64,
+    shards: i64,
+}
+
+impl Share {
+    const ALL: Share = Share {
+        shard: 0,
+        shards: 1,
+    };
 }
 
 impl Engine {
+    /// An engine that observes every due rule over all its series at once (tests, one-off runs).
     pub fn new(rules: Vec<Rule>) -> Engine {
         Engine {
             rules,
             next_observation: HashMap::new(),
+            every_ms: None,
+            next_shard: HashMap::new(),
         }
+    }
+
+    /// An engine evaluated every `every` (the recorder, and backtest replaying it). A trend rule
+    /// is observed every `observe_every_ms` as with [`Engine::new`], but spread: a share of its
+    /// series at each evaluation in between, so a host's thousand processes never make one
+    /// evaluation hold the tick loop for seconds (each series is still observed as often).
+    pub fn evaluated_every(rules: Vec<Rule>, every: Duration) -> Engine {
+        Engine {
+            every_ms: Some((every.as_millis() as i64).max(1)),
+            ..Engine::new(rules)
+        }
+    }
+
+    /// Into how many shares a rule's series are spread: 1 but for the trend rules (the costly
+    /// queries) observed less often than every evaluation.
+    fn shards(&self, rule: &Rule) -> i64 {
+        let trend = matches!(rule.comparison, Comparison::Slope | Comparison::TimeToLimit);
+        match self.every_ms {
+            Some(every) if trend => (observe_every_ms(rule) / every).max(1),
+            _ => 1,
+        }
+    }
+
+    /// The rules observed at this evaluation, each with the share of its series it observes; a
+    /// sharded rule moves on to its next share.
+    fn due_now(&mut self, now_ms: i64) -> Vec<(&Rule, Share)> {
+        let mut due = Vec::new();
+        for rule in &self.rules {
+            let shards = self.shards(rule);
+            if shards > 1 {
+                let next = self.next_shard.entry(rule.name.clone()).or_insert(0);
+                due.push((
+                    rule,
+                    Share {
+                        shard: *next,
+                        shards,
+                    },
+                ));
+                *next = (*next + 1) % shards;
+            } else if self
+                .next_observation
+                .get(&rule.name)
+                .is_none_or(|&n| now_ms >= n)
+            {
+                due.push((rule, Share::ALL));
+            }
+        }
+        due
     }
 
     /// Observe the rules that are due (`observe_every_ms`), update `alert_state`, and write the
@@ -653,21 +732,13 @@ impl Engine {
         now_ms: i64,
     ) -> Result<Vec<AlertEvent>, AlertError> {
         let facts = series_facts(conn)?;
-        let due: Vec<&Rule> = self
-            .rules
-            .iter()
-            .filter(|r| {
-                self.next_observation
-                    .get(&r.name)
-                    .is_none_or(|&n| now_ms >= n)
-            })
-            .collect();
+        let due = self.due_now(now_ms);
         let observations = observe_all(&due, conn, &facts, now_ms)?;
         let tx = store::Tx::begin(conn)?;
         store_observations(&due, &tx, &observations, now_ms)?;
         let observed: Vec<(String, i64)> = due
             .iter()
-            .map(|r| (r.name.clone(), now_ms + observe_every_ms(r)))
+            .map(|(r, _)| (r.name.clone(), now_ms + observe_every_ms(r)))
             .collect();
         // `for`: when the condition started to hold; a suppressed episode ends when it stops.
         tx.exec(
@@ -710,19 +781,19 @@ impl Engine {
 /// Each due rule's value per series it selects, `None` while the target warms up, is gone, or
 /// the query has none.
 fn observe_all(
-    rules: &[&Rule],
+    rules: &[(&Rule, Share)],
     conn: &Connection,
     facts: &HashMap<i64, SeriesFacts>,
     now_ms: i64,
 ) -> Result<Vec<(String, i64, Option<f64>)>, AlertError> {
     let mut observations = Vec::new();
-    for rule in rules {
+    for &(rule, share) in rules {
         // A rule that no recorded series matches (a cgroup rule while no cgroup is recorded)
         // would get no rows: its query is neither run nor, at the first evaluation, prepared.
         if !facts.values().any(|f| f.selected_by(rule)) {
             continue;
         }
-        for (sid, observed) in observe(conn, rule, now_ms)? {
+        for (sid, observed) in observe(conn, rule, share, now_ms)? {
             let Some(f) = facts.get(&sid) else {
                 continue;
             };
@@ -745,20 +816,24 @@ fn observe_all(
     Ok(observations)
 }
 
-/// This evaluation's values into `alert_state` for the rules observed (a rule's series without
-/// one get NULL); the others keep their last.
+/// This evaluation's values into `alert_state` for the rules observed (a rule's series in the
+/// share observed without one get NULL); the others keep their last.
 fn store_observations(
-    rules: &[&Rule],
+    rules: &[(&Rule, Share)],
     tx: &store::Tx,
     observations: &[(String, i64, Option<f64>)],
     now_ms: i64,
 ) -> Result<(), AlertError> {
-    for rule in rules {
+    for (rule, share) in rules {
         tx.exec(
-            "UPDATE alert_state SET observed = NULL, evaluated_ms = :now WHERE rule = :rule",
+            "UPDATE alert_state SET observed = NULL, evaluated_ms = :now
+             WHERE rule = :rule
+               AND series_id IN (SELECT id FROM series WHERE target_id % :shards = :shard)",
             &[
                 ("now", Cell::Int(now_ms)),
                 ("rule", Cell::Text(rule.name.clone())),
+                ("shards", Cell::Int(share.shards)),
+                ("shard", Cell::Int(share.shard)),
             ],
         )?;
     }

@@ -68,7 +68,8 @@ pub fn run(
         "SELECT DISTINCT ts_ms FROM samples WHERE ts_ms BETWEEN :from AND :to ORDER BY ts_ms",
         &[("from", Cell::Int(from)), ("to", Cell::Int(to))],
     )?;
-    let mut engine = Engine::new(rules.clone());
+    // As the recorder evaluated: a trend rule's series spread over the evaluations.
+    let mut engine = Engine::evaluated_every(rules.clone(), step);
     let mut events = Vec::new();
     let mut evaluations = 0;
     let mut grid: Option<(usize, EvaluationGrid)> = None;

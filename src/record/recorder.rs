@@ -1103,7 +1103,7 @@ pub fn record(settings: RecordSettings, serve: Serve) -> anyhow::Result<ExitCode
         sampler,
         run_id,
         command_pid,
-        engine: Engine::new(settings.rules.clone()),
+        engine: Engine::evaluated_every(settings.rules.clone(), settings.evaluation_interval),
         notifier: Notifier::start(&settings.notify),
         cleaner: (!settings.cleanup.actions.is_empty())
             .then(|| Cleaner::new(settings.db.clone(), settings.cleanup.clone())),

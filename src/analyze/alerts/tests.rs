@@ -452,7 +452,7 @@ fn a_rule_is_skipped_exactly_when_its_query_would_select_no_series() {
             .filter(|(_, f)| f.selected_by(&r))
             .map(|(sid, _)| *sid)
             .collect();
-        let by_sql: std::collections::BTreeSet<i64> = observe(h.conn(), &r, T0)
+        let by_sql: std::collections::BTreeSet<i64> = observe(h.conn(), &r, Share::ALL, T0)
             .expect("observe")
             .into_iter()
             .map(|(sid, _)| sid)
@@ -627,4 +627,78 @@ fn trend_rules_are_observed_every_tenth_of_a_slice() {
         observed > 1.0,
         "the leak's slope stands between observations: {observed}"
     );
+}
+
+#[test]
+fn an_engine_on_an_interval_spreads_a_trend_rules_series_over_the_evaluations_between_observations()
+{
+    let h = History::new();
+    let mut ids = Vec::new();
+    for k in 0..6 {
+        let pts: Vec<_> = (0..=120 * 6)
+            .map(|i| (T0 + i * 10_000, 100.0 * (1.0 + 0.2 * i as f64 / 360.0)))
+            .collect();
+        ids.push(h.series("process", &format!("app{k}"), "rss", "bytes", &pts));
+        // Two more series a target, as a recorder writes: the rss series' ids then come in
+        // strides of three (a share by series id would hold all of them or none).
+        h.series("process", &format!("app{k}"), "vms", "bytes", &pts);
+        h.series("process", &format!("app{k}"), "threads", "count", &pts);
+    }
+    let slope = rule("metric = \"rss\"\ncomparison = \"slope\"\nvalue = 1\nwindow = \"1h\"\n");
+    // Observed every 30 s; evaluated every 10 s: a third of the series at each evaluation.
+    assert_eq!(observe_every_ms(&slope), 30_000);
+    install(h.conn(), std::slice::from_ref(&slope)).expect("install");
+    let mut engine = Engine::evaluated_every(vec![slope], Duration::from_secs(10));
+    let observed_at = |now: i64| -> Vec<i64> {
+        let mut stmt = h
+            .conn()
+            .prepare("SELECT series_id FROM alert_state WHERE rule = 'r' AND evaluated_ms = ?1 ORDER BY 1")
+            .expect("prepare");
+        stmt.query_map([now], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let start = T0 + 90 * MIN;
+    let mut seen = Vec::new();
+    let mut rounds = Vec::new();
+    for dt in [0, 10_000, 20_000] {
+        engine.evaluate(h.conn(), start + dt).expect("evaluate");
+        let now = observed_at(start + dt);
+        assert_eq!(
+            now.len(),
+            2,
+            "a third of the six series at +{dt} ms: {now:?}"
+        );
+        let targets = |ids: &[i64]| -> Vec<i64> {
+            ids.iter()
+                .map(|id| {
+                    h.conn()
+                        .query_row("SELECT target_id FROM series WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })
+                        .expect("target")
+                })
+                .collect()
+        };
+        let shard = targets(&now)[0] % 3;
+        assert!(targets(&now).iter().all(|t| t % 3 == shard), "{now:?}");
+        seen.extend(now.iter().copied());
+        rounds.push(now);
+    }
+    seen.sort();
+    assert_eq!(seen, ids, "every series observed once in three evaluations");
+    // Each series' leak stands between its observations: all six hold a slope now.
+    let rising: i64 = h
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM alert_state WHERE rule = 'r' AND observed > 1.0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(rising, 6);
+    // The fourth evaluation starts the round again, with the first evaluation's series.
+    engine.evaluate(h.conn(), start + 30_000).expect("evaluate");
+    assert_eq!(observed_at(start + 30_000), rounds[0]);
 }
