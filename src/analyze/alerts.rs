@@ -828,7 +828,8 @@ fn store_observations(
         tx.exec(
             "UPDATE alert_state SET observed = NULL, evaluated_ms = :now
              WHERE rule = :rule
-               AND series_id IN (SELECT id FROM series WHERE target_id % :shards = :shard)",
+               AND (:shards = 1
+                    OR series_id IN (SELECT id FROM series WHERE target_id % :shards = :shard))",
             &[
                 ("now", Cell::Int(now_ms)),
                 ("rule", Cell::Text(rule.name.clone())),

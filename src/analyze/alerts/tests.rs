@@ -659,6 +659,13 @@ fn an_engine_on_an_interval_spreads_a_trend_rules_series_over_the_evaluations_be
             .collect::<Result<_, _>>()
             .expect("rows")
     };
+    let target_of = |id: i64| -> i64 {
+        h.conn()
+            .query_row("SELECT target_id FROM series WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("target")
+    };
     let start = T0 + 90 * MIN;
     let mut seen = Vec::new();
     let mut rounds = Vec::new();
@@ -670,19 +677,8 @@ fn an_engine_on_an_interval_spreads_a_trend_rules_series_over_the_evaluations_be
             2,
             "a third of the six series at +{dt} ms: {now:?}"
         );
-        let targets = |ids: &[i64]| -> Vec<i64> {
-            ids.iter()
-                .map(|id| {
-                    h.conn()
-                        .query_row("SELECT target_id FROM series WHERE id = ?1", [id], |r| {
-                            r.get(0)
-                        })
-                        .expect("target")
-                })
-                .collect()
-        };
-        let shard = targets(&now)[0] % 3;
-        assert!(targets(&now).iter().all(|t| t % 3 == shard), "{now:?}");
+        let shares: Vec<i64> = now.iter().map(|id| target_of(*id) % 3).collect();
+        assert!(shares.iter().all(|s| *s == shares[0]), "{now:?}");
         seen.extend(now.iter().copied());
         rounds.push(now);
     }
