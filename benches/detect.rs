@@ -8,7 +8,7 @@
 //! the onset, or anywhere in a trace without a leak), for each of the three; then totals.
 //!
 //! Run: `cargo bench --bench detect` (`DETECT_SEED=N` draws other noise, phases and sizes, so the
-//! rules are judged on histories they were not tuned on; `DETECT_ONLY=name` runs one trace).
+//! rules are judged on histories they were not tuned on; `DETECT_ONLY=name` runs one trace and lists its every firing).
 
 use std::time::{Duration, Instant};
 
@@ -508,6 +508,12 @@ fn main() {
             }
             if s.1 > 0 {
                 tot.1 += 1;
+            }
+        }
+        if only.is_some() {
+            // One trace asked for: every firing, to see what fired when.
+            for (t, rule) in &f.memtrail {
+                println!("firing: {rule} at {:.2} h", *t as f64 / 3600.0);
             }
         }
         // Each rule that fired, with when it first fired (hours from the trace start).
