@@ -136,8 +136,6 @@ mk AS MATERIALIZED (SELECT :buckets * (:buckets - 1) * (2 * :buckets + 5) / 18.0
 newton(i, x) AS (SELECT 0, (SELECT var FROM mk) UNION ALL
                  SELECT i + 1, (x + (SELECT var FROM mk) / x) / 2 FROM newton WHERE i < 30),
 sd AS MATERIALIZED (SELECT x AS sd FROM newton WHERE i = 30),
-g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < max(:buckets * :points,
-                                                                    :lookback_groups * :lookback_points)),
 -- The lookback's groups are as wide as one slice of the window (at most :lookback_groups).
 judged_sel AS MATERIALIZED (
     SELECT *, max(1, min(:lookback_groups,
@@ -146,6 +144,12 @@ judged_sel AS MATERIALIZED (
     WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
       AND (young OR covered_ms >= :min_coverage * :window_ms)
 ),
+-- Instants, slices and lookback groups are counted out of these; none when no series is judged,
+-- so an evaluation that judges none (a shard without targets) costs next to nothing.
+g(i) AS (SELECT 0 WHERE EXISTS (SELECT 1 FROM judged_sel)
+         UNION ALL
+         SELECT i + 1 FROM g
+          WHERE i + 1 < max(:buckets * :points, :lookback_groups * :lookback_points)),
 pts AS MATERIALIZED (
     SELECT s.series_id, g.i / :points AS slice,
            (SELECT value FROM samples
