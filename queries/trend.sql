@@ -87,7 +87,8 @@
 --   mean per hour), intercept (line at the span's start), fitted_now (line at the newest sample),
 --   r2 (least squares over the slice levels), growth_pct (fitted growth over the span, % of the
 --   mean), mk_z, step_pct (the best step's jump, % of the mean), step_ratio (step residual / line
---   residual), early_pct_per_hour, late_pct_per_hour, prior_high, accelerating, classification,
+--   residual), early_pct_per_hour, late_pct_per_hour, prior_high (only for a series rising by
+--   mk_z >= :min_z: no other verdict needs it), accelerating, classification,
 --   reason (why there is no verdict yet), limit_value, seconds_to_limit, seconds_to_limit_low,
 --   seconds_to_limit_high (only for increasing series: when the line reaches the limit at the
 --   Theil-Sen slope, and at the two ends of its range), limit_at_ms (that time, Unix ms). The limit is :limit, else the target's own
@@ -160,8 +161,15 @@ pts AS MATERIALIZED (
     FROM judged_sel AS s CROSS JOIN g
     WHERE g.i < :buckets * :points
 ),
+-- flat: every level of the series is the same (an idle process's memory, a thread count that never
+-- moves: most of a host's series). Nothing is fitted to a flat series (the pairs, the halves, the
+-- scatter and the step test leave it out, which is most of a judgment's cost): `line` and `stats`
+-- give it the flat line's figures, the ones the fits would have found.
 lv AS MATERIALIZED (
-    SELECT series_id, slice, avg(v) AS m
+    SELECT series_id, slice, avg(v) AS m,
+           count(*) OVER (PARTITION BY series_id) > 1
+             AND max(avg(v)) OVER (PARTITION BY series_id) = min(avg(v)) OVER (PARTITION BY series_id)
+             AS flat
     FROM (SELECT series_id, slice, v,
                  row_number() OVER (PARTITION BY series_id, slice ORDER BY v) AS rk,
                  count(*) OVER (PARTITION BY series_id, slice) AS cnt
@@ -174,6 +182,7 @@ pairs AS MATERIALIZED (
     SELECT a.series_id, a.slice AS sa, b.slice AS sb, (b.m - a.m) * 1.0 / (b.slice - a.slice) AS d,
            CASE WHEN b.m > a.m THEN 1 WHEN b.m < a.m THEN -1 ELSE 0 END AS sg
     FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice > a.slice
+    WHERE NOT a.flat
 ),
 -- Theil-Sen over all pairs, with Sen's range: ranks (N -+ 1.96 sd) / 2 of the sorted slopes.
 ranked_pairs AS MATERIALIZED (
@@ -207,6 +216,7 @@ halves AS MATERIALIZED (
 lv_diff AS MATERIALIZED (
     SELECT a.series_id, b.m - a.m AS dm
     FROM lv AS a JOIN lv AS b ON b.series_id = a.series_id AND b.slice = a.slice + 1
+    WHERE NOT a.flat
 ),
 dm_median AS MATERIALIZED (
     SELECT series_id, avg(dm) AS med
@@ -237,21 +247,27 @@ icept AS MATERIALIZED (
     WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
     GROUP BY series_id
 ),
+-- A flat series has no Theil-Sen line: its line is its level (slope 0, intercept the level).
 line AS MATERIALIZED (
-    SELECT lv.series_id, sum(abs(lv.m - (i.a + ts.d * (lv.slice + 0.5)))) AS resid,
+    SELECT series_id, sum(abs(m - (a + d * (slice + 0.5)))) AS resid,
            -- The least-squares sums over m - a: near zero, so squares of byte counts keep their
            -- precision.
-           avg(lv.m) AS mean, count(*) AS n, sum(lv.slice) AS sx, sum(lv.m - i.a) AS sy,
-           sum(lv.slice * lv.slice) AS sxx, sum(lv.slice * (lv.m - i.a)) AS sxy,
-           sum((lv.m - i.a) * (lv.m - i.a)) AS syy,
-           max(CASE WHEN lv.slice = :buckets - 1 THEN lv.m END) AS newest_level
-    FROM lv JOIN ts ON ts.series_id = lv.series_id JOIN icept AS i ON i.series_id = lv.series_id
-    GROUP BY lv.series_id
+           avg(m) AS mean, count(*) AS n, sum(slice) AS sx, sum(m - a) AS sy,
+           sum(slice * slice) AS sxx, sum(slice * (m - a)) AS sxy, sum((m - a) * (m - a)) AS syy,
+           max(CASE WHEN slice = :buckets - 1 THEN m END) AS newest_level, max(flat) AS flat
+    FROM (SELECT lv.series_id, lv.slice, lv.m, lv.flat,
+                 CASE WHEN lv.flat THEN lv.m ELSE i.a END AS a,
+                 CASE WHEN lv.flat THEN 0 ELSE ts.d END AS d
+          FROM lv LEFT JOIN ts ON ts.series_id = lv.series_id
+          LEFT JOIN icept AS i ON i.series_id = lv.series_id
+          WHERE lv.flat OR (ts.series_id IS NOT NULL AND i.series_id IS NOT NULL))
+    GROUP BY series_id
 ),
 -- Every breakpoint k: each side at its median; the best k has the smallest L1 residual.
 sides AS (
     SELECT lv.series_id, g.i AS k, lv.slice >= g.i AS right_side, lv.m
     FROM lv JOIN g ON g.i >= 1 AND g.i < :buckets
+    WHERE NOT lv.flat
 ),
 side_medians AS MATERIALIZED (
     SELECT series_id, k, right_side, avg(m) AS med
@@ -288,6 +304,11 @@ lb_pts AS MATERIALIZED (
              ORDER BY ts_ms LIMIT 1) AS v
     FROM judged_sel AS s CROSS JOIN g
     WHERE s.lb_first_ts_ms IS NOT NULL AND g.i < s.lb_groups * :lookback_points
+      -- Only a series rising as an increasing verdict needs (Mann-Kendall z >= :min_z) is
+      -- compared with its prior high: the lookback's instants are most of a judgment's seeks.
+      AND s.series_id IN (SELECT series_id FROM ts
+                           WHERE (s - CASE WHEN s > 0 THEN 1 WHEN s < 0 THEN -1 ELSE 0 END)
+                                 / (SELECT sd FROM sd) >= :min_z)
 ),
 prior AS MATERIALIZED (
     SELECT series_id, max(m) AS prior_high
@@ -310,20 +331,28 @@ stats AS (
            sel.first_ts_ms, sel.last_ts_ms, sel.covered_ms,
            (sel.last_ts_ms - sel.first_ts_ms) * 1.0 / :window_ms AS coverage,
            (sel.last_ts_ms - sel.first_ts_ms) / 1000.0 / :buckets AS slice_s,
-           line.mean, ts.s, ts.d, ts.d_low, ts.d_high, icept.a, line.resid, line.newest_level,
+           -- A flat series: the flat line's (no slope, no step, no scatter; r2 undefined).
+           line.mean, coalesce(ts.s, flat.zero) AS s, coalesce(ts.d, flat.zero) AS d,
+           coalesce(ts.d_low, flat.zero) AS d_low, coalesce(ts.d_high, flat.zero) AS d_high,
+           coalesce(icept.a, CASE WHEN line.flat THEN line.mean END) AS a, line.resid,
+           line.newest_level,
            (line.n * line.sxy - line.sx * line.sy) * (line.n * line.sxy - line.sx * line.sy)
              / nullif((line.n * line.sxx - line.sx * line.sx) * (line.n * line.syy - line.sy * line.sy), 0)
              AS r2,
-           (ts.s - CASE WHEN ts.s > 0 THEN 1 WHEN ts.s < 0 THEN -1 ELSE 0 END) / (SELECT sd FROM sd)
-             AS mk_z,
-           best_step.jump, best_step.resid AS step_resid, best_step.right_range,
+           (coalesce(ts.s, flat.zero) - CASE WHEN ts.s > 0 THEN 1 WHEN ts.s < 0 THEN -1 ELSE 0 END)
+             / (SELECT sd FROM sd) AS mk_z,
+           coalesce(best_step.jump, flat.zero) AS jump,
+           coalesce(best_step.resid, flat.zero) AS step_resid,
+           coalesce(best_step.right_range, flat.zero) AS right_range,
            coalesce(sel.first_ts_ms - sel.lb_first_ts_ms, 0) AS prior_ms,
            -- The prior a target can have: none from before a process started.
            min(:min_prior_ms, coalesce(sel.first_ts_ms - sel.start_time_ms, :min_prior_ms))
              AS prior_needed_ms,
-           (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0) AS d_early,
-           (SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1) AS d_late,
-           prior.prior_high, scatter.level_var,
+           coalesce((SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 0),
+                    flat.zero) AS d_early,
+           coalesce((SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1),
+                    flat.zero) AS d_late,
+           prior.prior_high, coalesce(scatter.level_var, flat.zero) AS level_var,
            CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
                                     'has_limit') THEN NULL
                 WHEN :limit IS NOT NULL THEN :limit
@@ -337,6 +366,8 @@ stats AS (
     LEFT JOIN ts ON ts.series_id = sel.series_id
     LEFT JOIN icept ON icept.series_id = sel.series_id
     LEFT JOIN line ON line.series_id = sel.series_id
+    -- 0 for a flat series, NULL for any other (whose figures come from the fits, or are none).
+    LEFT JOIN (SELECT 0.0 AS zero) AS flat ON line.flat
     LEFT JOIN best_step ON best_step.series_id = sel.series_id
     LEFT JOIN prior ON prior.series_id = sel.series_id
     LEFT JOIN scatter ON scatter.series_id = sel.series_id

@@ -712,6 +712,48 @@ fn flat_and_noisy_flat_are_stable() {
     }
 }
 
+/// A flat series skips the fits (pairs, halves, scatter, step test, lookback): its figures must
+/// be the flat line's, the ones the fits give a series whose levels never move.
+#[test]
+fn a_flat_series_gets_the_flat_lines_figures_without_the_fits() {
+    let (c, t) = classify(&shape(90, 0.0, |_| BASE), 90);
+    assert_eq!(c, "stable");
+    let r = 0;
+    for zero in [
+        "slope_per_hour",
+        "slope_low_per_hour",
+        "slope_high_per_hour",
+        "pct_per_hour",
+        "growth_pct",
+        "mk_z",
+        "step_pct",
+        "early_pct_per_hour",
+        "late_pct_per_hour",
+    ] {
+        assert_eq!(t.get(r, zero).as_f64(), Some(0.0), "{zero}: {:?}", t.rows);
+    }
+    for level in ["mean", "intercept", "fitted_now"] {
+        assert_eq!(t.get(r, level).as_f64(), Some(BASE), "{level}");
+    }
+    // No variance to explain, no residual to compare, no rise to compare with the past.
+    for none in ["r2", "step_ratio", "prior_high", "seconds_to_limit"] {
+        assert_eq!(t.get(r, none), &Cell::Null, "{none}");
+    }
+}
+
+#[test]
+fn only_a_rising_series_is_compared_with_its_prior_high() {
+    // Flat for 30 min, then +5 %/h: at minute 90 the window's 30 minutes before are its lookback.
+    let leak = |t: f64| BASE * (1.0 + 0.05 * ((t - 1800.0).max(0.0) / 3600.0));
+    let (c, t) = classify(&shape(90, 0.01, leak), 90);
+    assert_eq!(c, "increasing");
+    let high = t.get(0, "prior_high").as_f64().expect("a rising series' prior high");
+    assert!((high / BASE - 1.0).abs() < 0.01, "{high}");
+    let (c, t) = classify(&shape(90, 0.01, |_| BASE), 90);
+    assert_eq!(c, "stable");
+    assert_eq!(t.get(0, "prior_high"), &Cell::Null);
+}
+
 #[test]
 fn warm_up_then_flat_is_stable_once_the_warm_up_left_the_window() {
     // Rises from 100 MB towards 500 MB with a 4-minute time constant, then stays.
