@@ -78,10 +78,14 @@
 --   :target = NULL           text      only targets with this name
 --   :pid = NULL              integer   only this pid
 --   :mappings = 1            integer   0: leave out the mapping groups' map_rss:* series
+--   :count_all = 1           integer   0: count the window's samples only up to :min_samples, all a
+--                                      verdict needs (the alert rules: the count is a scan, 21,600
+--                                      rows a series for a 6 h window at 1 Hz)
 --   :shards = 1              integer   judge only the series of targets whose id is :shard modulo
 --   :shard = 0               integer   :shards (the recorder spreads a trend rule over evaluations)
 -- Result columns:
---   series_id, kind, target, pid, metric, unit, samples, first_ts_ms, last_ts_ms, coverage (span
+--   series_id, kind, target, pid, metric, unit, samples (in the window; at most :min_samples
+--   when :count_all = 0), first_ts_ms, last_ts_ms, coverage (span
 --   over the window), mean (of the slice levels), slope_per_hour (Theil-Sen, units/h),
 --   slope_low_per_hour, slope_high_per_hour (Sen's 95 % range), pct_per_hour (slope in % of the
 --   mean per hour), intercept (line at the span's start), fitted_now (line at the newest sample),
@@ -104,9 +108,11 @@ WITH sel0 AS MATERIALIZED (
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms AND ts_ms <= :now_ms
              ORDER BY ts_ms DESC LIMIT 1) AS last_ts_ms,
-           (SELECT count(*) FROM samples
-             WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms
-               AND ts_ms <= :now_ms) AS samples,
+           -- Counted up to :min_samples only, unless :count_all (a count is a scan of the window).
+           (SELECT count(*) FROM (SELECT 1 FROM samples
+                                   WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms
+                                     AND ts_ms <= :now_ms
+                                   LIMIT CASE WHEN :count_all THEN -1 ELSE :min_samples END)) AS samples,
            (SELECT ts_ms FROM samples
              WHERE series_id = si.series_id AND ts_ms >= :now_ms - :window_ms - :lookback_ms
                AND ts_ms < :now_ms - :window_ms

@@ -557,12 +557,15 @@ fn observe(
             // The verdict itself must use the rule's slope: a 0.5 %/h rule needs `increasing` at
             // 0.5 %/h, not at the query's default.
             params.push(("min_pct_per_hour", Cell::Real(rule.threshold)));
+            // The verdict needs to know only that a window holds min_samples, not how many more.
+            params.push(("count_all", Cell::Int(0)));
             ("trend", "classification")
         }
         Comparison::TimeToLimit => {
             if let Some(l) = rule.limit {
                 params.push(("limit", Cell::Real(l)));
             }
+            params.push(("count_all", Cell::Int(0)));
             // The trend's projection: the robust slope, and only while `increasing`.
             ("trend", "seconds_to_limit")
         }

@@ -747,11 +747,47 @@ fn only_a_rising_series_is_compared_with_its_prior_high() {
     let leak = |t: f64| BASE * (1.0 + 0.05 * ((t - 1800.0).max(0.0) / 3600.0));
     let (c, t) = classify(&shape(90, 0.01, leak), 90);
     assert_eq!(c, "increasing");
-    let high = t.get(0, "prior_high").as_f64().expect("a rising series' prior high");
+    let high = t
+        .get(0, "prior_high")
+        .as_f64()
+        .expect("a rising series' prior high");
     assert!((high / BASE - 1.0).abs() < 0.01, "{high}");
     let (c, t) = classify(&shape(90, 0.01, |_| BASE), 90);
     assert_eq!(c, "stable");
     assert_eq!(t.get(0, "prior_high"), &Cell::Null);
+}
+
+/// The alert rules count a window's samples only up to min_samples: every other figure is the same.
+#[test]
+fn counting_samples_only_up_to_min_samples_changes_nothing_else() {
+    let leak = |t: f64| BASE * (1.0 + 0.05 * ((t - 1800.0).max(0.0) / 3600.0));
+    let h = History::new();
+    // 15 samples in the window's last 75 s: fewer than min_samples.
+    let young: Vec<(i64, f64)> = shape(2, 0.01, leak)[..15]
+        .iter()
+        .map(|&(t, v)| (t + 88 * 60_000, v))
+        .collect();
+    let s = h.series("process", "app", "rss", "bytes", &shape(90, 0.01, leak));
+    let y = h.series("process", "young", "rss", "bytes", &young);
+    let now = T0 + 90 * 60_000;
+    let all = run(h.conn(), "trend", &[], now).expect("trend");
+    let capped = run(h.conn(), "trend", &[("count_all", Cell::Int(0))], now).expect("trend");
+    assert_eq!(all.get(one(&all, s), "samples"), &Cell::Int(721));
+    assert_eq!(capped.get(one(&capped, s), "samples"), &Cell::Int(20));
+    // Under min_samples the count is exact either way (the reason says how many there are).
+    assert_eq!(capped.get(one(&capped, y), "samples"), &Cell::Int(15));
+    for (sid, col) in [s, y]
+        .into_iter()
+        .flat_map(|sid| all.columns.iter().map(move |c| (sid, c)))
+    {
+        if col != "samples" {
+            assert_eq!(
+                all.get(one(&all, sid), col),
+                capped.get(one(&capped, sid), col),
+                "{col}"
+            );
+        }
+    }
 }
 
 #[test]
