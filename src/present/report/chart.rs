@@ -185,6 +185,17 @@ pub(crate) fn time_ticks(from_ms: i64, to_ms: i64, max: i64) -> Vec<(i64, String
         .collect()
 }
 
+/// A time tick's label is centred on its tick, but one so near the right edge that half of it
+/// would overflow the drawing (a recording's last second, "18:11:39") ends at its tick instead.
+/// Width estimated at 6 SVG units a character (the 10 px tick font's digits are about 5.6).
+fn time_label_anchor(x: f64, label: &str) -> &'static str {
+    if x + 3.0 * label.chars().count() as f64 > W - 2.0 {
+        "end"
+    } else {
+        "middle"
+    }
+}
+
 /// One vertical marker: an alert, its resolution, a cleanup, or another event.
 struct Marker {
     ts_ms: i64,
@@ -382,9 +393,10 @@ fn axes(s: &mut String, sc: &Scale, r: &Report) {
         let xx = sc.x(ts);
         let _ = write!(
             s,
-            r##"<line class="grid" x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" stroke="#e5e7eb"/><text x="{xx:.1}" y="{}" text-anchor="middle" class="tick xtick">{}</text>"##,
+            r##"<line class="grid" x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" stroke="#e5e7eb"/><text x="{xx:.1}" y="{}" text-anchor="{}" class="tick xtick">{}</text>"##,
             TOP + PLOT_H,
             TOP + PLOT_H + 15.0,
+            time_label_anchor(xx, &label),
             esc(&label)
         );
     }
@@ -578,6 +590,16 @@ mod tests {
         let ticks = time_ticks(t0, t0 + 86_400_000, 8);
         assert!(ticks.iter().all(|t| t.0 % 10_800_000 == 0), "{ticks:?}");
         assert!(ticks.iter().any(|t| t.1 == "09-22"), "{ticks:?}");
+    }
+
+    #[test]
+    fn a_time_label_at_the_right_edge_ends_at_its_tick() {
+        assert_eq!(time_label_anchor(LEFT + PLOT_W, "18:11:39"), "end");
+        assert_eq!(
+            time_label_anchor(LEFT + PLOT_W - 30.0, "18:11:39"),
+            "middle"
+        );
+        assert_eq!(time_label_anchor(LEFT, "18:11:39"), "middle");
     }
 
     #[test]
