@@ -187,9 +187,8 @@ pub(crate) fn time_ticks(from_ms: i64, to_ms: i64, max: i64) -> Vec<(i64, String
 
 /// A time tick's label is centred on its tick, but one so near the right edge that half of it
 /// would overflow the drawing (a recording's last second, "18:11:39") ends at its tick instead.
-/// Width estimated at 6 SVG units a character (the 10 px tick font's digits are about 5.6).
 fn time_label_anchor(x: f64, label: &str) -> &'static str {
-    if x + 3.0 * label.chars().count() as f64 > W - 2.0 {
+    if x + label_width(label) / 2.0 > W {
         "end"
     } else {
         "middle"
