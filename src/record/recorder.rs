@@ -116,6 +116,12 @@ impl Backlog {
         self.ticks.len()
     }
 
+    /// Whether adding a tick of `samples` would push held ticks out: ticks held only to be
+    /// committed together must then be committed, not dropped.
+    pub fn would_overflow(&self, samples: usize) -> bool {
+        !self.ticks.is_empty() && self.samples + samples > self.max_samples
+    }
+
     pub fn samples(&self) -> usize {
         self.samples
     }
@@ -562,7 +568,9 @@ impl Recorder {
 
     /// Commit now, unless ticks are gathered into fewer commits (commit_interval) and the last
     /// commit is recent: then the tick waits in the spool. After a failed write every tick tries
-    /// again; rules due now commit what waits first (they read the database).
+    /// again; rules due now commit what waits first (they read the database), and so does a tick
+    /// that would push waiting ticks past the write buffer (a large host's ticks between commits
+    /// are committed, never dropped).
     fn write_or_hold(
         &mut self,
         st: &mut LoopState,
@@ -577,6 +585,15 @@ impl Recorder {
                 >= self.settings.commit_interval
             || st.pending_stop.is_some()
             || (!self.engine.rules.is_empty() && st.evaluations.due(ts));
+        let overflow = st.backlog.would_overflow(snap.value_count());
+        if overflow && !st.last_write_failed {
+            // Ticks waiting only to be committed together are committed before this one would
+            // push them out; if that fails, the flush below tries again and says so.
+            let _ = st
+                .backlog
+                .flush(&mut self.store, self.run_id, self.settings.interval / 2);
+        }
+        let due = due || overflow;
         if !due
             && let Err(e) = st.spool.append(&snap)
             && due_to_log(&mut st.logged.spool_error, tick_at)

@@ -779,6 +779,47 @@ fn spooled_ticks_are_not_counted_as_held() {
     );
 }
 
+/// Ticks held only to be committed together (a long commit interval) are committed when the next
+/// would push them past the write buffer, never dropped: a large host's ticks between commits
+/// (8,500 samples a tick for 1,000 processes) can outgrow the buffer sized for a failing disk.
+#[test]
+fn ticks_between_commits_that_fill_the_write_buffer_are_committed_not_dropped() {
+    let s = Scratch::new();
+    let db = s.db();
+    // About ten samples a tick (the recorder's own process and the system): a buffer of 25 holds
+    // two ticks, a 1-minute commit interval would hold all thirty.
+    let out = run(
+        memtrail()
+            .args([
+                "record",
+                "--self",
+                "--interval",
+                "100ms",
+                "--duration",
+                "3s",
+            ])
+            .args([
+                "--commit-interval",
+                "1m",
+                "--write-buffer",
+                "25",
+                "--no-api",
+            ])
+            .arg("--db")
+            .arg(&db),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("write buffer is full"), "{err}");
+    let written = ticks(&db);
+    assert!(
+        written.len() >= 28,
+        "{} ticks: {written:?}\n{err}",
+        written.len()
+    );
+}
+
 /// A pipe's two ends; `nonblock` sets O_NONBLOCK on both (so the recorder's writes get EAGAIN
 /// once the buffer is full rather than waiting for a reader).
 fn pipe(nonblock: bool) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
