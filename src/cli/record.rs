@@ -76,7 +76,9 @@ pub(super) struct RecordArgs {
     #[arg(long, value_name = "SAMPLES")]
     write_buffer: Option<usize>,
     /// Commit ticks together at most this often: cheaper at short intervals; ticks between
-    /// commits wait in the spool, so a crash loses at most the tick in flight [default: 1s; 0s commits every tick]
+    /// commits wait in the spool, so a crash loses at most the tick in flight. Stretched for
+    /// ticks over 1,000 samples, in proportion, up to 10s (a whole host)
+    /// [default: 1s; 0s commits every tick]
     #[arg(long, value_name = "DURATION")]
     commit_interval: Option<HumanDuration>,
     /// Evaluate the alert rules at most this often (each evaluation runs every rule's query)
