@@ -187,6 +187,8 @@ pub(crate) fn commit_every(commit_interval: Duration, samples: usize) -> Duratio
 }
 
 const SAMPLES_PER_COMMIT_INTERVAL: usize = 1_000;
+/// A commit of more samples than this (a whole host's held ticks) hands the freed heap back.
+const LARGE_BATCH_SAMPLES: usize = 10_000;
 const LARGE_TICK_COMMIT: Duration = Duration::from_secs(10);
 
 /// A wall-clock step smaller than this is taken as noise, not a jump.
@@ -636,6 +638,10 @@ impl Recorder {
         if w.is_ok() && st.backlog.ticks() == 0 {
             st.last_commit = tick_at;
             st.spool.clear();
+        }
+        if w.as_ref().is_ok_and(|&n| n > LARGE_BATCH_SAMPLES) {
+            // The held ticks and the batch's rows are freed by now: let them leave the RSS too.
+            crate::allocator::release_freed();
         }
         st.last_write_failed = w.is_err();
         w
