@@ -456,12 +456,19 @@ impl SeriesFacts {
     }
 }
 
-fn series_facts(conn: &Connection) -> Result<HashMap<i64, SeriesFacts>, StoreError> {
+/// The facts of the series whose metric one of the rules reads: a whole host records 8,500
+/// series, and all of them read into memory at every evaluation were its peak (12 MiB of rows and
+/// map, by heaptrack) when the default rules read the 1,000 `rss` series among them.
+fn series_facts(
+    conn: &Connection,
+    metrics: &[&str],
+) -> Result<HashMap<i64, SeriesFacts>, StoreError> {
+    let metrics = serde_json::to_string(metrics).unwrap_or_else(|_| "[]".into());
     let t = store::query_table(
         conn,
         "SELECT series_id, kind, target, pid, metric, unit, coalesce(start_time_ms, first_seen_ms) AS born_ms, gone_ms
-         FROM series_info",
-        &[] as &[(&str, Cell)],
+         FROM series_info WHERE metric IN (SELECT value FROM json_each(:metrics))",
+        &[("metrics", Cell::Text(metrics))],
     )?;
     Ok((0..t.rows.len())
         .filter_map(|r| {
@@ -734,7 +741,8 @@ impl Engine {
         conn: &Connection,
         now_ms: i64,
     ) -> Result<Vec<AlertEvent>, AlertError> {
-        let facts = series_facts(conn)?;
+        let metrics: Vec<&str> = self.rules.iter().map(|r| r.metric.as_str()).collect();
+        let facts = series_facts(conn, &metrics)?;
         let due = self.due_now(now_ms);
         let observations = observe_all(&due, conn, &facts, now_ms)?;
         let tx = store::Tx::begin(conn)?;

@@ -429,7 +429,14 @@ fn a_rule_is_skipped_exactly_when_its_query_would_select_no_series() {
     h.series("process", "app", "fds", "count", &fresh);
     h.series("system", "system", "mem_used_percent", "percent", &fresh);
     h.series("cgroup", "/a.service", "limit_percent", "percent", &fresh);
-    let facts = series_facts(h.conn()).expect("facts");
+    let facts = series_facts(
+        h.conn(),
+        &["rss", "swap", "mem_used_percent", "limit_percent"],
+    )
+    .expect("facts");
+    // Only the metrics rules read: the `fds` series is not among the facts.
+    assert_eq!(facts.len(), 3, "rss, mem_used_percent, limit_percent");
+    assert!(facts.values().all(|f| f.metric != "fds"));
     let selectors = [
         "metric = \"rss\"",
         "metric = \"rss\"\nkind = \"process\"",
