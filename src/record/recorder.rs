@@ -187,9 +187,9 @@ pub(crate) fn commit_every(commit_interval: Duration, samples: usize) -> Duratio
 }
 
 const SAMPLES_PER_COMMIT_INTERVAL: usize = 1_000;
+const LARGE_TICK_COMMIT: Duration = Duration::from_secs(10);
 /// A commit of more samples than this (a whole host's held ticks) hands the freed heap back.
 const LARGE_BATCH_SAMPLES: usize = 10_000;
-const LARGE_TICK_COMMIT: Duration = Duration::from_secs(10);
 
 /// A wall-clock step smaller than this is taken as noise, not a jump.
 const CLOCK_STEP_MS: i64 = 1_000;
@@ -598,13 +598,14 @@ impl Recorder {
     ) -> Result<usize, crate::store::StoreError> {
         // Half an interval of slack: ticks wake a little late or early, and at 1 s ticks with a
         // 1 s commit interval each tick is still committed.
-        let every = commit_every(self.settings.commit_interval, snap.value_count());
+        let samples = snap.value_count();
+        let every = commit_every(self.settings.commit_interval, samples);
         let due = st.last_write_failed
             || tick_at.saturating_duration_since(st.last_commit) + self.settings.interval / 2
                 >= every
             || st.pending_stop.is_some()
             || (!self.engine.rules.is_empty() && st.evaluations.due(ts));
-        let overflow = st.backlog.would_overflow(snap.value_count());
+        let overflow = st.backlog.would_overflow(samples);
         if overflow && !st.last_write_failed {
             // Ticks waiting only to be committed together are committed before this one would
             // push them out; if that fails, the flush below tries again and says so.

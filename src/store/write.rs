@@ -320,9 +320,8 @@ impl Store {
     }
 }
 
-/// One tick's rows, inside the caller's transaction.
 /// A tick's targets, series, `gone` marks and the run's last tick; its samples are added to
-/// `ids.rows` for [`insert_rows`].
+/// `ids.rows` for [`insert_rows`]; inside the caller's transaction.
 pub(super) fn write_one(
     tx: &Connection,
     ids: &mut WriteCache,
