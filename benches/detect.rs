@@ -8,7 +8,8 @@
 //! the onset, or anywhere in a trace without a leak), for each of the three; then totals.
 //!
 //! Run: `cargo bench --bench detect` (`DETECT_SEED=N` draws other noise, phases and sizes, so the
-//! rules are judged on histories they were not tuned on; `DETECT_ONLY=name` runs one trace and lists its every firing).
+//! rules are judged on histories they were not tuned on; `DETECT_ONLY=name` runs one trace and
+//! lists its every firing; `DETECT_AT=0.2,1.5` prints the trend's figures at those hours).
 
 use std::time::{Duration, Instant};
 
@@ -420,6 +421,38 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
         }
     }
     let took = started.elapsed();
+    // DETECT_AT=h1,h2,...: the trend's figures at those hours (to see why a rule fired).
+    for h in std::env::var("DETECT_AT")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|h| h.parse::<f64>().ok())
+    {
+        let t = analysis::run(
+            conn,
+            "trend",
+            &[("metric", Cell::Text("rss".into()))],
+            T0 + (h * 3_600_000.0) as i64,
+        )
+        .expect("trend");
+        for r in 0..t.rows.len() {
+            let col = |c: &str| format!("{}={:?}", c, t.get(r, c));
+            println!(
+                "at {h} h: {}",
+                [
+                    "pid",
+                    "classification",
+                    "pct_per_hour",
+                    "mk_z",
+                    "early_pct_per_hour",
+                    "late_pct_per_hour",
+                    "growth_pct",
+                    "coverage"
+                ]
+                .map(col)
+                .join(" ")
+            );
+        }
+    }
     for life in &trace.lives {
         seed_rule(life, &evals, &mut f.seed);
         prometheus_rule(life, &evals, 2.0 * trace.base, &mut f.prometheus);

@@ -16,6 +16,10 @@
 --     (L1 residuals), the change is one step, not a slope;
 --   * early and late slope: Theil-Sen over each half of the slices, so growth that is levelling
 --     off (a cache warming up) is told from growth that goes on or accelerates;
+--   * slowing: the rates between neighbouring levels over the history recorded (the lookback's
+--     groups, then the slices), tested for a trend by rank (Spearman's rho, z = rho sqrt(n - 1)):
+--     a warm-up's rate falls for hours (a cache filling logarithmically over 3 h grows faster at
+--     2 h than a leak, but ever more slowly), a leak's rate holds or rises from its onset;
 --   * prior high: the highest level over the :lookback_ms before the window, at the slices' own
 --     resolution (groups as wide as a slice, at most :lookback_groups, each the median of
 --     :lookback_points instants). Growth that stays inside the range the series already spanned
@@ -41,14 +45,19 @@
 --                      asks for a larger effect, so a cycle's first rising phase is not a leak),
 --                      the newest level above the prior high by :min_growth_pct and by :min_z
 --                      standard deviations of the levels' scatter, not levelling off
---   levelling_off      rising as above, but the late slope is under half the early one
+--   levelling_off      rising as above, but slowing: the late slope is under half the early one;
+--                      or the rate falls (Spearman z <= -:min_z) by :min_pct_per_hour of the level
+--                      between the earlier and the later half of the rates (their medians); or, for
+--                      a process younger than the window, the late slope is under the early one
+--                      by :min_pct_per_hour (growth since the start that slows at all is start-up)
 --   fluctuating        rising or falling as above, but inside the range of the prior :lookback_ms
 --                      A target older than the window that rises as above with under :min_prior_ms
 --                      of history before the window (within a slice; a process that started less
 --                      than that before the window needs only what it lived) is insufficient_data:
 --                      without a prior range, the first rise of a saw-tooth whose teeth take about
---                      the window to rise looks just like a leak; its previous drop lies within
---                      half a window before.
+--                      the window to rise, or of a cycle, looks just like a leak; a cycle whose
+--                      period is up to twice the window shows its previous peak in a window of
+--                      history before (the default: 1 h).
 --   decreasing         z <= -:min_z, slope <= -:min_pct_per_hour, growth <= -:min_growth_pct
 --   stable             otherwise
 -- accelerating is 1 for an increasing series whose late slope is at least twice its early one.
@@ -68,7 +77,7 @@
 --   :min_pct_per_hour = 1.0  number    Theil-Sen slope needed (percent of the level per hour)
 --   :min_growth_pct = 1.0    number    growth over the span, and margin over the prior high (percent)
 --   :lookback_ms = 21600000  duration  history before the window whose range growth must leave (6 h)
---   :min_prior_ms = 1800000  duration  an older target's rise needs this much of it recorded (30 min)
+--   :min_prior_ms = 3600000  duration  an older target's rise needs this much of it recorded (1 h)
 --   :lookback_groups = 144   integer   at most this many groups of the lookback, each a level
 --   :lookback_points = 6     integer   instants per lookback group
 --   :limit = NULL            size      the limit for seconds_to_limit (default: below)
@@ -151,9 +160,11 @@ judged_sel AS MATERIALIZED (
     WHERE samples >= :min_samples AND last_ts_ms - first_ts_ms >= :min_span_ms
       AND (young OR covered_ms >= :min_coverage * :window_ms)
 ),
--- Instants, slices and lookback groups are counted out of these; none when no series is judged,
--- so an evaluation that judges none (a shard without targets) costs next to nothing.
-g(i) AS (SELECT 0 WHERE EXISTS (SELECT 1 FROM judged_sel)
+-- Instants, slices and lookback groups are counted out of these; none when the shard has no
+-- target, so such an evaluation costs next to nothing. (Asked of series_info, not judged_sel:
+-- SQLite expands a CTE at each reference, g is referenced through most of them, and a statement
+-- may open at most 1,000 cursors in all.)
+g(i) AS (SELECT 0 WHERE EXISTS (SELECT 1 FROM series_info WHERE target_id % :shards = :shard)
          UNION ALL
          SELECT i + 1 FROM g
           WHERE i + 1 < max(:buckets * :points, :lookback_groups * :lookback_points)),
@@ -316,16 +327,60 @@ lb_pts AS MATERIALIZED (
                            WHERE (s - CASE WHEN s > 0 THEN 1 WHEN s < 0 THEN -1 ELSE 0 END)
                                  / (SELECT sd FROM sd) >= :min_z)
 ),
+lb_lv AS MATERIALIZED (
+    SELECT series_id, grp, avg(v) AS m
+    FROM (SELECT series_id, grp, v,
+                 row_number() OVER (PARTITION BY series_id, grp ORDER BY v) AS rk,
+                 count(*) OVER (PARTITION BY series_id, grp) AS cnt
+          FROM lb_pts WHERE v IS NOT NULL)
+    WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
+    GROUP BY series_id, grp
+),
 prior AS MATERIALIZED (
-    SELECT series_id, max(m) AS prior_high
-    FROM (SELECT series_id, grp, avg(v) AS m
-          FROM (SELECT series_id, grp, v,
-                       row_number() OVER (PARTITION BY series_id, grp ORDER BY v) AS rk,
-                       count(*) OVER (PARTITION BY series_id, grp) AS cnt
-                FROM lb_pts WHERE v IS NOT NULL)
-          WHERE rk IN ((cnt + 1) / 2, (cnt + 2) / 2)
-          GROUP BY series_id, grp)
-    GROUP BY series_id
+    SELECT series_id, max(m) AS prior_high FROM lb_lv GROUP BY series_id
+),
+-- Is the growth slowing? The rate between neighbouring levels over the history recorded (the
+-- lookback's groups, then the window's slices, each at its centre time), and a rank test for a
+-- trend in those rates (Spearman's rho between the rates' order in time and in size, z = rho
+-- sqrt(n - 1)): a warm-up's rate falls for hours, a leak's holds (or rises from its onset). The
+-- lookback's levels are there only for a series rising as an increasing verdict needs.
+hist AS MATERIALIZED (
+    SELECT l.series_id,
+           s.lb_first_ts_ms + (l.grp + 0.5) * (s.first_ts_ms - s.lb_first_ts_ms) / s.lb_groups AS t,
+           l.m
+    FROM lb_lv AS l JOIN judged_sel AS s ON s.series_id = l.series_id
+    UNION ALL
+    SELECT lv.series_id,
+           s.first_ts_ms + (lv.slice + 0.5) * (s.last_ts_ms - s.first_ts_ms) / :buckets AS t, lv.m
+    FROM lv JOIN judged_sel AS s ON s.series_id = lv.series_id
+    WHERE NOT lv.flat
+),
+rates AS MATERIALIZED (
+    SELECT series_id, r, row_number() OVER (PARTITION BY series_id ORDER BY t) AS k,
+           -- The rate's rank by size, ties at their average rank.
+           rank() OVER (PARTITION BY series_id ORDER BY r)
+             + (count(*) OVER (PARTITION BY series_id, r) - 1) / 2.0 AS q,
+           count(*) OVER (PARTITION BY series_id) AS n
+    FROM (SELECT series_id, t,
+                 (m - lag(m) OVER w) / nullif(t - lag(t) OVER w, 0) AS r
+          FROM hist WINDOW w AS (PARTITION BY series_id ORDER BY t))
+    WHERE r IS NOT NULL
+),
+-- Spearman's rho is the correlation of the ranks (compared squared below: the bundled SQLite has
+-- no sqrt()); the median rate of the earlier and the later half of the rates say by how much.
+decel AS MATERIALIZED (
+    SELECT series_id, n, skq / n - sk / n * sq / n AS cov, skk / n - sk / n * sk / n AS vk,
+           sqq / n - sq / n * sq / n AS vq, early_rate, late_rate
+    FROM (SELECT series_id, count(*) * 1.0 AS n, sum(k) * 1.0 AS sk, sum(q) AS sq,
+                 sum(k * k) * 1.0 AS skk, sum(q * q) AS sqq, sum(k * q) AS skq,
+                 avg(CASE WHEN NOT late AND hr IN ((hc + 1) / 2, (hc + 2) / 2) THEN r END)
+                   AS early_rate,
+                 avg(CASE WHEN late AND hr IN ((hc + 1) / 2, (hc + 2) / 2) THEN r END) AS late_rate
+          FROM (SELECT *, row_number() OVER (PARTITION BY series_id, late ORDER BY r) AS hr,
+                       count(*) OVER (PARTITION BY series_id, late) AS hc
+                FROM (SELECT *, k * 2 > n AS late FROM rates))
+          GROUP BY series_id)
+    WHERE n >= 4
 ),
 system_total AS MATERIALIZED (
     SELECT (SELECT value FROM samples WHERE series_id = si.series_id ORDER BY ts_ms DESC LIMIT 1) AS total
@@ -359,6 +414,13 @@ stats AS (
            coalesce((SELECT d FROM halves AS h WHERE h.series_id = sel.series_id AND h.half = 1),
                     flat.zero) AS d_late,
            prior.prior_high, coalesce(scatter.level_var, flat.zero) AS level_var,
+           -- The rate falls: Spearman's z = rho sqrt(n - 1) <= -:min_z,
+           -- and by at least :min_pct_per_hour of the level (rates are in units per ms).
+           coalesce(decel.cov < 0
+                    AND decel.cov * decel.cov * (decel.n - 1) >= :min_z * :min_z * decel.vk * decel.vq
+                    AND (decel.early_rate - decel.late_rate) * 3600000 * 100
+                        >= :min_pct_per_hour * abs(line.mean),
+                    0) AS slowing,
            CASE WHEN sel.metric IN ('mem_available', 'mem_total', 'swap_total', 'limit', 'high',
                                     'has_limit') THEN NULL
                 WHEN :limit IS NOT NULL THEN :limit
@@ -377,6 +439,7 @@ stats AS (
     LEFT JOIN best_step ON best_step.series_id = sel.series_id
     LEFT JOIN prior ON prior.series_id = sel.series_id
     LEFT JOIN scatter ON scatter.series_id = sel.series_id
+    LEFT JOIN decel ON decel.series_id = sel.series_id
     WHERE sel.first_ts_ms IS NOT NULL
 ),
 judged AS (
@@ -406,7 +469,9 @@ verdict AS (
                   AND growth_pct >= :min_growth_pct * max(1.0, 1.0 / coverage) THEN
                CASE WHEN NOT young AND prior_ms + :window_ms / :buckets < prior_needed_ms
                       THEN 'insufficient_data'
-                    WHEN d_early > 0 AND d_late < d_early / 2 THEN 'levelling_off'
+                    WHEN (d_early > 0 AND d_late < d_early / 2) OR slowing
+                         OR (young AND (d_early - d_late) / slice_s * 3600 * 100
+                                       >= :min_pct_per_hour * abs(mean)) THEN 'levelling_off'
                     -- New: above the prior high by min_growth_pct of the level, and by more
                     -- than the levels' own scatter allows (min_z standard deviations).
                     WHEN prior_high IS NOT NULL

@@ -28,14 +28,14 @@ fn import(s: &Scratch, name: &str, content: &str) -> std::process::Output {
     )
 }
 
-/// 100 MiB flat for an hour, then +2.5 % a minute, compounding, to minute 90: a runaway. (A
-/// target older than the trend's hour is judged once the hour is recorded: imported history has
-/// no start time, so it counts as older.)
+/// 100 MiB flat for 90 minutes, then +2.5 % a minute, compounding, to minute 135: a runaway. (A
+/// target older than the trend's hour is judged once the hour is recorded, and a rise once an
+/// hour before the window is: imported history has no start time, so it counts as older.)
 fn runaway_csv() -> String {
     let mut text = String::from("timestamp,series,metric,value\n");
-    for i in 0..=540 {
+    for i in 0..=810 {
         let minute = i as f64 / 6.0;
-        let mib = 100.0 * 1.025f64.powf((minute - 60.0).max(0.0));
+        let mib = 100.0 * 1.025f64.powf((minute - 90.0).max(0.0));
         text.push_str(&format!("{},api,rss,{}\n", T0 + i * 10_000, mib * MIB));
     }
     text
@@ -46,7 +46,7 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
     let s = Scratch::new();
     let out = import(&s, "history.csv", &runaway_csv());
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 541 samples in 1 series"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 811 samples in 1 series"));
 
     let before = std::fs::read(s.db()).expect("db");
     let out = run(
@@ -69,19 +69,18 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
             )
         })
         .collect();
-    // The runaway alarm (+20 % in 10 min, ends as medians): from minute 69 the level at m - 1 is
-    // 1.025^8 = +21.8 % over the level at m - 9; held 15 minutes, it fires at minute 84. The leak
+    // The runaway alarm (+20 % in 10 min, ends as medians): from minute 99 the level at m - 1 is
+    // 1.025^8 = +21.8 % over the level at m - 9; held 15 minutes, it fires at minute 114. The leak
     // alarm (trend `increasing` over the hour, held 3 minutes) fires within the 45 minutes of the
-    // onset (minute 60) that issue 22 allows: an older target's rise waits for 30 minutes of
-    // history before the window (min_prior_ms), so this early in a recording it needs minute 85
-    // or so (it fired at 61-84, before the runaway alarm, while no prior was asked).
+    // onset (minute 90) that issue 22 allows: an older target's rise waits for an hour of history
+    // before the window (min_prior_ms), so this early in a recording it needs minute 115 or so.
     let growth: Vec<_> = timeline
         .iter()
         .filter(|e| e.1 == "process_rss_growth")
         .collect();
     assert_eq!(
         growth,
-        vec![&(84, "process_rss_growth".to_string(), "firing".to_string())],
+        vec![&(114, "process_rss_growth".to_string(), "firing".to_string())],
         "{timeline:?}"
     );
     let leak = timeline
@@ -89,7 +88,7 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
         .find(|e| e.1 == "process_rss_leak")
         .unwrap_or_else(|| panic!("no leak alarm: {timeline:?}"));
     assert!(
-        leak.0 > 60 && leak.0 <= 60 + 45 && leak.2 == "firing",
+        leak.0 > 90 && leak.0 <= 90 + 45 && leak.2 == "firing",
         "{timeline:?}"
     );
     // Growth that goes on is no step: the leak alarm never resolves while it compounds (a step
@@ -103,7 +102,7 @@ fn backtest_over_an_imported_csv_gives_the_expected_timeline() {
         "{timeline:?}"
     );
 
-    assert_eq!(report["evaluations"], 91);
+    assert_eq!(report["evaluations"], 136);
     assert_eq!(
         std::fs::read(s.db()).expect("db"),
         before,

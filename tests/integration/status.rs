@@ -64,12 +64,13 @@ fn status_api_and_report_agree_on_each_verdict() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    // The last 90 minutes every 10 s (the trend judges a target older than its hour once the
-    // hour is recorded): `leaky` grows 20 %/h from 100 MiB, all of it anonymous memory over 30 MiB
-    // of flat file-backed pages; `steady` stays at 50 MiB.
+    // The last 150 minutes every 10 s (the trend judges a target older than its hour once the
+    // hour is recorded, and its rise once an hour before that is): `leaky` grows 20 MiB/h from
+    // 100 MiB, all of it anonymous memory over 30 MiB of flat file-backed pages; `steady` stays
+    // at 50 MiB.
     let mut csv = String::from("timestamp,series,metric,value\n");
-    for i in 0..=540 {
-        let ts = now - 5_400_000 + i * 10_000;
+    for i in 0..=900 {
+        let ts = now - 9_000_000 + i * 10_000;
         let hours = i as f64 / 360.0;
         csv.push_str(&format!(
             "{ts},leaky,rss,{}\n{ts},leaky,rss_anon,{}\n{ts},leaky,rss_file,{}\n",
@@ -124,7 +125,7 @@ fn status_api_and_report_agree_on_each_verdict() {
     // To a file: the JSON is larger than a pipe holds, and `run` reads it after the exit.
     let out = run(
         memtrail()
-            .args(["report", "--since", "2h", "-o"])
+            .args(["report", "--since", "3h", "-o"])
             .arg(s.path("report.json"))
             .arg("--db")
             .arg(s.db()),

@@ -799,6 +799,62 @@ fn warm_up_then_flat_is_stable_once_the_warm_up_left_the_window() {
     assert_eq!(c, "stable", "{:?}", t.rows);
 }
 
+/// #22 item 2: a cache warming up from the process's start, logarithmically over 3 h (+40 %, time
+/// constant 20 min), grows for hours at rates a leak would show, but ever more slowly. While the
+/// process is younger than the window, growth that is slower in the window's second half than in
+/// its first is a warm-up; once older, the rate's fall over the recorded history is significant
+/// (Spearman). Neither is `increasing`; a leak at a steady rate after a flat stretch still is.
+#[test]
+fn a_warm_up_whose_growth_keeps_slowing_is_levelling_off_at_every_age() {
+    let warm = |t: f64| {
+        let t = t.min(3.0 * 3600.0);
+        BASE * (1.0 + 0.4 * (1.0 + t / 1200.0).ln() / 10f64.ln())
+    };
+    let pts = shape(180, 0.005, warm);
+    for minute in [15, 25, 45, 72, 100, 132, 170] {
+        let (c, t) = classify(&pts, minute);
+        assert_eq!(c, "levelling_off", "minute {minute}: {:?}", t.rows);
+        assert!(
+            f(&t, 0, "pct_per_hour") > 1.0,
+            "minute {minute}: still growing"
+        );
+    }
+    // The same rate held after a flat stretch: a leak, not a warm-up, at the same ages.
+    let leak = |t: f64| BASE * (1.0 + 0.1 * ((t - 600.0).max(0.0) / 3600.0));
+    let pts = shape(180, 0.005, leak);
+    for minute in [25, 45, 72, 100, 132, 170] {
+        let (c, t) = classify(&pts, minute);
+        assert_eq!(c, "increasing", "minute {minute}: {:?}", t.rows);
+    }
+}
+
+/// #22 item 2: a 2-hour cycle of ±10 % in a service that ran long before the recording. Its first
+/// rising half fills the 1 h window like a leak; an hour of history before the window holds the
+/// previous peak, whatever the phase the recording starts at, so no minute of it is `increasing`.
+#[test]
+fn a_two_hour_cycle_is_never_increasing_from_the_recordings_start() {
+    for phase in [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] {
+        let cycle = move |t: f64| {
+            BASE * (1.0 + 0.1 * (2.0 * std::f64::consts::PI * t / 7200.0 + phase).sin())
+        };
+        let h = History::new();
+        let s = h.series("process", "app", "rss", "bytes", &shape(300, 0.005, cycle));
+        h.conn()
+            .execute("UPDATE targets SET start_time_ms = ?1", [T0 - 86_400_000])
+            .expect("age");
+        for minute in (60..=300).step_by(5) {
+            let t = run(h.conn(), "trend", &[], T0 + minute * 60_000).expect("run");
+            let r = one(&t, s);
+            assert_ne!(
+                t.get(r, "classification").as_str(),
+                Some("increasing"),
+                "phase {phase}, minute {minute}: {:?}",
+                t.rows[r]
+            );
+        }
+    }
+}
+
 #[test]
 fn saw_tooth_on_a_flat_floor_is_stable() {
     for period in [180.0, 300.0, 420.0] {
@@ -837,7 +893,7 @@ fn the_first_rise_of_a_long_saw_tooth_waits_for_prior_history() {
     let (c, reason) = at(65);
     assert_eq!(c, "insufficient_data", "{reason}");
     assert!(
-        reason.starts_with("rising, but needs 1800 s of history before the window"),
+        reason.starts_with("rising, but needs 3600 s of history before the window"),
         "{reason}"
     );
     for minute in [100, 130, 150] {
