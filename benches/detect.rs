@@ -446,7 +446,10 @@ fn run_trace(trace: &Trace) -> (Firings, String, Duration) {
                     "early_pct_per_hour",
                     "late_pct_per_hour",
                     "growth_pct",
-                    "coverage"
+                    "coverage",
+                    "prior_high",
+                    "fitted_now",
+                    "mean"
                 ]
                 .map(col)
                 .join(" ")
