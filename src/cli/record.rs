@@ -85,6 +85,10 @@ pub(super) struct RecordArgs {
     /// [default: 10s]
     #[arg(long, env = "MEMTRAIL_EVALUATION_INTERVAL", value_name = "DURATION")]
     evaluation_interval: Option<HumanDuration>,
+    /// Evaluate no alert rules (neither the built-in ones nor the config's [[rules]]): a recorder
+    /// that only records. The same as `[alerts] default_rules = false` with no [[rules]].
+    #[arg(long)]
+    no_rules: bool,
     /// Serve the HTTP API on this address [default: 127.0.0.1:8181]
     #[arg(long, env = "MEMTRAIL_LISTEN", value_name = "IP:PORT")]
     listen: Option<String>,
@@ -138,6 +142,9 @@ pub(super) fn run_record(args: RecordArgs) -> anyhow::Result<ExitCode> {
         file.record.clone().overlay(args.partial()),
         args.command.clone(),
     )?;
+    if args.no_rules {
+        settings.rules.clear();
+    }
     settings.api = file.api.build(
         args.listen.as_deref(),
         args.no_api,

@@ -398,6 +398,66 @@ fn a_live_recorder_fires_a_rule_and_runs_the_alert_command() {
     );
 }
 
+/// `--no-rules` records without evaluating any rule: the config's [[rules]] and the built-in ones
+/// are not installed, no state or alert is written. The same recording without the flag fires the
+/// config's rule (so the check can fail).
+#[test]
+fn no_rules_records_without_evaluating_any_rule() {
+    let s = Scratch::new();
+    let config = s.path("memtrail.toml");
+    std::fs::write(
+        &config,
+        "[record]\nevaluation_interval = \"200ms\"\n\n[[rules]]\nname = \"hog_above_20mib\"\nmetric = \"rss\"\n\
+         target = \"memhog\"\ncomparison = \"greater_than\"\nvalue = \"20MiB\"\n",
+    )
+    .expect("config");
+    let record = |db: &std::path::Path, extra: &[&str]| {
+        let out = run(
+            memtrail()
+                .args([
+                    "record",
+                    "--interval",
+                    "100ms",
+                    "--no-system",
+                    "--no-api",
+                    "--config",
+                ])
+                .arg(&config)
+                .arg("--db")
+                .arg(db)
+                .args(extra)
+                .args([
+                    "--", MEMHOG, "--steps", "1", "--step", "32MiB", "--hold", "1500ms",
+                ]),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        open(db)
+    };
+    let quiet = record(&s.db(), &["--no-rules"]);
+    assert!(
+        count(&quiet, "SELECT count(*) FROM samples") > 0,
+        "it recorded"
+    );
+    assert_eq!(count(&quiet, "SELECT count(*) FROM rules"), 0);
+    assert_eq!(count(&quiet, "SELECT count(*) FROM alert_state"), 0);
+    assert_eq!(count(&quiet, "SELECT count(*) FROM alerts"), 0);
+    let ruled = record(&s.path("ruled.db"), &[]);
+    assert!(
+        count(
+            &ruled,
+            "SELECT count(*) FROM rules WHERE name = 'hog_above_20mib'"
+        ) == 1
+    );
+    assert!(
+        count(
+            &ruled,
+            "SELECT count(*) FROM alerts WHERE rule = 'hog_above_20mib'"
+        ) > 0,
+        "without --no-rules the rule fires"
+    );
+}
+
 /// Issue 20.4: a backtest of a recording reproduces exactly the alerts the recorder fired live —
 /// same rules, same evaluation grid (after recorded ticks, every `evaluation_interval` from the
 /// run's first tick), so the same times.
