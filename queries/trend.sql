@@ -163,11 +163,14 @@ judged_sel AS MATERIALIZED (
 -- Instants, slices and lookback groups are counted out of these; none when the shard has no
 -- target, so such an evaluation costs next to nothing. (Asked of series_info, not judged_sel:
 -- SQLite expands a CTE at each reference, g is referenced through most of them, and a statement
--- may open at most 1,000 cursors in all.)
-g(i) AS (SELECT 0 WHERE EXISTS (SELECT 1 FROM series_info WHERE target_id % :shards = :shard)
-         UNION ALL
-         SELECT i + 1 FROM g
-          WHERE i + 1 < max(:buckets * :points, :lookback_groups * :lookback_points)),
+-- may open at most 1,000 cursors in all.) Counted once into a table: SQLite runs a recursive CTE
+-- again at each reference, 0.4 ms for 864 rows, and g is read by the instants, the lookback and
+-- every breakpoint of the step test (half of a judgment's time went to counting).
+g_rec(i) AS (SELECT 0 WHERE EXISTS (SELECT 1 FROM series_info WHERE target_id % :shards = :shard)
+             UNION ALL
+             SELECT i + 1 FROM g_rec
+              WHERE i + 1 < max(:buckets * :points, :lookback_groups * :lookback_points)),
+g AS MATERIALIZED (SELECT i FROM g_rec),
 pts AS MATERIALIZED (
     SELECT s.series_id, g.i / :points AS slice,
            (SELECT value FROM samples
