@@ -411,27 +411,24 @@ fn no_rules_records_without_evaluating_any_rule() {
          target = \"memhog\"\ncomparison = \"greater_than\"\nvalue = \"20MiB\"\n",
     )
     .expect("config");
+    let config = config.to_str().expect("a UTF-8 path");
     let record = |db: &std::path::Path, extra: &[&str]| {
-        let out = run(
-            memtrail()
-                .args([
-                    "record",
-                    "--interval",
-                    "100ms",
-                    "--no-system",
-                    "--no-api",
-                    "--config",
-                ])
-                .arg(&config)
-                .arg("--db")
-                .arg(db)
-                .args(extra)
-                .args([
-                    "--", MEMHOG, "--steps", "1", "--step", "32MiB", "--hold", "1500ms",
-                ]),
-            Duration::from_secs(30),
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        let args = [
+            &[
+                "--interval",
+                "100ms",
+                "--no-system",
+                "--no-api",
+                "--config",
+                config,
+            ][..],
+            extra,
+            &[
+                "--", MEMHOG, "--steps", "1", "--step", "32MiB", "--hold", "1500ms",
+            ],
+        ]
+        .concat();
+        record_ok(db, &args);
         open(db)
     };
     let quiet = record(&s.db(), &["--no-rules"]);
@@ -443,11 +440,12 @@ fn no_rules_records_without_evaluating_any_rule() {
     assert_eq!(count(&quiet, "SELECT count(*) FROM alert_state"), 0);
     assert_eq!(count(&quiet, "SELECT count(*) FROM alerts"), 0);
     let ruled = record(&s.path("ruled.db"), &[]);
-    assert!(
+    assert_eq!(
         count(
             &ruled,
             "SELECT count(*) FROM rules WHERE name = 'hog_above_20mib'"
-        ) == 1
+        ),
+        1
     );
     assert!(
         count(
